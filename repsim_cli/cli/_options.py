@@ -1,0 +1,51 @@
+"""Shared click option decorators and parameter types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .._units import parse_size
+from ..errors import RepsimError
+
+F = Callable[..., Any]
+
+
+class SizeType(click.ParamType):
+    """A byte size such as ``4GiB`` or ``512M``."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class MetricType(click.ParamType):
+    """``NAME[:key=value,...]`` parsed against the metric registry."""
+
+    name = "SPEC"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..metrics import MetricSpec, parse_spec
+
+        if isinstance(value, MetricSpec):
+            return value
+        try:
+            return parse_spec(str(value))
+        except RepsimError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def output_option(help_text: str) -> Callable[[F], F]:
+    return click.option("-o", "--out", "out", required=True, metavar="PATH", help=help_text)
+
+
+def quiet_option(f: F) -> F:
+    return click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")(f)

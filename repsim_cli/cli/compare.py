@@ -1,0 +1,76 @@
+"""``repsim compare``: layer-by-layer similarity matrices between stores."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._progress import progress_context
+from ..compare import prepare_comparison
+from ..errors import ResultsError
+from ..results import write_results
+from ..store import open_store
+from ._options import MetricType, SizeType, output_option, quiet_option
+
+OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
+
+
+@click.command("compare")
+@click.argument("store_a", metavar="STORE_A")
+@click.argument("store_b", metavar="[STORE_B]", required=False)
+@click.option("-m", "--metric", "metrics", type=MetricType(), multiple=True, required=True,
+              help="NAME[:key=value,...]; repeat for several metrics (see `repsim metrics`).")
+@output_option("Results: .csv (long format), - (CSV on stdout), or .h5/.zarr (results store).")
+@click.option("--layers-a", multiple=True, metavar="GLOB", help="Layers of STORE_A to use (globs).")
+@click.option("--layers-b", multiple=True, metavar="GLOB", help="Layers of STORE_B to use (globs).")
+@click.option("--memory", type=SizeType(), default=None, help="Memory budget, e.g. 4GiB (default: half of RAM).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Cap the BLAS threads.")
+@click.option("--precision", type=click.Choice(["float32", "float64"]), default=None,
+              help="GEMM precision (default: float32 for float16/32 stores, float64 otherwise).")
+@click.option("--side", type=click.Choice(["auto", "sample", "feature"]), default="auto",
+              help="Force the engine side (default: the planner's choice).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (side, passes, bytes, flops, memory) and exit.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
+@quiet_option
+def command(
+    store_a: str, store_b: str | None, metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
+    layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
+    side: str, dry_run: bool, as_json: bool, quiet: bool,
+) -> None:
+    """Compare every layer of STORE_A with every layer of STORE_B (or of STORE_A itself).
+
+    Cell (a, b) of each matrix compares layer a of STORE_A with layer b of STORE_B. The two stores
+    must hold the same samples in the same order.
+
+    \b
+    Examples:
+      repsim compare a.h5 b.h5 -m cka -m cka:debiased=true -o cka.h5
+      repsim compare a.h5 -m cka --layers-a 'conv*' -o - | head
+      repsim compare a.h5 b.h5 -m cka -o cka.csv --dry-run
+    """
+    if out != "-" and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ResultsError(f"{out}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)")
+    with ExitStack() as stack:
+        a = stack.enter_context(open_store(store_a))
+        b = stack.enter_context(open_store(store_b)) if store_b else None
+        progress = stack.enter_context(progress_context(not quiet))
+        if threads:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=threads))
+        comparison = prepare_comparison(
+            a, b, metrics, layers_a=layers_a or None, layers_b=layers_b or None,
+            memory=memory, precision=precision, side=side, progress=progress,
+        )  # fmt: skip
+        if dry_run:
+            plan = comparison.plan
+            click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.describe())
+            return
+        results = comparison.run()
+    write_results(results, out)
+    if out != "-" and not quiet:
+        click.echo(f"wrote {out}", err=True)

@@ -1,0 +1,153 @@
+"""``compare_stores``: every requested metric over every layer pair of one or two stores."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._progress import ProgressFn, no_progress
+from ._version import __version__
+from .engine import GramEngine, LayerCost, LayerRef, Plan, make_plan
+from .engine.plan import Side
+from .errors import LayerNotFoundError, ShapeMismatchError
+from .metrics import MetricSpec, parse_spec
+from .results import MetricResult, Results
+from .store import ActivationStore, open_store
+
+
+def select_layers(store: ActivationStore, patterns: Sequence[str] | None) -> list[str]:
+    """Layers of ``store`` matching any glob in ``patterns`` (all when None), in store order.
+
+    Each pattern may hold several globs separated by commas. A pattern matching nothing raises
+    :class:`LayerNotFoundError` listing the available layers.
+    """
+    if not patterns:
+        return list(store.layers)
+    globs = [g.strip() for p in patterns for g in p.split(",") if g.strip()]
+    for g in globs:
+        if not any(fnmatch.fnmatchcase(name, g) for name in store.layers):
+            raise LayerNotFoundError(
+                f"{store.path}: no layer matches {g!r}; available: {', '.join(store.layers)}"
+            )
+    return [name for name in store.layers if any(fnmatch.fnmatchcase(name, g) for g in globs)]
+
+
+def check_aligned(a: ActivationStore, b: ActivationStore) -> None:
+    """Two stores must hold the same samples in the same order (same n, same ids)."""
+    if a.n_samples != b.n_samples:
+        raise ShapeMismatchError(
+            f"{b.path}: {b.n_samples} samples, but {a.path} has {a.n_samples}; "
+            "stores must hold the same samples"
+        )
+    ids_a, ids_b = a.ids(), b.ids()
+    if ids_a.dtype.kind != ids_b.dtype.kind or not np.array_equal(ids_a, ids_b):
+        mismatch = next(
+            (i for i, (x, y) in enumerate(zip(ids_a.tolist(), ids_b.tolist())) if x != y), 0
+        )
+        raise ShapeMismatchError(
+            f"{b.path}: sample ids differ from {a.path} (first at index {mismatch}: "
+            f"{ids_b[mismatch]!r} vs {ids_a[mismatch]!r}); stores must hold the same samples "
+            "in the same order"
+        )
+
+
+@dataclass
+class Comparison:
+    """A prepared comparison: stores, layer refs, metrics and the engine plan."""
+
+    refs_a: list[LayerRef]
+    refs_b: list[LayerRef]
+    specs: list[MetricSpec]
+    plan: Plan
+    engine: GramEngine
+    attrs: dict[str, Any]
+
+    def run(self) -> Results:
+        """Compute every metric matrix (each layer's statistics once) and return the results."""
+        self.engine.prepare()
+        res = Results([r.name for r in self.refs_a], [r.name for r in self.refs_b], attrs=self.attrs)
+        for spec in self.specs:
+            value = spec.info.matrix(self.engine, self.refs_a, self.refs_b, spec.params)
+            std_error = None
+            if isinstance(value, tuple):  # Monte Carlo metrics return (value, standard error)
+                value, std_error = value
+            res.metrics[spec.text] = MetricResult(
+                spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=spec.info.symmetric,
+                params=dict(spec.params), value=np.asarray(value, dtype=np.float64),
+                std_error=std_error,
+            )  # fmt: skip
+        return res
+
+
+def prepare_comparison(
+    store_a: ActivationStore,
+    store_b: ActivationStore | None,
+    metrics: Sequence[str | MetricSpec],
+    *,
+    layers_a: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
+    memory: int | None = None,
+    precision: str | None = None,
+    side: str = "auto",
+    progress: ProgressFn = no_progress,
+) -> Comparison:
+    """Validate the inputs and plan the work (nothing heavy is computed yet)."""
+    specs = [m if isinstance(m, MetricSpec) else parse_spec(m) for m in metrics]
+    same_store = store_b is None or Path(store_b.path).resolve() == Path(store_a.path).resolve()
+    b = store_a if store_b is None else store_b
+    if not same_store:
+        check_aligned(store_a, b)
+    names_a = select_layers(store_a, layers_a)
+    names_b = select_layers(b, layers_b if layers_b is not None or store_b is not None else layers_a)
+    prefix_b = "a" if same_store else "b"
+    refs_a = [LayerRef(f"a:{n}", store_a, n) for n in names_a]
+    refs_b = [LayerRef(f"{prefix_b}:{n}", b, n) for n in names_b]
+    unique = list({r.key: r for r in (*refs_a, *refs_b)}.values())
+    costs = [
+        LayerCost(r.key, f"{Path(r.store.path).name}:{r.name}", r.width,
+                  r.store.info(r.name).dtype.itemsize, r.store.has_stats(r.name))
+        for r in unique
+    ]  # fmt: skip
+    allowed: set[Side] = {"sample", "feature"}
+    for spec in specs:
+        allowed &= set(spec.info.sides)
+    symmetric_self = same_store and names_a == names_b
+    n_pairs = len(refs_a) * (len(refs_a) + 1) // 2 if symmetric_self else len(refs_a) * len(refs_b)
+    plan = make_plan(
+        store_a.n_samples, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
+        sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
+    )  # fmt: skip
+    attrs = {
+        "store_a": str(store_a.path), "store_b": str(b.path),
+        "fingerprint_a": store_a.fingerprint(), "fingerprint_b": b.fingerprint(),
+        "n_samples": store_a.n_samples, "side": plan.side, "compute_dtype": plan.compute_dtype,
+        "command": " ".join(["repsim", *sys.argv[1:]]) if sys.argv else "",
+        "versions": {"repsim": __version__, "numpy": np.__version__},
+    }  # fmt: skip
+    engine = GramEngine(unique, plan, progress)
+    return Comparison(refs_a, refs_b, specs, plan, engine, attrs)
+
+
+def compare_stores(
+    path_a: str | Path,
+    path_b: str | Path | None,
+    metrics: Sequence[str | MetricSpec],
+    **options: Any,
+) -> Results:
+    """Compare the layers of two stores (or one store with itself) with every metric.
+
+    ``options`` are those of :func:`prepare_comparison` (layers_a, layers_b, memory, precision,
+    side, progress). Returns a :class:`~repsim_cli.results.Results` with one (La, Lb) matrix per
+    metric; cell (i, j) compares layer i of A with layer j of B.
+    """
+    with ExitStack() as stack:
+        a = stack.enter_context(open_store(path_a))
+        b = stack.enter_context(open_store(path_b)) if path_b is not None else None
+        return prepare_comparison(a, b, metrics, **options).run()

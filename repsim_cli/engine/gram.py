@@ -1,0 +1,258 @@
+"""The shared Gram engine: every layer's Gram statistics computed once, reused by every pair.
+
+A :class:`LayerRef` names one layer of one store. :class:`GramEngine` reads each layer in row
+blocks (with read-ahead), centres with the exact column means (from the store's stats, or one
+extra pass), and provides, per the :class:`~repsim_cli.engine.plan.Plan`:
+
+* sample side: ``centered_gram(ref)`` Kc = XcXcᵀ (n×n float64), kept in one stacked array so that
+  ``gram_inner_matrix`` gets every ⟨Kc_a, Kc_b⟩ from one GEMM;
+* feature side: ``cross_product(ref_a, ref_b)`` = Xcᵀ Yc (D_a×D_b float64) from one joint pass
+  over all layers;
+* both sides: ``row_sqnorms(ref)`` (‖xc_i‖², the diagonal of Kc), ``gram_inner`` via the identity
+  ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩, and ``derived(ref, name, fn)``, a per-layer cache for metrics
+  (eigendecompositions, distances, ranks) that counts how often each is computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .._progress import ProgressFn, no_progress
+from ..errors import DataError
+from .plan import Plan
+from .reader import read_ahead
+from .stats import Moments, centered_block, chunk_moments, combine, finalize
+
+T = TypeVar("T")
+Float64 = NDArray[np.float64]
+
+# ‖Xc‖²_F ≤ this × ‖X‖²_F means the layer is constant up to round-off (METRICS §1, edge cases).
+CONSTANT_RTOL = 1e-20
+
+
+class LayerSource:
+    """What the engine reads a layer from; :class:`~repsim_cli.store.ActivationStore` fits it."""
+
+    path: Any
+    n_samples: int
+
+    def info(self, name: str) -> Any: ...
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray: ...
+    def column_sums(self, name: str) -> np.ndarray | None: ...
+    def column_sumsq(self, name: str) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """One layer of one store. ``key`` is unique within a comparison (e.g. ``a:conv1``)."""
+
+    key: str
+    store: Any
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.store.path}:{self.name}"
+
+    @property
+    def width(self) -> int:
+        return int(self.store.info(self.name).width)
+
+
+class GramEngine:
+    """Computes and caches per-layer Gram statistics for a set of layers sharing n samples."""
+
+    def __init__(self, refs: Sequence[LayerRef], plan: Plan, progress: ProgressFn = no_progress):
+        self.refs = list(refs)
+        self.plan = plan
+        self.n = plan.n
+        self.dtype = np.dtype(plan.compute_dtype)
+        self.progress = progress
+        self.counts: Counter[str] = Counter()
+        self._index = {ref.key: i for i, ref in enumerate(self.refs)}
+        self._means: dict[str, Float64] = {}
+        self._sumsq_total: dict[str, float] = {}
+        self._grams: Float64 | None = None
+        self._have_gram: set[str] = set()
+        self._joint: Float64 | None = None
+        self._offsets: dict[str, tuple[int, int]] = {}
+        self._row_sqnorms: dict[str, Float64] = {}
+        self._derived: dict[tuple[str, str], Any] = {}
+
+    # ---------------------------------------------------------------- reading and centring
+    def blocks(self, ref: LayerRef, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Raw (start, (r, D)) blocks of a layer, read ahead in a thread; NaN/Inf raise DataError."""
+        step = rows or max(1, int(ref.store.info(ref.name).chunk_rows))
+
+        def gen() -> Iterator[tuple[int, np.ndarray]]:
+            for start in range(0, self.n, step):
+                block = ref.store.read_rows(ref.name, start, min(start + step, self.n))
+                yield start, block
+
+        for start, block in read_ahead(gen()):
+            self.counts["read:" + ref.key] += 1
+            yield start, block
+
+    def _check_finite(self, ref: LayerRef, sums: Float64, sumsq: Float64 | None) -> None:
+        if not (np.isfinite(sums).all() and (sumsq is None or np.isfinite(sumsq).all())):
+            raise DataError(f"{ref.store.path}: layer {ref.name!r}: contains NaN or Inf values")
+
+    def mean(self, ref: LayerRef) -> Float64:
+        """Exact float64 column means (D,), from the store's stats or one streaming pass."""
+        if ref.key not in self._means:
+            sums = ref.store.column_sums(ref.name)
+            sumsq = ref.store.column_sumsq(ref.name)
+            if sums is None:
+                width = ref.width
+                sums = np.zeros(width)
+                sumsq = np.zeros(width)
+                for _, block in self.blocks(ref):
+                    b64 = np.asarray(block, dtype=np.float64)
+                    sums += b64.sum(axis=0)
+                    sumsq += np.einsum("ij,ij->j", b64, b64)
+            self._check_finite(ref, sums, sumsq)
+            self._means[ref.key] = sums / self.n
+            self._sumsq_total[ref.key] = float(sumsq.sum()) if sumsq is not None else math.inf
+        return self._means[ref.key]
+
+    def _check_constant(self, ref: LayerRef, centred_sq: float) -> None:
+        if not centred_sq > CONSTANT_RTOL * self._sumsq_total.get(ref.key, 0.0):
+            raise DataError(
+                f"{ref.store.path}: layer {ref.name!r}: constant layer (zero variance); "
+                "similarity is undefined"
+            )
+
+    def centered_data(self, ref: LayerRef) -> NDArray[np.floating]:
+        """The whole centred layer Xc (n, D) in the GEMM dtype (read in blocks; not cached)."""
+        mean = self.mean(ref)
+        out = np.empty((self.n, ref.width), dtype=self.dtype)
+        for start, block in self.blocks(ref):
+            out[start : start + block.shape[0]] = centered_block(block, mean, self.dtype)
+            self.progress(f"reading {ref.name}", start + block.shape[0], self.n)
+        return out
+
+    # ---------------------------------------------------------------- sample side
+    def _gram_slot(self, ref: LayerRef) -> Float64:
+        if self._grams is None:
+            self._grams = np.empty((len(self.refs), self.n, self.n), dtype=np.float64)
+        return self._grams[self._index[ref.key]]
+
+    def centered_gram(self, ref: LayerRef) -> Float64:
+        """Kc = XcXcᵀ (n, n) float64, computed once per layer by a SYRK over the centred layer."""
+        slot = self._gram_slot(ref)
+        if ref.key not in self._have_gram:
+            self.counts["gram:" + ref.key] += 1
+            xc = self.centered_data(ref)
+            np.copyto(slot, xc @ xc.T)  # numpy dispatches A @ A.T to SYRK
+            del xc
+            self._row_sqnorms.setdefault(ref.key, np.diag(slot).copy())
+            self._check_constant(ref, float(np.trace(slot)))
+            self._have_gram.add(ref.key)
+        return slot
+
+    # ---------------------------------------------------------------- feature side
+    def _joint_pass(self) -> None:
+        """One pass over all layers together: the joint centred cross-product and row norms."""
+        widths = [ref.width for ref in self.refs]
+        offsets = np.concatenate([[0], np.cumsum(widths)])
+        self._offsets = {ref.key: (int(offsets[i]), int(offsets[i + 1])) for i, ref in enumerate(self.refs)}
+        means = [self.mean(ref) for ref in self.refs]
+        shift = np.concatenate(means)
+        rows = self.plan.block_rows or 1024
+        sqn = {ref.key: np.empty(self.n) for ref in self.refs}
+
+        def joint_blocks() -> Iterator[tuple[int, np.ndarray]]:
+            for start in range(0, self.n, rows):
+                stop = min(start + rows, self.n)
+                parts = [ref.store.read_rows(ref.name, start, stop) for ref in self.refs]
+                yield start, np.concatenate([np.asarray(p, dtype=np.float64) for p in parts], axis=1)
+
+        total: Moments | None = None
+        for start, block in read_ahead(joint_blocks()):
+            for ref in self.refs:
+                lo, hi = self._offsets[ref.key]
+                z = block[:, lo:hi] - shift[lo:hi]
+                sqn[ref.key][start : start + block.shape[0]] = np.einsum("ij,ij->i", z, z)
+            m = chunk_moments(block, shift, self.dtype.type)
+            total = m if total is None else combine(total, m)
+            self.progress("feature-side pass", start + block.shape[0], self.n)
+        assert total is not None
+        self._joint = finalize(total)
+        for ref in self.refs:
+            self.counts["cov:" + ref.key] += 1
+            self.counts["read:" + ref.key] += 1
+            self._row_sqnorms[ref.key] = sqn[ref.key]
+            lo, hi = self._offsets[ref.key]
+            self._check_constant(ref, float(np.trace(self._joint[lo:hi, lo:hi])))
+
+    def cross_product(self, ref_a: LayerRef, ref_b: LayerRef) -> Float64:
+        """XcᵀYc (D_a, D_b) float64 from the joint feature-side pass (run on first use)."""
+        if self._joint is None:
+            self._joint_pass()
+        assert self._joint is not None
+        lo_a, hi_a = self._offsets[ref_a.key]
+        lo_b, hi_b = self._offsets[ref_b.key]
+        return self._joint[lo_a:hi_a, lo_b:hi_b]
+
+    # ---------------------------------------------------------------- both sides
+    def prepare(self) -> None:
+        """Compute every layer's statistics for the planned side (each layer read once)."""
+        if self.plan.side == "feature":
+            if self._joint is None:
+                self._joint_pass()
+        else:
+            for i, ref in enumerate(self.refs):
+                self.centered_gram(ref)
+                self.progress("centred Grams", i + 1, len(self.refs))
+
+    def row_sqnorms(self, ref: LayerRef) -> Float64:
+        """‖xc_i‖² for each sample (n,), float64: the diagonal of Kc."""
+        if ref.key not in self._row_sqnorms:
+            if self.plan.side == "feature":
+                self.cross_product(ref, ref)
+            else:
+                self.centered_gram(ref)
+        return self._row_sqnorms[ref.key]
+
+    def gram_inner_matrix(self, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef]) -> Float64:
+        """⟨Kc_a, Kc_b⟩_F = ‖XcᵀYc‖²_F for all pairs, shape (len(refs_a), len(refs_b)), float64."""
+        if self.plan.side == "feature":
+            out = np.empty((len(refs_a), len(refs_b)))
+            for i, ra in enumerate(refs_a):
+                for j, rb in enumerate(refs_b):
+                    c = self.cross_product(ra, rb)
+                    out[i, j] = float(np.einsum("ij,ij->", c, c))
+            return out
+        for ref in (*refs_a, *refs_b):
+            self.centered_gram(ref)
+        assert self._grams is not None
+        flat = self._grams.reshape(len(self.refs), -1)
+        return _rows(flat, [self._index[r.key] for r in refs_a]) @ _rows(
+            flat, [self._index[r.key] for r in refs_b]
+        ).T
+
+    def gram_inner(self, ref_a: LayerRef, ref_b: LayerRef) -> float:
+        """⟨Kc_a, Kc_b⟩_F for one pair (float64)."""
+        return float(self.gram_inner_matrix([ref_a], [ref_b])[0, 0])
+
+    def derived(self, ref: LayerRef, name: str, compute: Callable[[], T]) -> T:
+        """Per-layer cache: ``compute()`` runs once per (layer, name); counted in ``counts``."""
+        key = (ref.key, name)
+        if key not in self._derived:
+            self.counts[f"{name}:{ref.key}"] += 1
+            self._derived[key] = compute()
+        return self._derived[key]  # type: ignore[no-any-return]
+
+
+def _rows(flat: Float64, index: list[int]) -> Float64:
+    """``flat[index]`` as a view when ``index`` is a contiguous run (no copy of n² rows)."""
+    if index and index == list(range(index[0], index[0] + len(index))):
+        return flat[index[0] : index[0] + len(index)]
+    return flat[index]

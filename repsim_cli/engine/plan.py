@@ -1,0 +1,155 @@
+"""The planner: from n, each layer's width, the metrics' needs and the memory budget, choose the
+engine side, the GEMM precision and the block size, and estimate passes, bytes, flops and memory.
+
+Sample side: one centred Gram Kc = XcXcᵀ (n×n, float64) per layer, all kept in one stacked
+array so that every pair's ⟨Kc_a, Kc_b⟩ comes from a single GEMM. Cost ≈ Σ_l n²·D_l + L²·n².
+Feature side: one pass over all layers together accumulating the joint centred cross-product
+[X₁…X_L]ᵀ[X₁…X_L] ((ΣD)², float64). Cost ≈ n·(ΣD)². See DESIGN §1 and §4.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .._units import format_size
+from ..errors import BudgetError
+
+Side = Literal["sample", "feature"]
+FEATURE_BLOCK_BYTES = 64 * 1024**2
+
+
+def default_budget() -> int:
+    """Half of the machine's physical memory (DESIGN §4)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 1024**3
+    return int(total // 2)
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """What the planner needs to know about one layer: its key, width D, stored itemsize and size."""
+
+    key: str
+    label: str
+    width: int
+    itemsize: int
+    has_stats: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The engine's work plan. ``describe()`` is what ``compare --dry-run`` prints."""
+
+    side: Side
+    n: int
+    compute_dtype: str
+    budget: int
+    block_rows: int
+    layers: tuple[LayerCost, ...]
+    peak_bytes: int
+    flops: float
+    bytes_read: int
+    passes: dict[str, int] = field(default_factory=dict)
+    pairs: int = 0
+    alternatives: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        lines = [
+            f"side: {self.side} (n={self.n}, {len(self.layers)} layers, "
+            f"sum of widths={sum(c.width for c in self.layers)})",
+            f"precision: GEMMs in {self.compute_dtype}, accumulation in float64",
+            f"memory budget: {format_size(self.budget)}; estimated peak: {format_size(self.peak_bytes)}",
+            f"bytes read: {format_size(self.bytes_read)}; flops: {self.flops:.3g}; "
+            f"block rows: {self.block_rows}; layer pairs: {self.pairs}",
+        ]
+        for side, alt in sorted(self.alternatives.items()):
+            lines.append(
+                f"  {side} side would need: {alt['flops']:.3g} flops, "
+                f"peak {format_size(alt['peak_bytes'])}"
+            )
+        lines.append("passes per layer:")
+        lines += [f"  {c.label}: {self.passes.get(c.key, 0)}" for c in self.layers]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side, "n": self.n, "compute_dtype": self.compute_dtype,
+            "budget": self.budget, "block_rows": self.block_rows, "peak_bytes": self.peak_bytes,
+            "flops": self.flops, "bytes_read": self.bytes_read, "pairs": self.pairs,
+            "passes": dict(self.passes),
+        }  # fmt: skip
+
+
+def compute_dtype_for(itemsizes: Sequence[int], precision: str | None) -> str:
+    """float64 when asked or when any layer is stored in float64; float32 otherwise."""
+    if precision == "float64" or (precision is None and any(s >= 8 for s in itemsizes)):
+        return "float64"
+    return "float32"
+
+
+def _sample_side(n: int, layers: Sequence[LayerCost], c: int, n_pairs: int) -> dict[str, float]:
+    widest = max(layer.width for layer in layers)
+    peak = len(layers) * n * n * 8 + n * widest * c + n * n * c + 2 * FEATURE_BLOCK_BYTES
+    flops = sum(n * n * layer.width for layer in layers) + 2.0 * n_pairs * n * n
+    return {"peak_bytes": float(peak), "flops": float(flops)}
+
+
+def _feature_side(n: int, layers: Sequence[LayerCost], c: int, rows: int) -> dict[str, float]:
+    total = sum(layer.width for layer in layers)
+    peak = total * total * (8 + c) + rows * total * (8 + c) + len(layers) * n * 8
+    return {"peak_bytes": float(peak), "flops": float(n) * total * total}
+
+
+def make_plan(
+    n: int,
+    layers: Sequence[LayerCost],
+    *,
+    n_pairs: int,
+    budget: int | None = None,
+    precision: str | None = None,
+    side: str = "auto",
+    sides_allowed: Sequence[Side] = ("sample", "feature"),
+) -> Plan:
+    """Choose the side and block size for computing the Gram statistics of ``layers``.
+
+    ``sides_allowed`` comes from the metrics (a metric that needs n×n Grams allows only the sample
+    side). Raises :class:`BudgetError` when no allowed side fits ``budget``.
+    """
+    budget = budget or default_budget()
+    dtype = compute_dtype_for([layer.itemsize for layer in layers], precision)
+    c = np.dtype(dtype).itemsize
+    total_width = sum(layer.width for layer in layers)
+    rows = max(64, min(n, FEATURE_BLOCK_BYTES // max(1, total_width * 8)))
+    costs = {
+        "sample": _sample_side(n, layers, c, n_pairs),
+        "feature": _feature_side(n, layers, c, rows),
+    }
+    candidates = [s for s in sides_allowed if side in ("auto", s)]
+    if not candidates:
+        raise BudgetError(
+            f"side {side!r} cannot compute the requested metrics (they need: {', '.join(sides_allowed)})"
+        )
+    fitting = [s for s in candidates if costs[s]["peak_bytes"] <= budget]
+    if not fitting:
+        best = min(candidates, key=lambda s: costs[s]["peak_bytes"])
+        raise BudgetError(
+            f"the {best} side needs about {format_size(costs[best]['peak_bytes'])} of memory, "
+            f"more than the budget of {format_size(budget)}; raise --memory or select fewer layers"
+        )
+    chosen: Side = min(fitting, key=lambda s: costs[s]["flops"])  # type: ignore[assignment]
+    passes = {layer.key: 1 + (0 if layer.has_stats else 1) for layer in layers}
+    bytes_read = sum(passes[layer.key] * n * layer.width * layer.itemsize for layer in layers)
+    return Plan(
+        side=chosen, n=n, compute_dtype=dtype, budget=budget,
+        block_rows=rows if chosen == "feature" else 0, layers=tuple(layers),
+        peak_bytes=int(costs[chosen]["peak_bytes"]), flops=costs[chosen]["flops"],
+        bytes_read=int(bytes_read), passes=passes, pairs=n_pairs,
+        alternatives={s: costs[s] for s in candidates if s != chosen},
+    )  # fmt: skip

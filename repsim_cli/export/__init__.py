@@ -1,0 +1,1 @@
+"""Exports of results: heatmaps (matplotlib, imported lazily) and terminal rendering (rich)."""

@@ -1,0 +1,127 @@
+"""Linear CKA, biased and debiased (Kornblith et al., 2019), on the shared Gram engine.
+
+References
+----------
+Kornblith, Norouzi, Lee & Hinton (2019), "Similarity of Neural Network Representations Revisited",
+ICML; google-research/representation_similarity ``Demo.ipynb`` (``cka``, ``feature_space_linear_cka``).
+Song et al. (2012), the unbiased HSIC estimator used for ``debiased=true``.
+
+Both forms reduce to three per-layer/per-pair quantities the engine provides on either side:
+h_ab = ⟨Kc_a, Kc_b⟩ = ‖XcᵀYc‖²_F, the centred row norms q_a = diag(Kc_a) and their sum Q_a.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .._warnings import RepsimWarning
+from ..engine import GramEngine, LayerRef
+from ..errors import DataError
+from .registry import MetricInfo, Param, register
+
+CITATION = "Kornblith et al. 2019, ICML (arXiv:1905.00414); debiased: Song et al. 2012 / Nguyen et al. 2021"
+
+
+def debias(hsic: NDArray[np.float64] | float, qa_dot_qb: Any, qa_sum: Any, qb_sum: Any, n: int) -> Any:
+    """Unbiased-HSIC numerator from the biased one (Kornblith's feature-space helper):
+    h − n/(n−2)·q_aᵀq_b + Q_a·Q_b/((n−1)(n−2)); arrays broadcast."""
+    return hsic - n / (n - 2.0) * qa_dot_qb + qa_sum * qb_sum / ((n - 1.0) * (n - 2.0))
+
+
+def cka_from_hsic(
+    h_ab: NDArray[np.float64], h_aa: NDArray[np.float64], h_bb: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """CKA = h_ab / √(h_aa·h_bb) elementwise (h_aa: (La, 1), h_bb: (1, Lb) broadcast).
+
+    A non-positive self term (possible for the debiased estimator on tiny or rank-1 data) gives
+    NaN with a :class:`RepsimWarning` instead of a number produced by round-off.
+    """
+    denom = h_aa * h_bb
+    bad = ~(denom > 0)
+    if np.any(bad):
+        warnings.warn(
+            "CKA denominator is not positive (debiased HSIC of a layer with itself ≤ 0): value is NaN",
+            RepsimWarning,
+            stacklevel=3,
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(bad, np.nan, h_ab / np.sqrt(np.where(bad, 1.0, denom)))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _center(x: ArrayLike) -> NDArray[np.float64]:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        a = a.reshape(a.shape[0], -1)
+    return a - a.mean(axis=0)
+
+
+def linear_cka(x: ArrayLike, y: ArrayLike, debiased: bool = False) -> float:
+    """Linear CKA of X (n, p) and Y (n, q), any float dtype, computed in float64.
+
+    Similarity in [0, 1] (the debiased estimate may dip below 0); invariant to orthogonal maps,
+    isotropic scaling and translation. A constant X or Y raises :class:`DataError`.
+    """
+    xc, yc = _center(x), _center(y)
+    n = xc.shape[0]
+    if debiased and n < 4:
+        raise DataError(f"debiased CKA needs at least 4 samples, got {n}")
+    for name, z, raw in (("X", xc, x), ("Y", yc, y)):
+        if not np.sum(z * z) > 1e-20 * np.sum(np.square(np.asarray(raw, dtype=np.float64))):
+            raise DataError(f"{name} is constant (zero variance); CKA is undefined")
+    h = np.array([[np.sum((xc.T @ yc) ** 2)]])
+    hx = np.array([[np.sum((xc.T @ xc) ** 2)]])
+    hy = np.array([[np.sum((yc.T @ yc) ** 2)]])
+    if debiased:
+        qx, qy = np.einsum("ij,ij->i", xc, xc), np.einsum("ij,ij->i", yc, yc)
+        h = debias(h, qx @ qy, qx.sum(), qy.sum(), n)
+        hx = debias(hx, qx @ qx, qx.sum(), qx.sum(), n)
+        hy = debias(hy, qy @ qy, qy.sum(), qy.sum(), n)
+    return float(cka_from_hsic(h, hx, hy)[0, 0])
+
+
+def cka_matrix(
+    engine: GramEngine, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef], params: Mapping[str, Any]
+) -> NDArray[np.float64]:
+    """All-pairs linear CKA from the engine's Gram inner products (one GEMM on the sample side)."""
+    n = engine.n
+    if params["debiased"] and n < 4:
+        raise DataError(f"debiased CKA needs at least 4 samples, got n={n}")
+    h = engine.gram_inner_matrix(refs_a, refs_b)
+    same = [r.key for r in refs_a] == [r.key for r in refs_b]
+    h_aa = np.diag(h).copy() if same else np.array([engine.gram_inner(r, r) for r in refs_a])
+    h_bb = h_aa if same else np.array([engine.gram_inner(r, r) for r in refs_b])
+    if params["debiased"]:
+        qa = np.stack([engine.row_sqnorms(r) for r in refs_a])
+        qb = qa if same else np.stack([engine.row_sqnorms(r) for r in refs_b])
+        sa, sb = qa.sum(axis=1), qb.sum(axis=1)
+        h = debias(h, qa @ qb.T, sa[:, None], sb[None, :], n)
+        h_aa = debias(h_aa, np.einsum("ij,ij->i", qa, qa), sa, sa, n)
+        h_bb = debias(h_bb, np.einsum("ij,ij->i", qb, qb), sb, sb, n)
+    out = cka_from_hsic(h, h_aa[:, None], h_bb[None, :])
+    if same:  # exact symmetry and unit diagonal where defined
+        out = (out + out.T) / 2
+    return out
+
+
+register(
+    MetricInfo(
+        name="cka",
+        kind="similarity",
+        symmetric=True,
+        bounds=(0.0, 1.0),
+        params=(Param("debiased", False, bool, doc="unbiased HSIC (Song et al. 2012) U-centring"),),
+        citation=CITATION,
+        summary="linear centred kernel alignment",
+        sides=("sample", "feature"),
+        matrix=cka_matrix,
+        dense=linear_cka,
+        aliases=("cka_linear", "linear_cka"),
+        range_text="[0, 1] (debiased may dip below 0)",
+    )
+)

@@ -1,0 +1,167 @@
+"""The metric registry: one frozen :class:`MetricInfo` per metric, looked up by name (as in
+``scipy.spatial.distance``), and :class:`MetricSpec`, a parsed ``NAME[:key=value,...]`` string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..engine import GramEngine, LayerRef
+from ..engine.plan import Side
+from ..errors import MetricParameterError, UnknownMetricError
+
+Kind = Literal["similarity", "distance"]
+MatrixFn = Callable[[GramEngine, Sequence[LayerRef], Sequence[LayerRef], Mapping[str, Any]], NDArray[np.float64]]
+PairFn = Callable[[GramEngine, LayerRef, LayerRef, Mapping[str, Any]], float]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One metric parameter: name, default, and either a Python type or a tuple of choices.
+
+    A default of ``None`` means "unset" (used for mutually exclusive parameters).
+    """
+
+    name: str
+    default: Any
+    type: type = str
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+    def parse(self, text: str, metric: str) -> Any:
+        """Convert the text of ``key=value`` to this parameter's type, or raise MetricParameterError."""
+        if self.choices:
+            if text not in self.choices:
+                raise MetricParameterError(
+                    f"metric {metric!r}: {self.name}={text!r} is not one of {', '.join(self.choices)}"
+                )
+            return text
+        try:
+            if self.type is bool:
+                low = text.lower()
+                if low not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(text)
+                return low in {"true", "1", "yes"}
+            return self.type(text)
+        except ValueError:
+            raise MetricParameterError(
+                f"metric {metric!r}: {self.name}={text!r} is not a valid {self.type.__name__}"
+            ) from None
+
+    def describe(self) -> str:
+        if self.choices:
+            return f"{self.name}={'|'.join(self.choices)} (default {self.default})"
+        default = str(self.default).lower() if isinstance(self.default, bool) else self.default
+        return f"{self.name}={self.type.__name__} (default {default})"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """Everything repsim knows about a metric.
+
+    ``matrix(engine, refs_a, refs_b, params)`` returns the (len(refs_a), len(refs_b)) float64 matrix;
+    ``dense(X, Y, **params)`` is the in-memory function on (n, p) and (n, q) arrays.
+    ``sides`` lists the engine sides that provide what the metric needs.
+    """
+
+    name: str
+    kind: Kind
+    symmetric: bool
+    bounds: tuple[float, float]
+    params: tuple[Param, ...]
+    citation: str
+    summary: str
+    sides: tuple[Side, ...]
+    matrix: MatrixFn
+    dense: Callable[..., float]
+    aliases: tuple[str, ...] = ()
+    validate: Callable[[dict[str, Any]], None] | None = None
+    range_text: str = ""
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        names = ", ".join(p.name for p in self.params) or "none"
+        raise UnknownMetricError(f"metric {self.name!r} has no parameter {name!r} (parameters: {names})")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric with its parameters as requested on the command line (``text`` kept verbatim)."""
+
+    text: str
+    info: MetricInfo
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+REGISTRY: dict[str, MetricInfo] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(info: MetricInfo) -> MetricInfo:
+    """Add a metric to the registry (names and aliases must be new)."""
+    for name in (info.name, *info.aliases):
+        if name in REGISTRY or name in _ALIASES:
+            raise ValueError(f"metric name {name!r} registered twice")
+    REGISTRY[info.name] = info
+    for alias in info.aliases:
+        _ALIASES[alias] = info.name
+    return info
+
+
+def get_metric(name: str) -> MetricInfo:
+    """Look up a metric by name or alias; the error lists every known name."""
+    key = _ALIASES.get(name, name)
+    if key not in REGISTRY:
+        raise UnknownMetricError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[key]
+
+
+def parse_spec(text: str) -> MetricSpec:
+    """Parse ``NAME[:key=value,...]`` into a :class:`MetricSpec` with every default filled in."""
+    name, _, rest = text.strip().partition(":")
+    info = get_metric(name.strip())
+    params = {p.name: p.default for p in info.params}
+    given: set[str] = set()
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MetricParameterError(f"metric {info.name!r}: expected key=value, got {item!r}")
+        param = info.param(key.strip())
+        if param.name in given:
+            raise MetricParameterError(f"metric {info.name!r}: {param.name} given twice")
+        given.add(param.name)
+        params[param.name] = param.parse(value.strip(), info.name)
+    if info.validate is not None:
+        info.validate(params)
+    return MetricSpec(text=text, info=info, params=params)
+
+
+def pairwise(pair: PairFn, symmetric: bool) -> MatrixFn:
+    """Build a matrix function from a per-pair one; a symmetric metric on the same layer list fills
+    the upper triangle (diagonal included) and mirrors it."""
+
+    def matrix(
+        engine: GramEngine, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef], params: Mapping[str, Any]
+    ) -> NDArray[np.float64]:
+        out = np.full((len(refs_a), len(refs_b)), np.nan)
+        same = symmetric and [r.key for r in refs_a] == [r.key for r in refs_b]
+        for i, ra in enumerate(refs_a):
+            for j, rb in enumerate(refs_b):
+                if same and j < i:
+                    out[i, j] = out[j, i]
+                    continue
+                out[i, j] = pair(engine, ra, rb, params)
+        return out
+
+    return matrix

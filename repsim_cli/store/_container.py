@@ -1,0 +1,249 @@
+"""A minimal hierarchical container over HDF5 (h5py) and Zarr v3, the two on-disk backends.
+
+Activation stores and results files both use this; the backends are private and chosen by suffix
+(``.h5``/``.hdf5`` for HDF5, ``.zarr`` for Zarr). Paths inside a container are ``/``-separated.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError
+
+HDF5_SUFFIXES = (".h5", ".hdf5")
+ZARR_SUFFIXES = (".zarr",)
+
+
+def backend_for(path: Path) -> str:
+    """Return ``"hdf5"`` or ``"zarr"`` for a path by its suffix; raise StoreError otherwise."""
+    suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        return "hdf5"
+    if suffix in ZARR_SUFFIXES:
+        return "zarr"
+    raise StoreError(f"{path}: unknown store format (use a .h5, .hdf5 or .zarr path)")
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy scalars/arrays inside attribute values into JSON-compatible Python objects."""
+    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+class Container(abc.ABC):
+    """Uniform access to groups, arrays and attributes of one HDF5 file or Zarr group."""
+
+    path: Path
+    writable: bool
+
+    @abc.abstractmethod
+    def get_attrs(self, node: str = "") -> dict[str, Any]:
+        """Attributes of a node as plain Python values."""
+
+    @abc.abstractmethod
+    def set_attrs(self, node: str, values: Mapping[str, Any]) -> None:
+        """Update attributes of a node (JSON-compatible values)."""
+
+    @abc.abstractmethod
+    def has(self, node: str) -> bool:
+        """Whether a node exists."""
+
+    @abc.abstractmethod
+    def children(self, node: str) -> list[str]:
+        """Names of the children of a group (empty if the node does not exist)."""
+
+    @abc.abstractmethod
+    def create_array(
+        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None
+    ) -> Any:
+        """Create an array (parents created as needed) and return a sliceable handle."""
+
+    @abc.abstractmethod
+    def array(self, node: str) -> Any:
+        """A sliceable handle to an existing array (``.shape``, ``.dtype``, ``.chunks``)."""
+
+    def write_array(self, node: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
+        """Create an array holding ``data`` (replacing an existing one)."""
+        data = np.asarray(data)
+        if self.has(node):
+            self.delete(node)
+        handle = self.create_array(node, data.shape, data.dtype, chunks)
+        if data.size:
+            handle[...] = data
+
+    def read_array(self, node: str) -> np.ndarray:
+        """Read a whole array into memory (strings come back as ``str`` objects)."""
+        handle = self.array(node)
+        data = handle[...] if handle.shape else handle[()]
+        return self._decode(np.asarray(data))
+
+    def _decode(self, data: np.ndarray) -> np.ndarray:
+        if data.dtype.kind in {"S", "O", "T"}:
+            return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in data.ravel()],
+                            dtype=object).reshape(data.shape)
+        return data
+
+    @abc.abstractmethod
+    def delete(self, node: str) -> None:
+        """Delete a node."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush and close."""
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _HDF5Container(Container):
+    def __init__(self, path: Path, mode: str) -> None:
+        import h5py
+
+        self.path = path
+        self.writable = mode != "r"
+        try:
+            self._file = h5py.File(path, mode)
+        except FileNotFoundError:
+            raise StoreError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: not an HDF5 file ({exc.__class__.__name__})") from None
+
+    def get_attrs(self, node: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self._file[node or "/"].attrs.items():
+            if isinstance(value, bytes):
+                value = value.decode()
+            if isinstance(value, str) and value.startswith("json:"):
+                value = json.loads(value[5:])
+            elif isinstance(value, np.generic):
+                value = value.item()
+            elif isinstance(value, np.ndarray):
+                value = value.tolist()
+            out[key] = value
+        return out
+
+    def set_attrs(self, node: str, values: Mapping[str, Any]) -> None:
+        if not node:
+            target = self._file
+        else:
+            target = self._file[node] if node in self._file else self._file.require_group(node)
+        attrs = target.attrs
+        for key, value in values.items():
+            plain = _plain(value)
+            if isinstance(plain, (dict, list)) or plain is None:
+                plain = "json:" + json.dumps(plain)
+            attrs[key] = plain
+
+    def has(self, node: str) -> bool:
+        return node in self._file
+
+    def children(self, node: str) -> list[str]:
+        if node and node not in self._file:
+            return []
+        return list(self._file[node or "/"].keys())
+
+    def create_array(
+        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None
+    ) -> Any:
+        import h5py
+
+        dt = np.dtype(dtype)
+        if dt.kind in {"U", "O", "T"}:
+            dt = h5py.string_dtype()
+        use_chunks = chunks if (chunks and all(shape)) else None
+        return self._file.create_dataset(node, shape=shape, dtype=dt, chunks=use_chunks)
+
+    def write_array(self, node: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
+        data = np.asarray(data)
+        if data.dtype.kind in {"U", "O", "T"}:
+            data = np.array([str(x) for x in data.ravel()], dtype=object).reshape(data.shape)
+        super().write_array(node, data, chunks)
+
+    def array(self, node: str) -> Any:
+        return self._file[node]
+
+    def delete(self, node: str) -> None:
+        del self._file[node]
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+
+class _ZarrContainer(Container):
+    def __init__(self, path: Path, mode: str) -> None:
+        import zarr
+
+        self.path = path
+        self.writable = mode != "r"
+        if mode in {"r", "r+"} and not path.exists():
+            raise StoreError(f"{path}: no such file or directory")
+        try:
+            self._group = zarr.open_group(str(path), mode=mode)  # type: ignore[arg-type]
+        except Exception as exc:  # zarr raises several unrelated types for "not a group"
+            raise StoreError(f"{path}: not a Zarr v3 group ({exc.__class__.__name__})") from None
+
+    def _node(self, node: str) -> Any:
+        return self._group[node] if node else self._group
+
+    def get_attrs(self, node: str = "") -> dict[str, Any]:
+        return dict(self._node(node).attrs)
+
+    def set_attrs(self, node: str, values: Mapping[str, Any]) -> None:
+        target = self._node(node) if (not node or node in self._group) else self._group.require_group(node)
+        target.attrs.update({k: _plain(v) for k, v in values.items()})
+
+    def has(self, node: str) -> bool:
+        return node in self._group
+
+    def children(self, node: str) -> list[str]:
+        if node and node not in self._group:
+            return []
+        return list(self._node(node).keys())
+
+    def create_array(
+        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None
+    ) -> Any:
+        dt: Any = np.dtype(dtype)
+        if dt.kind in {"U", "O", "T"}:
+            dt = str
+        parent, _, name = node.rpartition("/")
+        group = self._group.require_group(parent) if parent else self._group
+        kwargs: dict[str, Any] = {"compressors": None}
+        if chunks and all(shape):
+            kwargs["chunks"] = chunks
+        elif not all(shape) or not shape:
+            kwargs["chunks"] = tuple(max(1, s) for s in shape) if shape else ()
+        return group.create_array(name, shape=shape, dtype=dt, **kwargs)
+
+    def write_array(self, node: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
+        data = np.asarray(data)
+        if data.dtype.kind == "O":
+            data = data.astype(str)
+        super().write_array(node, data, chunks)
+
+    def array(self, node: str) -> Any:
+        return self._group[node]
+
+    def delete(self, node: str) -> None:
+        del self._group[node]
+
+    def close(self) -> None:
+        pass
+
+
+def open_container(path: str | Path, mode: str = "r") -> Container:
+    """Open an HDF5 file or a Zarr group by suffix. ``mode``: ``r``, ``r+``, ``w`` (create/overwrite)."""
+    p = Path(path)
+    backend = backend_for(p)
+    if mode == "r" and not p.exists():
+        raise StoreError(f"{p}: no such file or directory")
+    return _HDF5Container(p, mode) if backend == "hdf5" else _ZarrContainer(p, mode)

@@ -1,0 +1,242 @@
+"""The activation store: one logical layout (DESIGN §2) over HDF5 and Zarr.
+
+Layout::
+
+    /                 attrs: repsim_format="activations", format_version, layers=[names in order],
+                             n_samples, complete, repsim_version, source={...}
+    /samples/ids      (n,) str or int64
+    /layers/<name>    (n, *feature_shape), chunked along samples only; attrs: feature_shape, reduction
+    /stats/<name>/sum, /stats/<name>/sumsq   (D,) float64 column sums of the flattened features
+
+A layer is always read as a 2-D ``(rows, D)`` array with ``D = prod(feature_shape)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import DataError, LayerNotFoundError, ShapeMismatchError, StoreError
+from ._container import Container, open_container
+from ._names import escape_name
+
+FORMAT = "activations"
+FORMAT_VERSION = 1
+TARGET_CHUNK_BYTES = 8 * 1024**2
+
+
+def chunk_rows(width: int, itemsize: int, n: int, target: int = TARGET_CHUNK_BYTES) -> int:
+    """Rows per chunk so that one chunk of a (n, width) array is about ``target`` bytes."""
+    return max(1, min(n, target // max(1, width * itemsize)))
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Shape facts of one stored layer. ``shape`` is ``(n, *feature_shape)``; ``width`` is D."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    chunk_rows: int
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    @property
+    def width(self) -> int:
+        return math.prod(self.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.width * self.dtype.itemsize
+
+
+class ActivationStore:
+    """Read access to an activation store. Open with :func:`repsim_cli.store.open_store`."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+        self.path = container.path
+        attrs = container.get_attrs()
+        if attrs.get("repsim_format") != FORMAT:
+            container.close()
+            raise StoreError(f"{self.path}: not a repsim activation store (no repsim_format attr)")
+        self.attrs = attrs
+        self.layers: list[str] = list(attrs.get("layers", []))
+        self.n_samples = int(attrs["n_samples"])
+        self.complete = bool(attrs.get("complete", True))
+        self._infos: dict[str, LayerInfo] = {}
+
+    def __enter__(self) -> ActivationStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._c.close()
+
+    @property
+    def backend(self) -> str:
+        return type(self._c).__name__.strip("_").replace("Container", "").lower()
+
+    def ids(self) -> np.ndarray:
+        """Sample ids, shape (n,): strings (object array) or int64."""
+        return self._c.read_array("samples/ids")
+
+    def _node(self, name: str) -> str:
+        if name not in self.layers:
+            raise LayerNotFoundError(
+                f"{self.path}: no layer {name!r}; available: {', '.join(self.layers)}"
+            )
+        return f"layers/{escape_name(name)}"
+
+    def info(self, name: str) -> LayerInfo:
+        """Shape, dtype, chunking and attributes of a layer."""
+        if name not in self._infos:
+            node = self._node(name)
+            arr = self._c.array(node)
+            chunks = getattr(arr, "chunks", None) or (arr.shape[0],)
+            self._infos[name] = LayerInfo(
+                name=name,
+                shape=tuple(int(s) for s in arr.shape),
+                dtype=np.dtype(arr.dtype),
+                chunk_rows=int(chunks[0]) if chunks else int(arr.shape[0]),
+                attrs=self._c.get_attrs(node),
+            )
+        return self._infos[name]
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of a layer as a 2-D (rows, D) array in the stored dtype."""
+        info = self.info(name)
+        block = np.asarray(self._c.array(self._node(name))[start:stop])
+        return block.reshape(block.shape[0], info.width)
+
+    def iter_blocks(self, name: str, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, block)`` with blocks of ``rows`` rows (default: the chunk size)."""
+        info = self.info(name)
+        step = rows or info.chunk_rows
+        for start in range(0, self.n_samples, step):
+            yield start, self.read_rows(name, start, min(start + step, self.n_samples))
+
+    def has_stats(self, name: str) -> bool:
+        return self._c.has(f"stats/{escape_name(name)}/sum")
+
+    def column_sums(self, name: str) -> np.ndarray | None:
+        """Float64 column sums (D,) written at import/extract, or None when absent."""
+        self._node(name)
+        if not self.has_stats(name):
+            return None
+        return np.asarray(self._c.read_array(f"stats/{escape_name(name)}/sum"), dtype=np.float64)
+
+    def column_sumsq(self, name: str) -> np.ndarray | None:
+        """Float64 column sums of squares (D,), or None when absent."""
+        node = f"stats/{escape_name(name)}/sumsq"
+        if not self._c.has(node):
+            return None
+        return np.asarray(self._c.read_array(node), dtype=np.float64)
+
+    def fingerprint(self) -> str:
+        """A cheap content fingerprint: format, n, layers with shapes/dtypes, and the stats sums."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(repr((self.n_samples, self.layers)).encode())
+        for name in self.layers:
+            info = self.info(name)
+            h.update(repr((info.shape, str(info.dtype))).encode())
+            sums = self.column_sums(name)
+            if sums is not None:
+                h.update(sums.tobytes())
+        return h.hexdigest()[:16]
+
+
+class StoreWriter:
+    """Create an activation store, add layers, write rows, and finalise (stats + ``complete``).
+
+    Column sums and sums of squares are accumulated in float64 as rows are written, so a layer is
+    read once. Writers of whole arrays (import) and streaming writers (extract) both use this.
+    """
+
+    def __init__(self, path: str | Path, ids: Sequence[Any] | np.ndarray, source: dict[str, Any] | None = None):
+        self.path = Path(path)
+        ids_arr = np.asarray(ids)
+        if ids_arr.ndim != 1:
+            raise ShapeMismatchError(f"{self.path}: sample ids must be 1-D, got shape {ids_arr.shape}")
+        if len(set(ids_arr.tolist())) != len(ids_arr):
+            raise DataError(f"{self.path}: sample ids are not unique")
+        self.n_samples = len(ids_arr)
+        self._c = open_container(self.path, "w")
+        if ids_arr.dtype.kind in {"i", "u"}:
+            ids_arr = ids_arr.astype(np.int64)
+        else:
+            ids_arr = np.array([str(x) for x in ids_arr], dtype=object)
+        self._c.write_array("samples/ids", ids_arr)
+        self._c.set_attrs("", {
+            "repsim_format": FORMAT, "format_version": FORMAT_VERSION,
+            "repsim_version": __version__, "n_samples": self.n_samples,
+            "layers": [], "complete": False, "source": source or {},
+        })  # fmt: skip
+        self.layers: list[str] = []
+        self._sums: dict[str, np.ndarray] = {}
+        self._sumsq: dict[str, np.ndarray] = {}
+        self._arrays: dict[str, Any] = {}
+
+    def add_layer(
+        self, name: str, feature_shape: tuple[int, ...], dtype: Any, attrs: dict[str, Any] | None = None
+    ) -> None:
+        """Declare a layer of shape (n, *feature_shape); it is chunked along samples only."""
+        if name in self.layers:
+            raise StoreError(f"{self.path}: layer {name!r} given twice")
+        if not name:
+            raise StoreError(f"{self.path}: empty layer name")
+        dt = np.dtype(dtype)
+        if dt.kind != "f":
+            dt = np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
+        width = math.prod(feature_shape)
+        rows = chunk_rows(width, dt.itemsize, self.n_samples)
+        node = f"layers/{escape_name(name)}"
+        shape = (self.n_samples, *feature_shape)
+        self._arrays[name] = self._c.create_array(node, shape, dt, (rows, *feature_shape))
+        self._c.set_attrs(node, {"feature_shape": list(feature_shape), "name": name, **(attrs or {})})
+        self.layers.append(name)
+        self._sums[name] = np.zeros(width, dtype=np.float64)
+        self._sumsq[name] = np.zeros(width, dtype=np.float64)
+        self._c.set_attrs("", {"layers": self.layers})
+
+    def write_rows(self, name: str, start: int, block: np.ndarray) -> None:
+        """Write rows [start, start + len(block)) of a layer and add them to its column stats."""
+        arr = self._arrays[name]
+        block = np.asarray(block)
+        if block.shape[1:] != tuple(arr.shape[1:]):
+            raise ShapeMismatchError(
+                f"{self.path}: layer {name!r}: rows of shape {block.shape[1:]} "
+                f"do not match the feature shape {tuple(arr.shape[1:])}"
+            )
+        arr[start : start + block.shape[0]] = block.astype(arr.dtype, copy=False)
+        flat = block.reshape(block.shape[0], -1).astype(np.float64)
+        self._sums[name] += flat.sum(axis=0)
+        self._sumsq[name] += np.einsum("ij,ij->j", flat, flat)
+
+    def set_attrs(self, values: dict[str, Any]) -> None:
+        self._c.set_attrs("", values)
+
+    def finalize(self) -> None:
+        """Write the stats, mark the store complete, and close it."""
+        for name in self.layers:
+            stats = f"stats/{escape_name(name)}"
+            self._c.write_array(f"{stats}/sum", self._sums[name])
+            self._c.write_array(f"{stats}/sumsq", self._sumsq[name])
+        self._c.set_attrs("", {"complete": True})
+        self._c.close()
+
+    def abort(self) -> None:
+        self._c.close()
