@@ -97,8 +97,12 @@ def prepare_comparison(
     precision: str | None = None,
     side: str = "auto",
     progress: ProgressFn = no_progress,
+    block_rows: int | None = None,
 ) -> Comparison:
-    """Validate the inputs and plan the work (nothing heavy is computed yet)."""
+    """Validate the inputs and plan the work (nothing heavy is computed yet).
+
+    ``block_rows`` overrides the feature side's rows per block (tests use it to vary chunking).
+    """
     specs = [m if isinstance(m, MetricSpec) else parse_spec(m) for m in metrics]
     same_store = store_b is None or Path(store_b.path).resolve() == Path(store_a.path).resolve()
     b = store_a if store_b is None else store_b
@@ -120,9 +124,14 @@ def prepare_comparison(
         allowed &= set(spec.info.sides)
     symmetric_self = same_store and names_a == names_b
     n_pairs = len(refs_a) * (len(refs_a) + 1) // 2 if symmetric_self else len(refs_a) * len(refs_b)
+    metric_flops = {
+        s.text: s.info.cost(store_a.n_samples, len(unique), n_pairs, s.params)
+        for s in specs if s.info.cost is not None
+    }  # fmt: skip
     plan = make_plan(
         store_a.n_samples, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
+        block_rows=block_rows, metric_flops=metric_flops,
     )  # fmt: skip
     attrs = {
         "store_a": str(store_a.path), "store_b": str(b.path),

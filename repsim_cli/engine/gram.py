@@ -85,6 +85,7 @@ class GramEngine:
         self._offsets: dict[str, tuple[int, int]] = {}
         self._row_sqnorms: dict[str, Float64] = {}
         self._derived: dict[tuple[str, str], Any] = {}
+        self._row_terms: dict[str, tuple[Float64, Float64]] = {}
 
     # ---------------------------------------------------------------- reading and centring
     def blocks(self, ref: LayerRef, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -151,6 +152,12 @@ class GramEngine:
             self.counts["gram:" + ref.key] += 1
             xc = self.centered_data(ref)
             np.copyto(slot, xc @ xc.T)  # numpy dispatches A @ A.T to SYRK
+            # Row vectors that turn Kc back into the raw or the row-centred Gram exactly.
+            mean = self.mean(ref)
+            self._row_terms[ref.key] = (
+                xc.astype(np.float64, copy=False) @ mean,
+                xc.sum(axis=1, dtype=np.float64),
+            )
             del xc
             self._row_sqnorms.setdefault(ref.key, np.diag(slot).copy())
             self._check_constant(ref, float(np.trace(slot)))
@@ -241,6 +248,31 @@ class GramEngine:
     def gram_inner(self, ref_a: LayerRef, ref_b: LayerRef) -> float:
         """⟨Kc_a, Kc_b⟩_F for one pair (float64)."""
         return float(self.gram_inner_matrix([ref_a], [ref_b])[0, 0])
+
+    def gram(self, ref: LayerRef, center: str = "units") -> Float64:
+        """The n×n linear kernel of a layer, float64, by how it is centred.
+
+        ``center="units"``: Kc = XcXcᵀ with every unit (column) centred — the engine's own Gram
+        (do not modify it). ``"none"``: the raw K = XXᵀ. ``"stimuli"``: each sample's features centred
+        across units, K − ssᵀ/D with s the raw row sums. The last two are rebuilt from Kc with the
+        exact rank-one terms (Kc + v1ᵀ + 1vᵀ + ‖μ‖²11ᵀ, v = Xcμ), once per layer and cached.
+        """
+        if center == "units":
+            return self.centered_gram(ref)
+        if center not in {"none", "stimuli"}:
+            raise ValueError(f"center must be 'units', 'none' or 'stimuli', not {center!r}")
+
+        def build() -> Float64:
+            kc = self.centered_gram(ref)
+            v, rowsum_c = self._row_terms[ref.key]
+            mean = self.mean(ref)
+            k = kc + v[:, None] + v[None, :] + float(mean @ mean)
+            if center == "stimuli":
+                s = rowsum_c + float(mean.sum())
+                k -= np.outer(s, s) / ref.width
+            return k
+
+        return self.derived(ref, f"gram_{center}", build)
 
     def derived(self, ref: LayerRef, name: str, compute: Callable[[], T]) -> T:
         """Per-layer cache: ``compute()`` runs once per (layer, name); counted in ``counts``."""

@@ -59,6 +59,7 @@ class Plan:
     passes: dict[str, int] = field(default_factory=dict)
     pairs: int = 0
     alternatives: dict[str, dict[str, float]] = field(default_factory=dict)
+    metric_flops: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         lines = [
@@ -74,6 +75,8 @@ class Plan:
                 f"  {side} side would need: {alt['flops']:.3g} flops, "
                 f"peak {format_size(alt['peak_bytes'])}"
             )
+        for spec, flops in self.metric_flops.items():
+            lines.append(f"  metric {spec}: about {flops:.3g} flops after the Gram statistics")
         lines.append("passes per layer:")
         lines += [f"  {c.label}: {self.passes.get(c.key, 0)}" for c in self.layers]
         return "\n".join(lines)
@@ -83,7 +86,7 @@ class Plan:
             "side": self.side, "n": self.n, "compute_dtype": self.compute_dtype,
             "budget": self.budget, "block_rows": self.block_rows, "peak_bytes": self.peak_bytes,
             "flops": self.flops, "bytes_read": self.bytes_read, "pairs": self.pairs,
-            "passes": dict(self.passes),
+            "passes": dict(self.passes), "metric_flops": dict(self.metric_flops),
         }  # fmt: skip
 
 
@@ -116,6 +119,8 @@ def make_plan(
     precision: str | None = None,
     side: str = "auto",
     sides_allowed: Sequence[Side] = ("sample", "feature"),
+    block_rows: int | None = None,
+    metric_flops: dict[str, float] | None = None,
 ) -> Plan:
     """Choose the side and block size for computing the Gram statistics of ``layers``.
 
@@ -126,7 +131,7 @@ def make_plan(
     dtype = compute_dtype_for([layer.itemsize for layer in layers], precision)
     c = np.dtype(dtype).itemsize
     total_width = sum(layer.width for layer in layers)
-    rows = max(64, min(n, FEATURE_BLOCK_BYTES // max(1, total_width * 8)))
+    rows = block_rows or max(64, min(n, FEATURE_BLOCK_BYTES // max(1, total_width * 8)))
     costs = {
         "sample": _sample_side(n, layers, c, n_pairs),
         "feature": _feature_side(n, layers, c, rows),
@@ -152,4 +157,5 @@ def make_plan(
         peak_bytes=int(costs[chosen]["peak_bytes"]), flops=costs[chosen]["flops"],
         bytes_read=int(bytes_read), passes=passes, pairs=n_pairs,
         alternatives={s: costs[s] for s in candidates if s != chosen},
+        metric_flops=dict(metric_flops or {}),
     )  # fmt: skip

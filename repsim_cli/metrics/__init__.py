@@ -11,7 +11,10 @@ from .registry import (
 
 # Family modules in the order `repsim metrics` lists them. A family whose module is not written yet
 # is skipped; one that fails to import raises.
-_FAMILIES = ("cka", "cka_rbf", "cca", "procrustes", "rsa", "regression", "neighbors", "dcor", "readout")
+_FAMILIES = (
+    "cka", "cka_rbf", "cka_minibatch", "cca", "procrustes", "rsa", "regression", "neighbors", "dcor",
+    "readout",
+)  # fmt: skip
 for _family in _FAMILIES:
     if importlib.util.find_spec(f"{__name__}.{_family}") is not None:
         importlib.import_module(f"{__name__}.{_family}")

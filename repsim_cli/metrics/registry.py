@@ -82,6 +82,8 @@ class MetricInfo:
     aliases: tuple[str, ...] = ()
     validate: Callable[[dict[str, Any]], None] | None = None
     range_text: str = ""
+    # Work after the Gram statistics, for --dry-run: cost(n, n_layers, n_pairs, params) -> flops.
+    cost: Callable[[int, int, int, Mapping[str, Any]], float] | None = None
 
     def param(self, name: str) -> Param:
         for p in self.params:

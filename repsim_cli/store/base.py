@@ -166,8 +166,12 @@ class StoreWriter:
     read once. Writers of whole arrays (import) and streaming writers (extract) both use this.
     """
 
-    def __init__(self, path: str | Path, ids: Sequence[Any] | np.ndarray, source: dict[str, Any] | None = None):
+    def __init__(
+        self, path: str | Path, ids: Sequence[Any] | np.ndarray, source: dict[str, Any] | None = None,
+        chunk_rows: int | None = None,
+    ):
         self.path = Path(path)
+        self.chunk_rows = chunk_rows
         ids_arr = np.asarray(ids)
         if ids_arr.ndim != 1:
             raise ShapeMismatchError(f"{self.path}: sample ids must be 1-D, got shape {ids_arr.shape}")
@@ -202,7 +206,9 @@ class StoreWriter:
         if dt.kind != "f":
             dt = np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
         width = math.prod(feature_shape)
-        rows = chunk_rows(width, dt.itemsize, self.n_samples)
+        rows = min(self.chunk_rows, self.n_samples) if self.chunk_rows else chunk_rows(
+            width, dt.itemsize, self.n_samples
+        )
         node = f"layers/{escape_name(name)}"
         shape = (self.n_samples, *feature_shape)
         self._arrays[name] = self._c.create_array(node, shape, dt, (rows, *feature_shape))

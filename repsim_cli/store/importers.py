@@ -122,11 +122,13 @@ def _blocks(arr: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def import_arrays(
-    sources: Sequence[str], out: str | Path, ids: np.ndarray | None = None
+    sources: Sequence[str], out: str | Path, ids: np.ndarray | None = None,
+    chunk_rows: int | None = None,
 ) -> list[str]:
     """Write every layer of ``sources`` into a new store at ``out`` (atomically); return layer names.
 
     Rows are copied block by block (``.npy`` is memory-mapped), so a layer need not fit in memory.
+    ``chunk_rows`` overrides the on-disk chunk size (rows per chunk; default ≈ 8 MiB chunks).
     """
     loaded: list[tuple[str, str, np.ndarray]] = []
     for spec in sources:
@@ -151,7 +153,7 @@ def import_arrays(
         raise ShapeMismatchError(f"ids: {len(ids)} ids given for {n} samples")
     source: dict[str, Any] = {"command": "import", "inputs": list(sources)}
     with atomic_path(out) as tmp:
-        writer = StoreWriter(tmp, ids, source=source)
+        writer = StoreWriter(tmp, ids, source=source, chunk_rows=chunk_rows)
         try:
             for _, name, arr in loaded:
                 dtype = arr.dtype if arr.dtype.kind == "f" else np.float32
