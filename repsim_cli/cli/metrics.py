@@ -11,13 +11,19 @@ from ..metrics import REGISTRY
 
 @click.command("metrics")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def command(as_json: bool) -> None:
+@click.option("--markdown", is_flag=True, help="Print the README's metrics table (Markdown).")
+def command(as_json: bool, markdown: bool) -> None:
     """List every metric with its kind, range, parameters and citation.
 
     \b
     Example:
       repsim metrics --json
     """
+    if markdown:
+        from ..metrics.table import metrics_block
+
+        click.echo(metrics_block())
+        return
     rows = [
         {
             "name": m.name, "kind": m.kind, "symmetric": m.symmetric,
