@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._progress import ProgressFn, no_progress
 from ._version import __version__
@@ -19,6 +21,7 @@ from .engine.plan import Side
 from .errors import LayerNotFoundError, ShapeMismatchError
 from .metrics import MetricSpec, parse_spec
 from .results import MetricResult, Results
+from .schedule import Journal, Shard, covering_blocks, matrix_cells, shard_cells
 from .store import ActivationStore, open_store
 
 
@@ -69,19 +72,87 @@ class Comparison:
     engine: GramEngine
     attrs: dict[str, Any]
 
-    def run(self) -> Results:
-        """Compute every metric matrix (each layer's statistics once) and return the results."""
-        self.engine.prepare()
-        res = Results([r.name for r in self.refs_a], [r.name for r in self.refs_b], attrs=self.attrs)
-        for spec in self.specs:
-            value = spec.info.matrix(self.engine, self.refs_a, self.refs_b, spec.params)
-            std_error = None
-            if isinstance(value, tuple):  # Monte Carlo metrics return (value, standard error)
-                value, std_error = value
+    @property
+    def self_compare(self) -> bool:
+        """One store compared with itself over the same layer list (symmetric metrics: j ≥ i)."""
+        return [r.key for r in self.refs_a] == [r.key for r in self.refs_b]
+
+    def journal_header(self, shard: Shard | None) -> dict[str, Any]:
+        """What a resume journal must match: stores, layers, metrics with parameters, shard."""
+        header = {
+            "stores": [self.attrs["store_a"], self.attrs["store_b"]],
+            "fingerprints": [self.attrs["fingerprint_a"], self.attrs["fingerprint_b"]],
+            "layers_a": [r.name for r in self.refs_a], "layers_b": [r.name for r in self.refs_b],
+            "metrics": [[s.text, s.params] for s in self.specs], "shard": str(shard) if shard else None,
+        }  # fmt: skip
+        return json.loads(json.dumps(header, sort_keys=True))
+
+    def run(
+        self, shard: Shard | None = None, journal: Journal | None = None, resume: bool = False
+    ) -> Results:
+        """Compute the cells of every metric matrix (all, or shard K/N's share) and return them.
+
+        Each layer's statistics are computed once and reused. With a ``journal``, finished cells
+        are appended to it as they complete; with ``resume``, cells it already holds (from a killed
+        run of the same comparison) are taken from it instead of being recomputed.
+        Cells outside the shard are NaN with ``computed`` False.
+        """
+        done = journal.load() if journal is not None and resume else {}
+        if journal is not None:
+            journal.open(resume=bool(done))
+        la, lb = len(self.refs_a), len(self.refs_b)
+        res = Results([r.name for r in self.refs_a], [r.name for r in self.refs_b], attrs=dict(self.attrs))
+        if shard is not None:
+            res.attrs["shard"] = str(shard)
+        for s_idx, spec in enumerate(self.specs):
+            upper_only = spec.info.symmetric and self.self_compare
+            cells = shard_cells(matrix_cells(la, lb, upper_only), shard)
+            value = np.full((la, lb), np.nan)
+            std_error: NDArray[np.float64] | None = None
+            computed = np.zeros((la, lb), dtype=bool)
+            pending = []
+            for i, j in cells:
+                if (s_idx, i, j) in done:
+                    value[i, j], se = done[(s_idx, i, j)]
+                    computed[i, j] = True
+                    if se is not None:
+                        std_error = np.full((la, lb), np.nan) if std_error is None else std_error
+                        std_error[i, j] = se
+                else:
+                    pending.append((i, j))
+            wanted = set(pending)
+            for rows, cols in covering_blocks(pending, by_row=not spec.info.batched):
+                block = spec.info.matrix(
+                    self.engine, [self.refs_a[i] for i in rows], [self.refs_b[j] for j in cols], spec.params
+                )
+                block_se = None
+                if isinstance(block, tuple):  # Monte Carlo metrics return (value, standard error)
+                    block, block_se = block
+                    std_error = np.full((la, lb), np.nan) if std_error is None else std_error
+                finished = []
+                for bi, i in enumerate(rows):
+                    for bj, j in enumerate(cols):
+                        if (i, j) not in wanted:
+                            continue
+                        value[i, j] = block[bi, bj]
+                        computed[i, j] = True
+                        se = None
+                        if block_se is not None and std_error is not None:
+                            se = float(block_se[bi, bj])
+                            std_error[i, j] = se
+                        finished.append((s_idx, i, j, float(value[i, j]), se))
+                if journal is not None:
+                    journal.write(finished)
+            if upper_only:
+                lower = np.tril_indices(la, -1)
+                value[lower] = value.T[lower]
+                computed[lower] = computed.T[lower]
+                if std_error is not None:
+                    std_error[lower] = std_error.T[lower]
             res.metrics[spec.text] = MetricResult(
                 spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=spec.info.symmetric,
-                params=dict(spec.params), value=np.asarray(value, dtype=np.float64),
-                std_error=std_error,
+                params=dict(spec.params), value=value, std_error=std_error,
+                computed=None if computed.all() else computed,
             )  # fmt: skip
         return res
 
@@ -153,10 +224,11 @@ def compare_stores(
     """Compare the layers of two stores (or one store with itself) with every metric.
 
     ``options`` are those of :func:`prepare_comparison` (layers_a, layers_b, memory, precision,
-    side, progress). Returns a :class:`~repsim_cli.results.Results` with one (La, Lb) matrix per
+    side, progress, block_rows) plus ``shard`` (a :class:`~repsim_cli.schedule.Shard`). Returns a :class:`~repsim_cli.results.Results` with one (La, Lb) matrix per
     metric; cell (i, j) compares layer i of A with layer j of B.
     """
     with ExitStack() as stack:
         a = stack.enter_context(open_store(path_a))
         b = stack.enter_context(open_store(path_b)) if path_b is not None else None
-        return prepare_comparison(a, b, metrics, **options).run()
+        shard = options.pop("shard", None)
+        return prepare_comparison(a, b, metrics, **options).run(shard=shard)

@@ -7,6 +7,7 @@ Results store layout (HDF5 ``.h5`` or Zarr ``.zarr``)::
     /layers_a, /layers_b       ordered layer names
     /metrics/<escaped spec>/value      (La, Lb) float64, NaN = not computed
     /metrics/<escaped spec>/std_error  optional, same shape (Monte Carlo metrics)
+    /metrics/<escaped spec>/computed   optional (La, Lb) uint8: which cells a shard computed
     /metrics/<escaped spec>    attrs: spec, name, params, kind, symmetric
 
 CSV (long format): ``metric,layer_a,layer_b,value,std_error`` where ``metric`` is the spec as given.
@@ -46,6 +47,10 @@ class MetricResult:
     params: dict[str, Any]
     value: NDArray[np.float64]
     std_error: NDArray[np.float64] | None = None
+    computed: NDArray[np.bool_] | None = None  # None: every cell computed (else a shard's share)
+
+    def is_computed(self, i: int, j: int) -> bool:
+        return self.computed is None or bool(self.computed[i, j])
 
 
 @dataclass
@@ -85,6 +90,8 @@ def csv_text(results: Results, spec: str | None = None) -> str:
     for m in metrics:
         for i, la in enumerate(results.layers_a):
             for j, lb in enumerate(results.layers_b):
+                if not m.is_computed(i, j):
+                    continue
                 se = "" if m.std_error is None else format_value(m.std_error[i, j])
                 writer.writerow((m.spec, la, lb, format_value(m.value[i, j]), se))
     return buf.getvalue()
@@ -124,6 +131,8 @@ def _write_container(results: Results, path: Path) -> None:
             c.write_array(f"{node}/value", m.value.astype(np.float64))
             if m.std_error is not None:
                 c.write_array(f"{node}/std_error", m.std_error.astype(np.float64))
+            if m.computed is not None:
+                c.write_array(f"{node}/computed", m.computed.astype(np.uint8))
             c.set_attrs(node, {
                 "spec": m.spec, "name": m.name, "params": m.params, "kind": m.kind,
                 "symmetric": m.symmetric,
@@ -164,10 +173,12 @@ def read_results(path: str | Path) -> Results:
             node = f"metrics/{escape_name(spec)}"
             a = c.get_attrs(node)
             se = c.read_array(f"{node}/std_error") if c.has(f"{node}/std_error") else None
+            done = c.read_array(f"{node}/computed") if c.has(f"{node}/computed") else None
             res.metrics[spec] = MetricResult(
                 spec=spec, name=a["name"], kind=a["kind"], symmetric=bool(a["symmetric"]),
                 params=dict(a.get("params") or {}), value=np.asarray(c.read_array(f"{node}/value")),
                 std_error=None if se is None else np.asarray(se),
+                computed=None if done is None else np.asarray(done).astype(bool),
             )  # fmt: skip
     return res
 

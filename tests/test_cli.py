@@ -269,7 +269,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(two_stores, tmp_path) -> None:
     code = textwrap.dedent(f"""
         import pathlib, time
         import repsim_cli.compare as c
-        def slow_run(self):
+        def slow_run(self, **kw):
             pathlib.Path({str(marker)!r}).write_text("x")
             time.sleep(60)
         c.Comparison.run = slow_run

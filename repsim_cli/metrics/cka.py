@@ -100,13 +100,12 @@ def cka_matrix(
         qa = np.stack([engine.row_sqnorms(r) for r in refs_a])
         qb = qa if same else np.stack([engine.row_sqnorms(r) for r in refs_b])
         sa, sb = qa.sum(axis=1), qb.sum(axis=1)
-        h = debias(h, qa @ qb.T, sa[:, None], sb[None, :], n)
-        h_aa = debias(h_aa, np.einsum("ij,ij->i", qa, qa), sa, sa, n)
-        h_bb = debias(h_bb, np.einsum("ij,ij->i", qb, qb), sb, sb, n)
-    out = cka_from_hsic(h, h_aa[:, None], h_bb[None, :])
-    if same:  # exact symmetry and unit diagonal where defined
-        out = (out + out.T) / 2
-    return out
+        # Per-pair dot products (not one GEMM) so a cell's value never depends on the block shape.
+        qq = np.array([[float(np.dot(x, y)) for y in qb] for x in qa])
+        h = debias(h, qq, sa[:, None], sb[None, :], n)
+        h_aa = debias(h_aa, np.array([float(np.dot(x, x)) for x in qa]), sa, sa, n)
+        h_bb = debias(h_bb, np.array([float(np.dot(x, x)) for x in qb]), sb, sb, n)
+    return cka_from_hsic(h, h_aa[:, None], h_bb[None, :])
 
 
 register(
@@ -121,6 +120,7 @@ register(
         sides=("sample", "feature"),
         matrix=cka_matrix,
         dense=linear_cka,
+        batched=True,
         aliases=("cka_linear", "linear_cka"),
         range_text="[0, 1] (debiased may dip below 0)",
     )

@@ -82,6 +82,9 @@ class MetricInfo:
     aliases: tuple[str, ...] = ()
     validate: Callable[[dict[str, Any]], None] | None = None
     range_text: str = ""
+    # True when ``matrix`` is vectorised over pairs (one call for a whole block is much cheaper than
+    # per-row calls); other metrics are scheduled row by row so a killed run loses at most a row.
+    batched: bool = False
     # Work after the Gram statistics, for --dry-run: cost(n, n_layers, n_pairs, params) -> flops.
     cost: Callable[[int, int, int, Mapping[str, Any]], float] | None = None
 

@@ -1,0 +1,25 @@
+"""``repsim merge``: the shards of a job array into one results file."""
+
+from __future__ import annotations
+
+import click
+
+from ..merge import merge_results
+from ..results import write_results
+from ._options import output_option
+
+
+@click.command("merge")
+@click.argument("shards", nargs=-1, required=True, metavar="SHARD...")
+@output_option("The merged results: .h5/.zarr (results store), .csv or - (CSV on stdout).")
+def command(shards: tuple[str, ...], out: str) -> None:
+    """Merge shard results (from `compare --shard K/N`) into one results file.
+
+    Refuses shards of different comparisons and conflicting cells; exits 1 listing the cells no
+    shard computed. The merged values are exactly those of a single unsharded run.
+
+    \b
+    Example:
+      repsim merge parts/cka.*.h5 -o cka.h5
+    """
+    write_results(merge_results(shards), out)

@@ -1,0 +1,89 @@
+"""Merge the results stores written by the shards of a job array into one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ResultsError
+from .results import MetricResult, Results, read_results
+
+# Attributes that must agree between shards of one comparison.
+_SAME = ("store_a", "store_b", "fingerprint_a", "fingerprint_b", "n_samples")
+
+
+class MissingCellsError(ResultsError):
+    """The shards together do not cover every cell; ``missing`` lists (spec, layer_a, layer_b)."""
+
+    def __init__(self, message: str, missing: list[tuple[str, str, str]]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+def _same_value(x: float, y: float) -> bool:
+    return bool(x == y or (np.isnan(x) and np.isnan(y)))
+
+
+def merge_results(paths: Sequence[str | Path]) -> Results:
+    """Union the cells of shard results (``.h5``/``.zarr`` from ``compare --shard``).
+
+    Refuses shards of different comparisons (stores, layers, metrics or parameters differ) and a
+    cell computed by two shards with different values; raises :class:`MissingCellsError` naming
+    every cell no shard computed.
+    """
+    if not paths:
+        raise ResultsError("merge needs at least one results file")
+    parts = [(Path(p), read_results(p)) for p in paths]
+    first_path, first = parts[0]
+    merged = Results(list(first.layers_a), list(first.layers_b),
+                     attrs={k: v for k, v in first.attrs.items() if k != "shard"})  # fmt: skip
+    for spec, m in first.metrics.items():
+        merged.metrics[spec] = MetricResult(
+            spec=spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
+            value=np.full_like(m.value, np.nan), computed=np.zeros(m.value.shape, dtype=bool),
+            std_error=None if m.std_error is None else np.full_like(m.value, np.nan),
+        )  # fmt: skip
+    for path, part in parts:
+        for key in _SAME:
+            if part.attrs.get(key) != first.attrs.get(key):
+                raise ResultsError(
+                    f"{path}: {key} is {part.attrs.get(key)!r}, but {first_path} has "
+                    f"{first.attrs.get(key)!r}; these are shards of different comparisons"
+                )
+        if (part.layers_a, part.layers_b) != (first.layers_a, first.layers_b):
+            raise ResultsError(f"{path}: layers differ from {first_path}")
+        if list(part.metrics) != list(first.metrics):
+            raise ResultsError(
+                f"{path}: metrics {', '.join(part.metrics)} differ from {first_path}'s "
+                f"{', '.join(first.metrics)}"
+            )
+        for spec, m in part.metrics.items():
+            out = merged.metrics[spec]
+            if m.params != out.params:
+                raise ResultsError(f"{path}: metric {spec!r} has parameters {m.params}, "
+                                   f"but {first_path} has {out.params}")
+            assert out.computed is not None
+            for i, j in zip(*np.nonzero(m.computed if m.computed is not None else np.ones_like(out.computed))):
+                if out.computed[i, j] and not _same_value(out.value[i, j], m.value[i, j]):
+                    raise ResultsError(
+                        f"{path}: metric {spec!r}: cell ({part.layers_a[i]}, {part.layers_b[j]}) is "
+                        f"{m.value[i, j]!r}, but an earlier shard has {out.value[i, j]!r}"
+                    )
+                out.value[i, j] = m.value[i, j]
+                out.computed[i, j] = True
+                if out.std_error is not None and m.std_error is not None:
+                    out.std_error[i, j] = m.std_error[i, j]
+    missing = [
+        (spec, merged.layers_a[i], merged.layers_b[j])
+        for spec, m in merged.metrics.items()
+        for i, j in zip(*np.nonzero(~m.computed))  # type: ignore[operator]
+    ]
+    if missing:
+        shown = "; ".join(f"{s} ({a}, {b})" for s, a, b in missing[:20])
+        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise MissingCellsError(f"{len(missing)} cells were computed by no shard: {shown}{more}", missing)
+    for m in merged.metrics.values():
+        m.computed = None
+    return merged

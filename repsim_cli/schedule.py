@@ -1,0 +1,175 @@
+"""Which cells a run computes, and the journal that lets a killed run resume.
+
+* :func:`matrix_cells` lists the (i, j) cells of an La × Lb matrix in row-major order; a symmetric
+  metric comparing a layer list with itself needs only the upper triangle (j ≥ i).
+* :func:`shard_cells` gives shard K of N a contiguous, balanced share of that list (sizes differ by
+  at most one cell); :func:`shard_from_env` reads SLURM's array variables.
+* :class:`Journal` is an append-only text file beside the output: a JSON header describing the
+  run, then one line per finished cell, flushed and fsynced as cells finish. A SIGKILL can only
+  cut the last line short, which :func:`Journal.load` ignores, so ``--resume`` continues from
+  every cell already written and reproduces the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import RepsimError
+
+Cell = tuple[int, int]
+
+
+def matrix_cells(n_rows: int, n_cols: int, upper_only: bool) -> list[Cell]:
+    """Cells (i, j) in row-major order; with ``upper_only`` only j ≥ i (square matrices)."""
+    return [(i, j) for i in range(n_rows) for j in range(n_cols) if not upper_only or j >= i]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` (1-based) of ``count``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """Parse ``K/N`` with 1 ≤ K ≤ N."""
+    k, sep, n = text.partition("/")
+    try:
+        shard = Shard(int(k), int(n))
+    except ValueError:
+        shard = Shard(0, 0)
+    if not sep or not 1 <= shard.index <= shard.count:
+        raise RepsimError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. 3/8")
+    return shard
+
+
+def shard_from_env(env: Mapping[str, str]) -> Shard | None:
+    """The shard of a SLURM array task: TASK_ID with TASK_COUNT, or with TASK_MIN/TASK_MAX."""
+    if "SLURM_ARRAY_TASK_ID" not in env:
+        return None
+    try:
+        task = int(env["SLURM_ARRAY_TASK_ID"])
+        if "SLURM_ARRAY_TASK_MIN" in env and "SLURM_ARRAY_TASK_MAX" in env:
+            lo, hi = int(env["SLURM_ARRAY_TASK_MIN"]), int(env["SLURM_ARRAY_TASK_MAX"])
+            return Shard(task - lo + 1, hi - lo + 1)
+        if "SLURM_ARRAY_TASK_COUNT" in env:
+            count = int(env["SLURM_ARRAY_TASK_COUNT"])
+            lo = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            return Shard(task - lo + 1, count)
+    except ValueError:
+        raise RepsimError("SLURM_ARRAY_TASK_* variables are not integers") from None
+    raise RepsimError(
+        "SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MIN/MAX"
+        " is; pass --shard K/N"
+    )
+
+
+def shard_cells(cells: Sequence[Cell], shard: Shard | None) -> list[Cell]:
+    """Shard K of N's contiguous share of ``cells`` (balanced: sizes differ by at most one)."""
+    if shard is None:
+        return list(cells)
+    base, extra = divmod(len(cells), shard.count)
+    k = shard.index - 1
+    start = k * base + min(k, extra)
+    return list(cells[start : start + base + (1 if k < extra else 0)])
+
+
+def covering_blocks(cells: Iterable[Cell], by_row: bool = False) -> list[tuple[list[int], list[int]]]:
+    """Group cells into (rows, cols) blocks whose product covers them without much waste.
+
+    A full matrix or a full upper triangle is one block (so batched metrics keep their one-GEMM
+    path); otherwise, or with ``by_row``, each row's pending columns are a block of its own.
+    """
+    cells = sorted(set(cells))
+    if not cells:
+        return []
+    rows = sorted({i for i, _ in cells})
+    cols = sorted({j for _, j in cells})
+    if not by_row and len(rows) * len(cols) <= 2 * len(cells):
+        return [(rows, cols)]
+    by_row: dict[int, list[int]] = {}
+    for i, j in cells:
+        by_row.setdefault(i, []).append(j)
+    return [([i], js) for i, js in by_row.items()]
+
+
+class JournalMismatch(RepsimError):
+    """A journal left by another command."""
+
+
+class Journal:
+    """Append-only record of finished cells: ``spec_index i j value std_error`` per line."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self.header = header
+        self._fh: TextIO | None = None
+
+    def load(self) -> dict[tuple[int, int, int], tuple[float, float | None]]:
+        """Cells already written by an earlier run of the same command (empty when none)."""
+        if not self.path.exists():
+            return {}
+        text = self.path.read_text()
+        lines = text.split("\n")
+        complete = lines[:-1]  # the part after the last newline may be a cut-off write
+        if not complete:
+            return {}
+        try:
+            header = json.loads(complete[0])
+        except json.JSONDecodeError:
+            raise JournalMismatch(f"{self.path}: unreadable resume journal; delete it to start over") from None
+        if header != self.header:
+            raise JournalMismatch(
+                f"{self.path}: resume journal was written by a different comparison (stores, layers, "
+                "metrics or shard differ); delete it or run without --resume"
+            )
+        done: dict[tuple[int, int, int], tuple[float, float | None]] = {}
+        for line in complete[1:]:
+            parts = line.split("\t")
+            if len(parts) != 5:
+                continue
+            s, i, j = int(parts[0]), int(parts[1]), int(parts[2])
+            done[(s, i, j)] = (float(parts[3]), float(parts[4]) if parts[4] else None)
+        return done
+
+    def open(self, resume: bool) -> None:
+        """Start writing: append to a matching journal when resuming, else start a new one."""
+        if resume and self.path.exists():
+            text = self.path.read_text()
+            keep = text[: text.rfind("\n") + 1]
+            if keep != text:  # drop a cut-off last line before appending
+                self.path.write_text(keep)
+            self._fh = self.path.open("a")
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("w")
+        self._fh.write(json.dumps(self.header, sort_keys=True) + "\n")
+        self._sync()
+
+    def write(self, rows: Iterable[tuple[int, int, int, float, float | None]]) -> None:
+        """Append finished cells and make them durable (flush + fsync)."""
+        assert self._fh is not None
+        for s, i, j, value, se in rows:
+            self._fh.write(f"{s}\t{i}\t{j}\t{value!r}\t{'' if se is None else repr(se)}\n")
+        self._sync()
+
+    def _sync(self) -> None:
+        assert self._fh is not None
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self, remove: bool) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if remove and self.path.exists():
+            self.path.unlink()
