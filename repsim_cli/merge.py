@@ -69,7 +69,7 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
                 if out.computed[i, j] and not _same_value(out.value[i, j], m.value[i, j]):
                     raise ResultsError(
                         f"{path}: metric {spec!r}: cell ({part.layers_a[i]}, {part.layers_b[j]}) is "
-                        f"{m.value[i, j]!r}, but an earlier shard has {out.value[i, j]!r}"
+                        f"{float(m.value[i, j])!r}, but an earlier shard has {float(out.value[i, j])!r}"
                     )
                 out.value[i, j] = m.value[i, j]
                 out.computed[i, j] = True
