@@ -169,10 +169,12 @@ def prepare_comparison(
     side: str = "auto",
     progress: ProgressFn = no_progress,
     block_rows: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Comparison:
     """Validate the inputs and plan the work (nothing heavy is computed yet).
 
-    ``block_rows`` overrides the feature side's rows per block (tests use it to vary chunking).
+    ``block_rows`` overrides the feature side's rows per block (tests use it to vary chunking);
+    ``cache_dir`` is where Grams spill when they do not fit ``memory`` (default: the temp dir).
     """
     specs = [m if isinstance(m, MetricSpec) else parse_spec(m) for m in metrics]
     same_store = store_b is None or Path(store_b.path).resolve() == Path(store_a.path).resolve()
@@ -203,6 +205,7 @@ def prepare_comparison(
         store_a.n_samples, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
+        full_gram=not all(s.info.inner_products_only for s in specs),
     )  # fmt: skip
     attrs = {
         "store_a": str(store_a.path), "store_b": str(b.path),
@@ -211,7 +214,7 @@ def prepare_comparison(
         "command": " ".join(["repsim", *sys.argv[1:]]) if sys.argv else "",
         "versions": {"repsim": __version__, "numpy": np.__version__},
     }  # fmt: skip
-    engine = GramEngine(unique, plan, progress)
+    engine = GramEngine(unique, plan, progress, cache_dir=cache_dir)
     return Comparison(refs_a, refs_b, specs, plan, engine, attrs)
 
 
@@ -231,4 +234,8 @@ def compare_stores(
         a = stack.enter_context(open_store(path_a))
         b = stack.enter_context(open_store(path_b)) if path_b is not None else None
         shard = options.pop("shard", None)
-        return prepare_comparison(a, b, metrics, **options).run(shard=shard)
+        comparison = prepare_comparison(a, b, metrics, **options)
+        try:
+            return comparison.run(shard=shard)
+        finally:
+            comparison.engine.close()

@@ -44,13 +44,17 @@ def journal_path(out: str) -> Path:
 @click.option("--shard", "shard_text", default=None, metavar="K/N",
               help="Compute shard K of N (1-based) of the cells; default from SLURM_ARRAY_TASK_ID.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from the cells it already wrote.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where Grams spill when they exceed --memory (default: beside the output).")
+@click.option("--keep-cache", is_flag=True, help="Keep the spilled Grams after the run.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (side, passes, bytes, flops, memory) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
 @quiet_option
 def command(
     store_a: str, store_b: str | None, metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
-    side: str, shard_text: str | None, resume: bool, dry_run: bool, as_json: bool, quiet: bool,
+    side: str, shard_text: str | None, resume: bool, cache_dir: str | None, keep_cache: bool,
+    dry_run: bool, as_json: bool, quiet: bool,
 ) -> None:
     """Compare every layer of STORE_A with every layer of STORE_B (or of STORE_A itself).
 
@@ -81,7 +85,9 @@ def command(
         comparison = prepare_comparison(
             a, b, metrics, layers_a=layers_a or None, layers_b=layers_b or None,
             memory=memory, precision=precision, side=side, progress=progress,
+            cache_dir=cache_dir or (Path(out).parent if out != "-" else None),
         )  # fmt: skip
+        stack.callback(comparison.engine.close, keep_cache)
         if dry_run:
             plan = comparison.plan
             click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.describe())

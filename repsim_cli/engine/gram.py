@@ -16,7 +16,10 @@ extra pass), and provides, per the :class:`~repsim_cli.engine.plan.Plan`:
 from __future__ import annotations
 
 import math
-from collections import Counter
+import shutil
+import tempfile
+from collections import Counter, OrderedDict
+from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,7 +31,8 @@ from .._progress import ProgressFn, no_progress
 from ..errors import DataError
 from .plan import Plan
 from .reader import read_ahead
-from .stats import Moments, centered_block, chunk_moments, combine, finalize
+from .stats import Moments, accumulate, centered_block, chunk_moments, finalize
+from .tiles import tiled_inner_products
 
 T = TypeVar("T")
 Float64 = NDArray[np.float64]
@@ -71,8 +75,15 @@ class LayerRef:
 class GramEngine:
     """Computes and caches per-layer Gram statistics for a set of layers sharing n samples."""
 
-    def __init__(self, refs: Sequence[LayerRef], plan: Plan, progress: ProgressFn = no_progress):
+    def __init__(
+        self, refs: Sequence[LayerRef], plan: Plan, progress: ProgressFn = no_progress,
+        cache_dir: str | Path | None = None,
+    ):
         self.refs = list(refs)
+        self.cache_root = Path(cache_dir) if cache_dir is not None else None
+        self._cache: Path | None = None
+        self._resident: OrderedDict[str, Float64] = OrderedDict()  # spilled mode: LRU of Grams
+        self._tiled: tuple[Float64, list[Float64]] | None = None
         self.plan = plan
         self.n = plan.n
         self.dtype = np.dtype(plan.compute_dtype)
@@ -89,6 +100,7 @@ class GramEngine:
         self._derived: dict[tuple[str, str], Any] = {}
         self._row_terms: dict[str, tuple[Float64, Float64]] = {}
         self._inner_blocks: dict[tuple[int, int], Float64] = {}
+        self._pair_inner: dict[tuple[int, int], float] = {}
 
     # ---------------------------------------------------------------- reading and centring
     def blocks(self, ref: LayerRef, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -149,24 +161,89 @@ class GramEngine:
         return self._grams[self._index[ref.key]]
 
     def centered_gram(self, ref: LayerRef) -> Float64:
-        """Kc = XcXcᵀ (n, n) float64, computed once per layer by a SYRK over the centred layer."""
-        slot = self._gram_slot(ref)
-        if ref.key not in self._have_gram:
-            self.counts["gram:" + ref.key] += 1
-            xc = self.centered_data(ref)
-            np.copyto(slot, xc @ xc.T)  # numpy dispatches A @ A.T to SYRK
-            # Row vectors that turn Kc back into the raw or the row-centred Gram exactly.
-            mean = self.mean(ref)
-            self._row_terms[ref.key] = (
-                xc.astype(np.float64, copy=False) @ mean,
-                xc.sum(axis=1, dtype=np.float64),
-            )
-            del xc
-            self._row_sqnorms.setdefault(ref.key, np.diag(slot).copy())
-            self._check_constant(ref, float(np.trace(slot)))
-            self._have_gram.add(ref.key)
-            self.progress("centred Grams", len(self._have_gram), len(self.refs))
-        return slot
+        """Kc = XcXcᵀ (n, n) float64, computed once per layer by a SYRK over the centred layer.
+
+        Stacked mode keeps every Gram in one (L, n, n) array; spilled mode writes each Gram to the
+        disk cache once and keeps the ``plan.gram_capacity`` most recently used in memory.
+        """
+        if self.plan.mode == "stacked":
+            slot = self._gram_slot(ref)
+            if ref.key not in self._have_gram:
+                self._compute_gram(ref, slot)
+            return slot
+        if ref.key in self._resident:
+            self._resident.move_to_end(ref.key)
+            return self._resident[ref.key]
+        while len(self._resident) >= max(1, self.plan.gram_capacity):
+            self._resident.popitem(last=False)
+        path = self._cache_file(ref)
+        if ref.key in self._have_gram and path.exists():
+            gram = np.load(path)
+        else:
+            gram = np.empty((self.n, self.n))
+            self._compute_gram(ref, gram)
+            if self.plan.mode == "spilled":
+                np.save(path, gram)
+        self._resident[ref.key] = gram
+        return gram
+
+    def _compute_gram(self, ref: LayerRef, out: Float64) -> None:
+        self.counts["gram:" + ref.key] += 1
+        xc = self.centered_data(ref)
+        np.copyto(out, xc @ xc.T)  # numpy dispatches A @ A.T to SYRK
+        # Row vectors that turn Kc back into the raw or the row-centred Gram exactly.
+        mean = self.mean(ref)
+        self._row_terms[ref.key] = (
+            xc.astype(np.float64, copy=False) @ mean,
+            xc.sum(axis=1, dtype=np.float64),
+        )
+        del xc
+        self._row_sqnorms.setdefault(ref.key, np.diag(out).copy())
+        self._check_constant(ref, float(np.trace(out)))
+        self._have_gram.add(ref.key)
+        self.progress("centred Grams", len(self._have_gram), len(self.refs))
+
+    def _cache_file(self, ref: LayerRef) -> Path:
+        if self._cache is None:
+            root = self.cache_root if self.cache_root is not None else Path(tempfile.gettempdir())
+            root.mkdir(parents=True, exist_ok=True)
+            self._cache = Path(tempfile.mkdtemp(prefix="repsim-cache-", dir=root))
+        return self._cache / f"gram{self._index[ref.key]}.npy"
+
+    def close(self, keep_cache: bool = False) -> None:
+        """Drop in-memory statistics and remove the disk cache (unless ``keep_cache``)."""
+        self._grams = None
+        self._resident.clear()
+        if self._cache is not None and not keep_cache:
+            shutil.rmtree(self._cache, ignore_errors=True)
+            self._cache = None
+
+    @property
+    def cache_path(self) -> Path | None:
+        """The disk cache directory, once something has spilled to it."""
+        return self._cache
+
+    def _tiled_pass(self) -> tuple[Float64, list[Float64]]:
+        """Tiled mode: every ⟨Kc_a, Kc_b⟩ and row norm, without holding any n×n Gram."""
+        if self._tiled is None:
+            means = [self.mean(ref) for ref in self.refs]
+
+            def read_block(layer: int, start: int, stop: int) -> NDArray[np.floating]:
+                ref = self.refs[layer]
+                self.counts["read:" + ref.key] += 1
+                block = ref.store.read_rows(ref.name, start, stop)
+                return centered_block(block, means[layer], self.dtype.type)
+
+            inner, sqnorms = tiled_inner_products(
+                self.n, len(self.refs), self.plan.tile_rows, read_block,
+                progress=lambda done, total: self.progress("Gram tiles", done, total),
+            )  # fmt: skip
+            for ref, q in zip(self.refs, sqnorms):
+                self.counts["gram:" + ref.key] += 1
+                self._row_sqnorms[ref.key] = q
+                self._check_constant(ref, float(q.sum()))
+            self._tiled = (inner, sqnorms)
+        return self._tiled
 
     # ---------------------------------------------------------------- feature side
     def _joint_pass(self) -> None:
@@ -185,16 +262,14 @@ class GramEngine:
                 parts = [ref.store.read_rows(ref.name, start, stop) for ref in self.refs]
                 yield start, np.concatenate([np.asarray(p, dtype=np.float64) for p in parts], axis=1)
 
-        total: Moments | None = None
+        total = Moments(0, np.zeros(len(shift)), np.zeros((len(shift), len(shift))))
         for start, block in read_ahead(joint_blocks()):
             for ref in self.refs:
                 lo, hi = self._offsets[ref.key]
                 z = block[:, lo:hi] - shift[lo:hi]
                 sqn[ref.key][start : start + block.shape[0]] = np.einsum("ij,ij->i", z, z)
-            m = chunk_moments(block, shift, self.dtype.type)
-            total = m if total is None else combine(total, m)
+            total = accumulate(total, chunk_moments(block, shift, self.dtype.type))
             self.progress("feature-side pass", start + block.shape[0], self.n)
-        assert total is not None
         self._joint = finalize(total)
         for ref in self.refs:
             self.counts["cov:" + ref.key] += 1
@@ -213,20 +288,12 @@ class GramEngine:
         return self._joint[lo_a:hi_a, lo_b:hi_b]
 
     # ---------------------------------------------------------------- both sides
-    def prepare(self) -> None:
-        """Compute every layer's statistics for the planned side (each layer read once)."""
-        if self.plan.side == "feature":
-            if self._joint is None:
-                self._joint_pass()
-        else:
-            for i, ref in enumerate(self.refs):
-                self.centered_gram(ref)
-                self.progress("centred Grams", i + 1, len(self.refs))
-
     def row_sqnorms(self, ref: LayerRef) -> Float64:
         """‖xc_i‖² for each sample (n,), float64: the diagonal of Kc."""
         if ref.key not in self._row_sqnorms:
-            if self.plan.side == "feature":
+            if self.plan.side == "sample" and self.plan.mode == "tiled":
+                self._tiled_pass()
+            elif self.plan.side == "feature":
                 self.cross_product(ref, ref)
             else:
                 self.centered_gram(ref)
@@ -255,6 +322,15 @@ class GramEngine:
         is thus computed by the same BLAS call whichever cells a run asks for, so shards and
         resumed runs reproduce a single run's values bit for bit.
         """
+        if self.plan.mode == "tiled":
+            return float(self._tiled_pass()[0][a, b])
+        if self.plan.mode == "spilled":
+            key = (min(a, b), max(a, b))
+            if key not in self._pair_inner:
+                ka = self.centered_gram(self.refs[key[0]]).ravel()
+                kb = self.centered_gram(self.refs[key[1]]).ravel()
+                self._pair_inner[key] = float(np.dot(ka, kb))
+            return self._pair_inner[key]
         ga, gb = sorted((a // INNER_GROUP, b // INNER_GROUP))
         block = self._inner_blocks.get((ga, gb))
         if block is None:

@@ -18,9 +18,14 @@ import numpy as np
 
 from .._units import format_size
 from ..errors import BudgetError
+from .tiles import tile_rows_for, tile_working_set
 
 Side = Literal["sample", "feature"]
 FEATURE_BLOCK_BYTES = 64 * 1024**2
+# Blocks in flight while a layer streams in: the read-ahead queue and the float64 centring copy.
+READ_AHEAD_BYTES = 48 * 1024**2
+MODES = ("stacked", "tiled", "spilled")
+MIN_TILE_ROWS = 64  # smaller tiles would be all Python overhead
 
 
 def default_budget() -> int:
@@ -56,20 +61,27 @@ class Plan:
     peak_bytes: int
     flops: float
     bytes_read: int
-    passes: dict[str, int] = field(default_factory=dict)
+    passes: dict[str, float] = field(default_factory=dict)
     pairs: int = 0
     alternatives: dict[str, dict[str, float]] = field(default_factory=dict)
     metric_flops: dict[str, float] = field(default_factory=dict)
+    # Sample side only: "stacked" (every Gram in memory), "tiled" (inner products tile by tile,
+    # no n×n Gram held) or "spilled" (Grams on disk in cache_dir, ``gram_capacity`` in memory).
+    mode: str = "stacked"
+    tile_rows: int = 0
+    gram_capacity: int = 0
 
     def describe(self) -> str:
         lines = [
-            f"side: {self.side} (n={self.n}, {len(self.layers)} layers, "
-            f"sum of widths={sum(c.width for c in self.layers)})",
+            f"side: {self.side}" + (f", {self.mode}" if self.side == "sample" else "")
+            + f" (n={self.n}, {len(self.layers)} layers, sum of widths={sum(c.width for c in self.layers)})",
             f"precision: GEMMs in {self.compute_dtype}, accumulation in float64",
             f"memory budget: {format_size(self.budget)}; estimated peak: {format_size(self.peak_bytes)}",
             f"bytes read: {format_size(self.bytes_read)}; flops: {self.flops:.3g}; "
-            f"block rows: {self.block_rows}; layer pairs: {self.pairs}",
+            f"block rows: {self.block_rows or self.tile_rows}; layer pairs: {self.pairs}",
         ]
+        if self.mode == "spilled":
+            lines.append(f"Grams spill to the disk cache; {self.gram_capacity} held in memory")
         for side, alt in sorted(self.alternatives.items()):
             lines.append(
                 f"  {side} side would need: {alt['flops']:.3g} flops, "
@@ -78,7 +90,7 @@ class Plan:
         for spec, flops in self.metric_flops.items():
             lines.append(f"  metric {spec}: about {flops:.3g} flops after the Gram statistics")
         lines.append("passes per layer:")
-        lines += [f"  {c.label}: {self.passes.get(c.key, 0)}" for c in self.layers]
+        lines += [f"  {c.label}: {self.passes.get(c.key, 0):g}" for c in self.layers]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +99,7 @@ class Plan:
             "budget": self.budget, "block_rows": self.block_rows, "peak_bytes": self.peak_bytes,
             "flops": self.flops, "bytes_read": self.bytes_read, "pairs": self.pairs,
             "passes": dict(self.passes), "metric_flops": dict(self.metric_flops),
+            "mode": self.mode, "tile_rows": self.tile_rows, "gram_capacity": self.gram_capacity,
         }  # fmt: skip
 
 
@@ -97,16 +110,35 @@ def compute_dtype_for(itemsizes: Sequence[int], precision: str | None) -> str:
     return "float32"
 
 
-def _sample_side(n: int, layers: Sequence[LayerCost], c: int, n_pairs: int) -> dict[str, float]:
+def _sample_side(
+    n: int, layers: Sequence[LayerCost], c: int, n_pairs: int, budget: int, full_gram: bool
+) -> dict[str, float]:
+    """Cheapest sample-side mode that fits: stacked, else tiled (inner products only), else spilled."""
     widest = max(layer.width for layer in layers)
-    peak = len(layers) * n * n * 8 + n * widest * c + n * n * c + 2 * FEATURE_BLOCK_BYTES
-    flops = sum(n * n * layer.width for layer in layers) + 2.0 * n_pairs * n * n
-    return {"peak_bytes": float(peak), "flops": float(flops)}
+    gram = n * n * 8
+    one_layer = n * widest * c + n * n * c + READ_AHEAD_BYTES
+    flops = float(sum(n * n * layer.width for layer in layers) + 2.0 * n_pairs * n * n)
+    stacked = {"peak_bytes": float(len(layers) * gram + one_layer), "flops": flops, "mode": 0.0,
+               "passes": 1.0}
+    if stacked["peak_bytes"] <= budget or (full_gram and budget < 2 * gram + one_layer):
+        return stacked
+    if not full_gram:
+        widths = [layer.width for layer in layers]
+        t = max(tile_rows_for(n, widths, c, int(budget * 0.9)), min(n, MIN_TILE_ROWS))
+        m = -(-n // t)
+        return {"peak_bytes": float(tile_working_set(t, widths, c)),
+                "flops": flops + sum(n * t * layer.width for layer in layers), "mode": 1.0,
+                "tile_rows": float(t), "passes": (m + 3) / 2}
+    capacity = (budget - one_layer) // gram
+    return {"peak_bytes": float(capacity * gram + one_layer), "flops": flops, "mode": 2.0,
+            "capacity": float(capacity), "passes": 1.0}
 
 
 def _feature_side(n: int, layers: Sequence[LayerCost], c: int, rows: int) -> dict[str, float]:
     total = sum(layer.width for layer in layers)
-    peak = total * total * (8 + c) + rows * total * (8 + c) + len(layers) * n * 8
+    # accumulator + one block's float64 product + its GEMM output; the block as float64 (read,
+    # shifted) and in the GEMM dtype; the per-layer row norms
+    peak = total * total * (16 + c) + rows * total * (16 + c) + len(layers) * n * 8
     return {"peak_bytes": float(peak), "flops": float(n) * total * total}
 
 
@@ -121,11 +153,13 @@ def make_plan(
     sides_allowed: Sequence[Side] = ("sample", "feature"),
     block_rows: int | None = None,
     metric_flops: dict[str, float] | None = None,
+    full_gram: bool = True,
 ) -> Plan:
     """Choose the side and block size for computing the Gram statistics of ``layers``.
 
     ``sides_allowed`` comes from the metrics (a metric that needs n×n Grams allows only the sample
-    side). Raises :class:`BudgetError` when no allowed side fits ``budget``.
+    side). ``full_gram``: some metric needs whole n×n Grams (else the sample side may tile).
+    Raises :class:`BudgetError` when no allowed side fits ``budget``.
     """
     budget = budget or default_budget()
     dtype = compute_dtype_for([layer.itemsize for layer in layers], precision)
@@ -133,7 +167,7 @@ def make_plan(
     total_width = sum(layer.width for layer in layers)
     rows = block_rows or max(64, min(n, FEATURE_BLOCK_BYTES // max(1, total_width * 8)))
     costs = {
-        "sample": _sample_side(n, layers, c, n_pairs),
+        "sample": _sample_side(n, layers, c, n_pairs, budget, full_gram),
         "feature": _feature_side(n, layers, c, rows),
     }
     candidates = [s for s in sides_allowed if side in ("auto", s)]
@@ -149,8 +183,9 @@ def make_plan(
             f"more than the budget of {format_size(budget)}; raise --memory or select fewer layers"
         )
     chosen: Side = min(fitting, key=lambda s: costs[s]["flops"])  # type: ignore[assignment]
-    passes = {layer.key: 1 + (0 if layer.has_stats else 1) for layer in layers}
-    bytes_read = sum(passes[layer.key] * n * layer.width * layer.itemsize for layer in layers)
+    data_passes = costs[chosen].get("passes", 1.0) if chosen == "sample" else 1.0
+    passes = {layer.key: data_passes + (0 if layer.has_stats else 1) for layer in layers}
+    bytes_read = int(sum(passes[layer.key] * n * layer.width * layer.itemsize for layer in layers))
     return Plan(
         side=chosen, n=n, compute_dtype=dtype, budget=budget,
         block_rows=rows if chosen == "feature" else 0, layers=tuple(layers),
@@ -158,4 +193,7 @@ def make_plan(
         bytes_read=int(bytes_read), passes=passes, pairs=n_pairs,
         alternatives={s: costs[s] for s in candidates if s != chosen},
         metric_flops=dict(metric_flops or {}),
+        mode=MODES[int(costs[chosen].get("mode", 0))] if chosen == "sample" else "stacked",
+        tile_rows=int(costs[chosen].get("tile_rows", 0)),
+        gram_capacity=int(costs[chosen].get("capacity", 0)),
     )  # fmt: skip

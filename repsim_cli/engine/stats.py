@@ -43,6 +43,13 @@ def combine(a: Moments, b: Moments) -> Moments:
     return Moments(a.count + b.count, a.sums + b.sums, a.cross + b.cross)
 
 
+def accumulate(total: Moments, m: Moments) -> Moments:
+    """:func:`combine` that adds ``m`` into ``total``'s arrays in place (no third (D, D) array)."""
+    np.add(total.sums, m.sums, out=total.sums)
+    np.add(total.cross, m.cross, out=total.cross)
+    return Moments(total.count + m.count, total.sums, total.cross)
+
+
 def finalize(m: Moments) -> Float64:
     """Centred cross-product matrix XcᵀXc (D, D), float64 (unnormalised: no division by n − 1)."""
     return m.cross - np.outer(m.sums, m.sums) / m.count

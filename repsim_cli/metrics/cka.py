@@ -121,6 +121,7 @@ register(
         matrix=cka_matrix,
         dense=linear_cka,
         batched=True,
+        inner_products_only=True,
         aliases=("cka_linear", "linear_cka"),
         range_text="[0, 1] (debiased may dip below 0)",
     )

@@ -85,6 +85,9 @@ class MetricInfo:
     # True when ``matrix`` is vectorised over pairs (one call for a whole block is much cheaper than
     # per-row calls); other metrics are scheduled row by row so a killed run loses at most a row.
     batched: bool = False
+    # True when the metric needs only ⟨Kc_a, Kc_b⟩ and row norms (the sample side may then tile
+    # instead of holding n×n Grams); False when it needs whole Grams or covariances.
+    inner_products_only: bool = False
     # Work after the Gram statistics, for --dry-run: cost(n, n_layers, n_pairs, params) -> flops.
     cost: Callable[[int, int, int, Mapping[str, Any]], float] | None = None
 
