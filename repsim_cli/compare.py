@@ -189,7 +189,8 @@ def prepare_comparison(
     unique = list({r.key: r for r in (*refs_a, *refs_b)}.values())
     costs = [
         LayerCost(r.key, f"{Path(r.store.path).name}:{r.name}", r.width,
-                  r.store.info(r.name).dtype.itemsize, r.store.has_stats(r.name))
+                  r.store.info(r.name).dtype.itemsize, r.store.has_stats(r.name),
+                  r.store.info(r.name).chunk_rows * r.width * r.store.info(r.name).dtype.itemsize)
         for r in unique
     ]  # fmt: skip
     allowed: set[Side] = {"sample", "feature"}

@@ -31,7 +31,7 @@ from .._progress import ProgressFn, no_progress
 from ..errors import DataError
 from .plan import Plan
 from .reader import read_ahead
-from .stats import Moments, accumulate, centered_block, chunk_moments, finalize
+from .stats import Moments, accumulate_block, centered_block, finalize
 from .tiles import tiled_inner_products
 
 T = TypeVar("T")
@@ -89,6 +89,7 @@ class GramEngine:
         self.dtype = np.dtype(plan.compute_dtype)
         self.progress = progress
         self.counts: Counter[str] = Counter()
+        self.bytes_read = 0
         self._index = {ref.key: i for i, ref in enumerate(self.refs)}
         self._means: dict[str, Float64] = {}
         self._sumsq_total: dict[str, float] = {}
@@ -114,6 +115,7 @@ class GramEngine:
 
         for start, block in read_ahead(gen()):
             self.counts["read:" + ref.key] += 1
+            self.bytes_read += block.nbytes
             yield start, block
 
     def _check_finite(self, ref: LayerRef, sums: Float64, sumsq: Float64 | None) -> None:
@@ -232,6 +234,7 @@ class GramEngine:
                 ref = self.refs[layer]
                 self.counts["read:" + ref.key] += 1
                 block = ref.store.read_rows(ref.name, start, stop)
+                self.bytes_read += block.nbytes
                 return centered_block(block, means[layer], self.dtype.type)
 
             inner, sqnorms = tiled_inner_products(
@@ -260,6 +263,7 @@ class GramEngine:
             for start in range(0, self.n, rows):
                 stop = min(start + rows, self.n)
                 parts = [ref.store.read_rows(ref.name, start, stop) for ref in self.refs]
+                self.bytes_read += sum(p.nbytes for p in parts)
                 yield start, np.concatenate([np.asarray(p, dtype=np.float64) for p in parts], axis=1)
 
         total = Moments(0, np.zeros(len(shift)), np.zeros((len(shift), len(shift))))
@@ -268,7 +272,7 @@ class GramEngine:
                 lo, hi = self._offsets[ref.key]
                 z = block[:, lo:hi] - shift[lo:hi]
                 sqn[ref.key][start : start + block.shape[0]] = np.einsum("ij,ij->i", z, z)
-            total = accumulate(total, chunk_moments(block, shift, self.dtype.type))
+            total = accumulate_block(total, block, shift, self.dtype.type)
             self.progress("feature-side pass", start + block.shape[0], self.n)
         self._joint = finalize(total)
         for ref in self.refs:

@@ -46,6 +46,7 @@ class LayerCost:
     width: int
     itemsize: int
     has_stats: bool
+    chunk_bytes: int = 0  # one stored chunk: a partial read may pass through a whole chunk
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,13 @@ def _sample_side(
         return stacked
     if not full_gram:
         widths = [layer.width for layer in layers]
-        t = max(tile_rows_for(n, widths, c, int(budget * 0.9)), min(n, MIN_TILE_ROWS))
-        m = -(-n // t)
-        return {"peak_bytes": float(tile_working_set(t, widths, c)),
+        chunk = max(layer.chunk_bytes for layer in layers)
+        t = max(tile_rows_for(n, widths, c, int(budget * 0.9) - chunk), min(n, MIN_TILE_ROWS))
+        # block j is read once as the held block and once for each earlier held block
+        passes = sum((j + 1) * (min(n, s + t) - s) for j, s in enumerate(range(0, n, t))) / n
+        return {"peak_bytes": float(tile_working_set(t, widths, c) + chunk),
                 "flops": flops + sum(n * t * layer.width for layer in layers), "mode": 1.0,
-                "tile_rows": float(t), "passes": (m + 3) / 2}
+                "tile_rows": float(t), "passes": passes}
     capacity = (budget - one_layer) // gram
     return {"peak_bytes": float(capacity * gram + one_layer), "flops": flops, "mode": 2.0,
             "capacity": float(capacity), "passes": 1.0}
@@ -136,9 +139,9 @@ def _sample_side(
 
 def _feature_side(n: int, layers: Sequence[LayerCost], c: int, rows: int) -> dict[str, float]:
     total = sum(layer.width for layer in layers)
-    # accumulator + one block's float64 product + its GEMM output; the block as float64 (read,
-    # shifted) and in the GEMM dtype; the per-layer row norms
-    peak = total * total * (16 + c) + rows * total * (16 + c) + len(layers) * n * 8
+    # float64 accumulator + one block's GEMM output; the block as float64 (read, shifted) and in the
+    # GEMM dtype; the per-layer row norms
+    peak = total * total * (8 + c) + rows * total * (16 + c) + len(layers) * n * 8
     return {"peak_bytes": float(peak), "flops": float(n) * total * total}
 
 

@@ -50,9 +50,26 @@ def accumulate(total: Moments, m: Moments) -> Moments:
     return Moments(total.count + m.count, total.sums, total.cross)
 
 
+def accumulate_block(total: Moments, block: NDArray[np.floating], shift: Float64, dtype: type) -> Moments:
+    """``accumulate(total, chunk_moments(block, shift, dtype))`` without a (D, D) float64 temporary:
+    the GEMM output (in ``dtype``) is added straight into the float64 accumulator."""
+    z = (np.asarray(block, dtype=np.float64) - shift).astype(dtype, copy=False)
+    np.add(total.sums, z.sum(axis=0, dtype=np.float64), out=total.sums)
+    np.add(total.cross, z.T @ z, out=total.cross)
+    return Moments(total.count + int(z.shape[0]), total.sums, total.cross)
+
+
 def finalize(m: Moments) -> Float64:
-    """Centred cross-product matrix XcᵀXc (D, D), float64 (unnormalised: no division by n − 1)."""
-    return m.cross - np.outer(m.sums, m.sums) / m.count
+    """Centred cross-product matrix XcᵀXc (D, D), float64 (unnormalised: no division by n − 1).
+
+    Corrects ``m.cross`` in place (the rank-one term, in row slabs so that no second (D, D) array
+    is allocated) and returns it.
+    """
+    mean = m.sums / m.count
+    for lo in range(0, len(mean), 1024):
+        np.subtract(m.cross[lo : lo + 1024], np.outer(mean[lo : lo + 1024], m.sums),
+                    out=m.cross[lo : lo + 1024])
+    return m.cross
 
 
 def centered_block(block: NDArray[np.floating], mean: Float64, dtype: type) -> NDArray[np.floating]:

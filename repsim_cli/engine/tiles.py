@@ -7,7 +7,7 @@ For centred layers X_l (n×D_l) split into row blocks B_0…B_{m−1} of ``rows`
 and the tiles (i, j) and (j, i) contribute equally, so only j ≥ i is computed (weight 2 off the
 diagonal). Memory: the row blocks i and j of every layer plus one t×t tile per layer, whatever n.
 Each block i of every layer is held while the blocks j ≥ i stream past, so a layer is read about
-m(m+3)/2 blocks' worth (m = ⌈n/rows⌉). Accumulation is float64; the tiles' GEMMs run in the
+m(m+1)/2 blocks' worth, (m+1)/2 passes (m = ⌈n/rows⌉). Accumulation is float64; the tiles' GEMMs run in the
 engine's compute dtype.
 """
 
@@ -39,9 +39,9 @@ def tile_rows_for(n: int, widths: Sequence[int], itemsize: int, budget: int) -> 
 def tile_working_set(t: int, widths: Sequence[int], itemsize: int) -> int:
     """Bytes held by :func:`tiled_inner_products` for row blocks of ``t`` rows: two row blocks of
     every layer (compute dtype), the stacked float64 tiles plus one tile in the compute dtype, and
-    the float64 copy a block passes through while it is centred."""
+    the copies a block passes through while it is read and centred (stored dtype, two float64)."""
     return (2 * t * sum(widths) * itemsize + len(widths) * t * t * 8 + t * t * itemsize
-            + t * max(widths) * 16)
+            + t * max(widths) * 24)
 
 
 def tiled_inner_products(
