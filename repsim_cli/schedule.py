@@ -96,10 +96,10 @@ def covering_blocks(cells: Iterable[Cell], by_row: bool = False) -> list[tuple[l
     cols = sorted({j for _, j in cells})
     if not by_row and len(rows) * len(cols) <= 2 * len(cells):
         return [(rows, cols)]
-    by_row: dict[int, list[int]] = {}
+    row_cols: dict[int, list[int]] = {}
     for i, j in cells:
-        by_row.setdefault(i, []).append(j)
-    return [([i], js) for i, js in by_row.items()]
+        row_cols.setdefault(i, []).append(j)
+    return [([i], js) for i, js in row_cols.items()]
 
 
 class JournalMismatch(RepsimError):

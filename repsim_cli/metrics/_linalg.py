@@ -1,0 +1,313 @@
+"""Shared linear algebra of the CCA, Procrustes/shape and regression families.
+
+Every metric in those families is a function of each layer's *spectrum* and of one per-pair
+*coupling* matrix. Write the centred layer as Xc = U diag(s) Vᵀ (thin SVD, s descending):
+
+* per layer (once, through ``engine.derived``): the squared singular values s² with either the
+  left vectors U (n×r, sample side: ``eigh`` of the centred Gram Kc = XcXcᵀ) or the right vectors
+  V (p×r, feature side: ``eigh`` of the covariance XcᵀXc) — :class:`Spectrum`;
+* per pair: C = U_aᵀU_b (r_a×r_b), from U_aᵀU_b on the sample side and from
+  diag(1/s_a)·V_aᵀ(XcᵀYc)V_b·diag(1/s_b) on the feature side (:func:`coupling`). Both give the same
+  matrix; the planner picks the side (sample when the widths exceed n, feature otherwise).
+
+Canonical correlations are the singular values of C; the Procrustes nuclear norm is that of
+diag(s_a)·C·diag(s_b); the regression fit is ‖C·diag(s_b)‖²_F.
+
+Rank. Eigenvalues at or below the round-off floor eps(dtype)·√max(n, p)·λ_max (``dtype``: the
+precision the Gram or covariance was multiplied in) are dropped when the spectrum is built: their
+eigenvectors are noise. Metrics then apply their own *relative rank tolerance* on top: a direction
+counts when s²_i > rtol·s²_max (``rtol`` = ``epsilon`` for ``cca``, :data:`RANK_RTOL` otherwise).
+Forming Kc or XcᵀXc squares the condition number, so directions below ~1e-13 of the top variance
+(float64) cannot be resolved by any Gram-based method; in float32 GEMMs the floor is ~1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from numpy.typing import ArrayLike, NDArray
+
+from .._warnings import RepsimWarning
+from ..engine import GramEngine, LayerRef
+from ..errors import DataError
+
+Float64 = NDArray[np.float64]
+
+# Default relative rank tolerance on squared singular values (google/svcca's tutorials use 1e-10).
+RANK_RTOL = 1e-10
+# Units whose variance is below this fraction of the largest unit variance are dead
+# (google/svcca ``remove_small`` with the tutorials' epsilon).
+DEAD_UNIT_RTOL = 1e-10
+# ‖Xc‖²_F ≤ this × ‖X‖²_F: constant up to round-off (the engine uses the same rule).
+CONSTANT_RTOL = 1e-20
+SPECTRUM = "centred_spectrum"  # engine.derived name, shared by every metric of these families
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """The leading singular structure of one centred layer Xc (n×p) = U diag(s) Vᵀ.
+
+    ``sq``: (r,) float64 squared singular values s², descending, all above the round-off floor.
+    ``left``: (n, r) orthonormal U (sample side) or None; ``right``: (p, r) orthonormal V (feature
+    side) or None. ``n`` and ``width`` (p) are the layer's shape.
+    """
+
+    sq: Float64
+    left: Float64 | None
+    right: Float64 | None
+    n: int
+    width: int
+
+    @property
+    def s(self) -> Float64:
+        """Singular values (r,), float64, descending."""
+        return np.sqrt(self.sq)
+
+    @property
+    def variance(self) -> float:
+        """‖Xc‖²_F over the resolved directions (float)."""
+        return float(self.sq.sum())
+
+    def rank(self, rtol: float = RANK_RTOL) -> int:
+        """Number of directions with s²_i > rtol·s²_max (a prefix, since ``sq`` is sorted)."""
+        return int(np.count_nonzero(self.sq > rtol * self.sq[0]))
+
+
+def eigh_descending(sym: Float64) -> tuple[Float64, Float64]:
+    """Eigenvalues (k,) and eigenvectors (k, k) of a symmetric float64 matrix, largest first.
+
+    The input is not modified (LAPACK works on a copy; divide-and-conquer driver).
+    """
+    values, vectors = scipy.linalg.eigh(sym, driver="evd", check_finite=False)
+    return values[::-1].copy(), vectors[:, ::-1]
+
+
+def roundoff_floor(lambda_max: float, n: int, width: int, dtype: Any) -> float:
+    """Eigenvalues at or below this are round-off of a Gram/covariance multiplied in ``dtype``."""
+    return float(np.finfo(np.dtype(dtype)).eps) * math.sqrt(max(n, width)) * lambda_max
+
+
+def build_spectrum(
+    sym: Float64, *, side: str, n: int, width: int, dtype: Any = np.float64
+) -> Spectrum:
+    """:class:`Spectrum` from the centred Gram Kc (n×n, ``side="sample"``) or the centred
+    covariance XcᵀXc (p×p, ``side="feature"``), float64; ``dtype`` is the GEMM precision used."""
+    values, vectors = eigh_descending(sym)
+    lam_max = float(values[0])
+    if not lam_max > 0:
+        raise DataError("layer has zero variance after centring; the metric is undefined")
+    keep = int(np.count_nonzero(values > roundoff_floor(lam_max, n, width, dtype)))
+    basis = np.ascontiguousarray(vectors[:, :keep])
+    return Spectrum(
+        sq=values[:keep], left=basis if side == "sample" else None,
+        right=basis if side == "feature" else None, n=n, width=width,
+    )  # fmt: skip
+
+
+def coupling(
+    a: Spectrum, b: Spectrum, cross: Float64 | None = None, ka: int | None = None,
+    kb: int | None = None,
+) -> Float64:  # fmt: skip
+    """C = U_aᵀU_b over the leading ``ka`` and ``kb`` directions (default: all), shape (ka, kb),
+    float64: the cosines between the two column spaces.
+
+    Sample side: from the left vectors. Feature side: ``cross`` = XcᵀYc (p_a, p_b) is required and
+    C = diag(1/s_a) V_aᵀ cross V_b diag(1/s_b).
+    """
+    ka = len(a.sq) if ka is None else ka
+    kb = len(b.sq) if kb is None else kb
+    if a.left is not None and b.left is not None:
+        return a.left[:, :ka].T @ b.left[:, :kb]
+    if a.right is None or b.right is None or cross is None:
+        raise ValueError(
+            "coupling needs two sample-side spectra, or two feature-side ones and XcᵀYc"
+        )
+    whitened = a.right[:, :ka].T @ cross @ b.right[:, :kb]
+    return whitened / np.outer(a.s[:ka], b.s[:kb])
+
+
+def singular_values(m: Float64) -> Float64:
+    """Singular values of a float64 matrix, descending (empty for an empty matrix)."""
+    if m.size == 0:
+        return np.zeros(0)
+    return np.asarray(scipy.linalg.svdvals(m, check_finite=False), dtype=np.float64)
+
+
+def forced_ones(rank_a: int, rank_b: int, n: int) -> int:
+    """How many canonical correlations are 1 by construction: two subspaces of the (n−1)-dim
+    space of centred vectors share at least rank_a + rank_b − (n − 1) dimensions."""
+    return max(0, rank_a + rank_b - (n - 1))
+
+
+FORCED_NOTE = (
+    "rank_a + rank_b > n − 1, so some canonical correlations are 1 by construction "
+    "(too few samples for CCA; the value is biased towards 1)"
+)
+
+
+# ---------------------------------------------------------------- dense (in-memory) inputs
+def centre(x: ArrayLike, label: str) -> tuple[Float64, Float64]:
+    """(Xc, column means) in float64 for a 2-D (n, p) array (higher ranks are flattened).
+
+    Raises :class:`DataError` for NaN/Inf or a constant matrix (zero variance up to round-off).
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        a = a.reshape(a.shape[0], -1)
+    if not np.isfinite(a).all():
+        raise DataError(f"{label} contains NaN or Inf values")
+    mean = a.mean(axis=0)
+    xc = a - mean
+    if not float(np.sum(xc * xc)) > CONSTANT_RTOL * float(np.sum(a * a)):
+        raise DataError(f"{label} is constant (zero variance); the metric is undefined")
+    return xc, mean
+
+
+@dataclass(frozen=True)
+class DensePair:
+    """Two centred in-memory layers with their spectra and coupling (the dense code path)."""
+
+    xc: Float64
+    yc: Float64
+    mean_x: Float64
+    mean_y: Float64
+    a: Spectrum
+    b: Spectrum
+    c: Float64
+
+    @property
+    def n(self) -> int:
+        return int(self.xc.shape[0])
+
+    @property
+    def identical(self) -> bool:
+        return self.xc.shape == self.yc.shape and bool(np.array_equal(self.xc, self.yc))
+
+
+def dense_pair(x: ArrayLike, y: ArrayLike) -> DensePair:
+    """Centre X (n, p) and Y (n, q), then build both spectra on the cheaper side (feature side when
+    both widths are below n, else sample side) and the coupling C = U_xᵀU_y."""
+    xc, mx = centre(x, "X")
+    yc, my = centre(y, "Y")
+    n = xc.shape[0]
+    if yc.shape[0] != n:
+        raise DataError(f"X has {n} samples but Y has {yc.shape[0]}")
+    if max(xc.shape[1], yc.shape[1]) < n:
+        a = build_spectrum(xc.T @ xc, side="feature", n=n, width=xc.shape[1])
+        b = build_spectrum(yc.T @ yc, side="feature", n=n, width=yc.shape[1])
+        c = coupling(a, b, xc.T @ yc)
+    else:
+        a = build_spectrum(xc @ xc.T, side="sample", n=n, width=xc.shape[1])
+        b = build_spectrum(yc @ yc.T, side="sample", n=n, width=yc.shape[1])
+        c = coupling(a, b)
+    return DensePair(xc, yc, mx, my, a, b, c)
+
+
+def unit_projection(spec: Spectrum, xc: Float64) -> Float64:
+    """G = UᵀXc = diag(s)Vᵀ, shape (r, p), float64: each unit's coordinates in the layer's basis."""
+    if spec.right is not None:
+        return spec.s[:, None] * spec.right.T
+    assert spec.left is not None
+    return spec.left.T @ xc
+
+
+# ---------------------------------------------------------------- engine inputs
+def layer_spectrum(engine: GramEngine, ref: LayerRef) -> Spectrum:
+    """The layer's :class:`Spectrum` on the engine's planned side, computed once per layer."""
+    if engine.plan.side == "feature":
+        return engine.derived(
+            ref, SPECTRUM,
+            lambda: build_spectrum(engine.cross_product(ref, ref), side="feature", n=engine.n,
+                                   width=ref.width, dtype=engine.dtype),
+        )  # fmt: skip
+    return engine.derived(
+        ref, SPECTRUM,
+        lambda: build_spectrum(engine.centered_gram(ref), side="sample", n=engine.n,
+                               width=ref.width, dtype=engine.dtype),
+    )  # fmt: skip
+
+
+def layer_coupling(
+    engine: GramEngine, ref_a: LayerRef, ref_b: LayerRef, ka: int | None = None,
+    kb: int | None = None,
+) -> Float64:  # fmt: skip
+    """C = U_aᵀU_b (ka, kb) for one pair of layers, on the engine's planned side."""
+    a, b = layer_spectrum(engine, ref_a), layer_spectrum(engine, ref_b)
+    if engine.plan.side == "feature":
+        return coupling(a, b, engine.cross_product(ref_a, ref_b), ka, kb)
+    return coupling(a, b, None, ka, kb)
+
+
+def layer_projection(engine: GramEngine, ref: LayerRef) -> Float64:
+    """G = UᵀXc (r, p) float64, once per layer: free on the feature side, one streamed pass over
+    the layer's row blocks on the sample side (G = Σ_blocks U[rows]ᵀ(block − mean))."""
+    spec = layer_spectrum(engine, ref)
+
+    def project() -> Float64:
+        if spec.right is not None:
+            return spec.s[:, None] * spec.right.T
+        assert spec.left is not None
+        mean = engine.mean(ref)
+        out = np.zeros((spec.left.shape[1], ref.width))
+        for start, block in engine.blocks(ref):
+            rows = slice(start, start + block.shape[0])
+            out += spec.left[rows].T @ (np.asarray(block, dtype=np.float64) - mean)
+        return out
+
+    return engine.derived(ref, "unit_projection", project)
+
+
+# ---------------------------------------------------------------- matrices and warnings
+PairFn = Callable[[GramEngine, LayerRef, LayerRef, Mapping[str, Any]], tuple[float, str | None]]
+
+
+def warn_notes(metric: str, notes: set[str], stacklevel: int = 3) -> None:
+    """One :class:`RepsimWarning` per distinct degeneracy note. The text is the same for every
+    call, so Python's default filter shows it once however many cells or row blocks it affects."""
+    for note in sorted(notes):
+        warnings.warn(f"{metric}: {note}", RepsimWarning, stacklevel=stacklevel)
+
+
+def pair_matrix(
+    metric: str, pair: PairFn, symmetric: bool, identity: float
+) -> Callable[..., Float64]:
+    """Matrix function from a per-pair function returning (value, note or None).
+
+    A layer compared with itself (same key) gets ``identity`` exactly. A symmetric metric on the
+    same layer list computes the upper triangle and mirrors it. Notes are gathered and emitted as
+    one warning per kind after the block is done.
+    """
+
+    def matrix(
+        engine: GramEngine, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef],
+        params: Mapping[str, Any],
+    ) -> Float64:  # fmt: skip
+        out = np.full((len(refs_a), len(refs_b)), np.nan)
+        same = symmetric and [r.key for r in refs_a] == [r.key for r in refs_b]
+        notes: set[str] = set()
+        for i, ra in enumerate(refs_a):
+            for j, rb in enumerate(refs_b):
+                if same and j < i:
+                    out[i, j] = out[j, i]
+                elif ra.key == rb.key:
+                    out[i, j] = identity
+                else:
+                    out[i, j], note = pair(engine, ra, rb, params)
+                    if note:
+                        notes.add(note)
+        warn_notes(metric, notes)
+        return out
+
+    return matrix
+
+
+def warn_dense(metric: str, note: str | None) -> None:
+    """Emit a dense function's degeneracy note (if any) as a :class:`RepsimWarning`."""
+    if note:
+        warn_notes(metric, {note}, stacklevel=4)

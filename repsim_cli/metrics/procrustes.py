@@ -1,0 +1,188 @@
+"""Orthogonal Procrustes distance and the (partially whitened) angular shape metric.
+
+Both compare centred layers after the best orthogonal alignment, whose value is the nuclear norm
+‖XcᵀYc‖_* = ‖diag(s_x)·U_xᵀU_y·diag(s_y)‖_* — so each needs only the layer's spectrum (once per
+layer) and the pair's coupling (see :mod:`repsim_cli.metrics._linalg`). Widths may differ: the
+nuclear norm of the p×q cross matrix needs no padding.
+
+References
+----------
+Ding, Denain & Steinhardt (2021), "Grounding representation similarity with statistical testing",
+NeurIPS (arXiv:2108.01661); js-d/sim_metric ``dists/scoring.py``.
+Williams, Kunz, Kornblith & Linderman (2021), "Generalized shape metrics on neural
+representations", NeurIPS (arXiv:2110.14739); ahwillia/netrep ``LinearMetric`` and ``whiten``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..engine import GramEngine, LayerRef
+from ..errors import MetricParameterError
+from ._linalg import (
+    RANK_RTOL,
+    Float64,
+    Spectrum,
+    dense_pair,
+    layer_coupling,
+    layer_spectrum,
+    pair_matrix,
+    singular_values,
+)
+from .registry import MetricInfo, Param, register
+
+PROCRUSTES_CITATION = "Ding, Denain & Steinhardt 2021, NeurIPS (arXiv:2108.01661)"
+SHAPE_CITATION = "Williams et al. 2021, NeurIPS (arXiv:2110.14739); as netrep LinearMetric"
+# netrep ``whiten``: covariance eigenvalues are clipped at this (absolute) value, and alpha within
+# it of 1 means no whitening at all.
+NETREP_EIGVAL_TOL = 1e-7
+
+
+def aligned_inner(c: Float64, scale_a: Float64, scale_b: Float64) -> float:
+    """‖diag(scale_a)·C·diag(scale_b)‖_* — the inner product after optimal rotation (float)."""
+    return float(singular_values(c * scale_a[:, None] * scale_b[None, :]).sum())
+
+
+def procrustes_value(c: Float64, a: Spectrum, b: Spectrum) -> float:
+    """Ding's squared Procrustes distance 2 − 2‖XnᵀYn‖_* from the coupling, clipped to [0, 2]."""
+    cosine = aligned_inner(c, a.s[: c.shape[0]], b.s[: c.shape[1]]) / math.sqrt(
+        a.variance * b.variance
+    )
+    return float(np.clip(2.0 - 2.0 * cosine, 0.0, 2.0))
+
+
+def whitening_scales(spec: Spectrum, k: int, alpha: float, padded_width: int) -> Float64:
+    """Singular values (k,) of netrep's partially whitened layer Xc·Z.
+
+    Z = V diag(d) Vᵀ with d = α + (1 − α)·λ^{−1/2} over all ``padded_width`` eigenvalues λ of
+    XcᵀXc after zero-padding to the wider layer (directions beyond the first ``k`` count as 0),
+    each clipped below at 1e-7, and d rescaled so that Σd²λ = Σλ (``preserve_variance``).
+    """
+    s = spec.s[:k]
+    if alpha > 1.0 - NETREP_EIGVAL_TOL:
+        return s
+    lam = np.maximum(spec.sq[:k], NETREP_EIGVAL_TOL)
+    d = alpha + (1.0 - alpha) / np.sqrt(lam)
+    n_zero = padded_width - k
+    d_zero = alpha + (1.0 - alpha) / math.sqrt(NETREP_EIGVAL_TOL)
+    total = lam.sum() + n_zero * NETREP_EIGVAL_TOL
+    new_var = (d**2 * lam).sum() + n_zero * d_zero**2 * NETREP_EIGVAL_TOL
+    return np.asarray(s * d * math.sqrt(total / new_var), dtype=np.float64)
+
+
+def shape_value(
+    c: Float64, a: Spectrum, b: Spectrum, alpha: float, score: str, padded_width: int
+) -> float:
+    """netrep ``LinearMetric(alpha, center_columns=True, zero_pad=True)`` score from the coupling
+    over the rank-truncated directions (``c``: (rank_a, rank_b))."""
+    ga = whitening_scales(a, c.shape[0], alpha, padded_width)
+    gb = whitening_scales(b, c.shape[1], alpha, padded_width)
+    inner = aligned_inner(c, ga, gb)
+    norm_a, norm_b = float(ga @ ga), float(gb @ gb)
+    if score == "euclidean":
+        return math.sqrt(max(norm_a + norm_b - 2.0 * inner, 0.0))
+    return float(np.arccos(np.clip(inner / math.sqrt(norm_a * norm_b), 0.0, 1.0)))
+
+
+# ---------------------------------------------------------------- in-memory functions
+def procrustes_distance(x: ArrayLike, y: ArrayLike) -> float:
+    """Squared orthogonal Procrustes distance of X (n, p) and Y (n, q), float64.
+
+    Distance in [0, 2]: d² = 2 − 2‖XnᵀYn‖_* with Xn = Xc/‖Xc‖_F (columns centred, whole matrix
+    Frobenius-normalised). Invariant to orthogonal maps, isotropic scaling and translation; not to
+    general linear maps. cos θ_shape = 1 − d²/2. NaN/Inf or a constant input raise DataError.
+
+    References
+    ----------
+    Ding, Denain & Steinhardt (2021), NeurIPS; js-d/sim_metric ``procrustes``.
+    """
+    pair = dense_pair(x, y)
+    if pair.identical:
+        return 0.0
+    return procrustes_value(pair.c, pair.a, pair.b)
+
+
+def shape_distance(x: ArrayLike, y: ArrayLike, alpha: float = 1.0, score: str = "angular") -> float:
+    """Generalised shape metric of X (n, p) and Y (n, q) (Williams et al. 2021), float64.
+
+    Columns are centred, each side is partially whitened by ``alpha`` (1: rotations only; 0: full
+    whitening, a CCA-like angle) as netrep's ``whiten(preserve_variance=True)`` with its 1e-7
+    eigenvalue clip and zero-padding of the narrower layer, then optimally rotated.
+    ``score="angular"``: arccos of the aligned correlation, a distance in [0, π/2] radians;
+    ``"euclidean"``: ‖XwU − YwV‖_F, unnormalised, in [0, ∞). Directions below the relative rank
+    tolerance 1e-10 are treated as absent. Invariant to orthogonal maps and translation (and, for
+    the angle with alpha=1, to isotropic scaling).
+
+    References
+    ----------
+    Williams, Kunz, Kornblith & Linderman (2021), NeurIPS; ahwillia/netrep ``LinearMetric``.
+    """
+    _check_shape_params({"alpha": alpha, "score": score})
+    pair = dense_pair(x, y)
+    if pair.identical:
+        return 0.0
+    ka, kb = pair.a.rank(RANK_RTOL), pair.b.rank(RANK_RTOL)
+    width = max(pair.xc.shape[1], pair.yc.shape[1])
+    return shape_value(pair.c[:ka, :kb], pair.a, pair.b, alpha, score, width)
+
+
+# ---------------------------------------------------------------- engine
+def _procrustes_pair(
+    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
+) -> tuple[float, str | None]:
+    c = layer_coupling(engine, ra, rb)
+    return procrustes_value(c, layer_spectrum(engine, ra), layer_spectrum(engine, rb)), None
+
+
+def _shape_pair(
+    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
+) -> tuple[float, str | None]:
+    a, b = layer_spectrum(engine, ra), layer_spectrum(engine, rb)
+    c = layer_coupling(engine, ra, rb, a.rank(RANK_RTOL), b.rank(RANK_RTOL))
+    width = max(ra.width, rb.width)
+    return shape_value(c, a, b, params["alpha"], params["score"], width), None
+
+
+def _check_shape_params(params: Mapping[str, Any]) -> None:
+    if not 0.0 <= params["alpha"] <= 1.0:
+        raise MetricParameterError(f"metric 'shape': alpha={params['alpha']} must be in [0, 1]")
+    if params["score"] not in ("angular", "euclidean"):
+        raise MetricParameterError(
+            f"metric 'shape': score={params['score']!r} is not angular or euclidean"
+        )
+
+
+def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> float:
+    """Upper bound (sample side, full rank): one n×n eigh per layer, an n×n coupling + SVD per pair."""
+    return float(n_layers * 4 * n**3 + n_pairs * 3 * n**3)
+
+
+register(
+    MetricInfo(
+        name="procrustes", kind="distance", symmetric=True, bounds=(0.0, 2.0), params=(),
+        citation=PROCRUSTES_CITATION,
+        summary="squared orthogonal Procrustes distance of centred, normalised layers",
+        sides=("sample", "feature"), matrix=pair_matrix("procrustes", _procrustes_pair, True, 0.0),
+        dense=procrustes_distance, range_text="[0, 2] (squared distance)", cost=_cost,
+    )
+)  # fmt: skip
+register(
+    MetricInfo(
+        name="shape", kind="distance", symmetric=True, bounds=(0.0, math.pi / 2),
+        params=(
+            Param("alpha", 1.0, float, doc="1: rotations only; 0: full whitening (CCA-like)"),
+            Param("score", "angular", choices=("angular", "euclidean"),
+                  doc="angle in radians, or the unnormalised Frobenius distance"),
+        ),
+        citation=SHAPE_CITATION,
+        summary="angular shape metric after partial whitening and optimal rotation",
+        sides=("sample", "feature"), matrix=pair_matrix("shape", _shape_pair, True, 0.0),
+        dense=shape_distance, validate=_check_shape_params,
+        range_text="[0, π/2] radians (score=euclidean: [0, ∞))", cost=_cost,
+    )
+)  # fmt: skip
