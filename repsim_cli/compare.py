@@ -202,6 +202,8 @@ def prepare_comparison(
         s.text: s.info.cost(store_a.n_samples, len(unique), n_pairs, s.params)
         for s in specs if s.info.cost is not None
     }  # fmt: skip
+    if precision is None and any(s.info.prefers_float64 for s in specs):
+        precision = "float64"
     plan = make_plan(
         store_a.n_samples, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),

@@ -334,7 +334,8 @@ register(
         ),
         citation=CCA_CITATION,
         summary="mean canonical correlation over min(rank_a, rank_b) directions",
-        sides=("sample", "feature"), matrix=pair_matrix("cca", _cca_pair, True, 1.0),
+        sides=("sample", "feature"), prefers_float64=True,
+        matrix=pair_matrix("cca", _cca_pair, True, 1.0),
         dense=cca_similarity, validate=_check_cca_params, range_text="[0, 1]", cost=_cost,
     )
 )  # fmt: skip
@@ -349,7 +350,8 @@ register(
         ),
         citation=SVCCA_CITATION,
         summary="mean canonical correlation of the principal components keeping 99% of variance",
-        sides=("sample", "feature"), matrix=pair_matrix("svcca", _svcca_pair, True, 1.0),
+        sides=("sample", "feature"), prefers_float64=True,
+        matrix=pair_matrix("svcca", _svcca_pair, True, 1.0),
         dense=svcca_similarity, validate=_check_svcca_params, range_text="[0, 1]", cost=_cost,
     )
 )  # fmt: skip
@@ -362,7 +364,8 @@ register(
         ),
         citation=PWCCA_CITATION,
         summary="projection-weighted mean canonical correlation (weights from one side)",
-        sides=("sample", "feature"), matrix=pair_matrix("pwcca", _pwcca_pair, False, 1.0),
+        sides=("sample", "feature"), prefers_float64=True,
+        matrix=pair_matrix("pwcca", _pwcca_pair, False, 1.0),
         dense=pwcca_similarity, validate=lambda p: _check_side(p["side"]),
         range_text="[0, 1]", cost=_cost,
     )

@@ -88,6 +88,9 @@ class MetricInfo:
     # True when the metric needs only ⟨Kc_a, Kc_b⟩ and row norms (the sample side may then tile
     # instead of holding n×n Grams); False when it needs whole Grams or covariances.
     inner_products_only: bool = False
+    # Whitening metrics (CCA family, regression) amplify float32 round-off in small-variance
+    # directions: the planner then runs the GEMMs in float64 unless --precision says otherwise.
+    prefers_float64: bool = False
     # Work after the Gram statistics, for --dry-run: cost(n, n_layers, n_pairs, params) -> flops.
     cost: Callable[[int, int, int, Mapping[str, Any]], float] | None = None
 

@@ -88,7 +88,8 @@ register(
         name="linreg", kind="similarity", symmetric=False, bounds=(0.0, 1.0), params=(),
         citation=CITATION,
         summary="R² of predicting layer b (column) from layer a (row), least squares with intercept",
-        sides=("sample", "feature"), matrix=pair_matrix("linreg", _linreg_pair, False, 1.0),
+        sides=("sample", "feature"), prefers_float64=True,
+        matrix=pair_matrix("linreg", _linreg_pair, False, 1.0),
         dense=linreg_r2, range_text="[0, 1]", cost=_cost,
     )
 )  # fmt: skip
