@@ -1,0 +1,382 @@
+"""Nearest-neighbour metrics of Huh et al. (2024): mutual k-NN and CKNNA, on the Gram engine.
+
+Both use each layer's k nearest neighbours by inner product, from the raw (uncentred) linear kernel
+K = XXᵀ — the engine's ``gram(ref, "none")`` — or, with ``normalize=true`` (the paper's pipeline,
+``measure_alignment.compute_score``), by cosine similarity K_ij/√(K_ii K_jj). A sample is never its
+own neighbour. Ties are broken towards the lower sample index, so the neighbour sets are
+deterministic (the reference's torch ``argsort``/``topk`` leaves them implementation-defined).
+The reference pipeline's optional outlier clamp (``prepare_features``) is not part of the metric.
+
+* ``mutual_knn`` = mean_i |N_X(i) ∩ N_Y(i)| / k, a similarity in [0, 1] (platonic-rep
+  ``mutual_knn``). k = n − 1 makes every other sample a neighbour and the score trivially 1 (a
+  :class:`RepsimWarning` says so).
+* ``cknna``: with M the intersection of the two layers' neighbour masks (row i: the samples that
+  are among the k nearest of i in both layers), s(K, L) = HSIC_u(M⊙K, M⊙L) in the explicit form
+  of Song et al. (2012) applied to these asymmetric matrices, [Σ_ij A_ij B_ji
+  + (1ᵀA1)(1ᵀB1)/((n−1)(n−2)) − 2·1ᵀAB1/(n−2)] / (n(n−3)); and
+  CKNNA = s(K, L)/√(s(K, K)·s(L, L)) (platonic-rep ``cknna``, ``unbiased=True``).
+  **Deviations**, both small: (1) for these asymmetric matrices the reference's 1ᵀAB1 ≠ 1ᵀBA1,
+  so its cknna(X, Y) ≠ cknna(Y, X); repsim uses the mean of the two orders, so its value is
+  exactly the mean of the reference's cknna(X, Y) and cknna(Y, X) (and symmetric); (2) the
+  reference adds 1e−6 to the denominator; repsim does not (that constant makes the value depend
+  on the scale of the features and keeps CKNNA(X, X) from being 1). A self term ≤ 0 gives NaN
+  with a :class:`RepsimWarning`. The masked matrices are not symmetric, so s is not an inner
+  product and |CKNNA| ≤ 1 is not guaranteed.
+
+Per layer (once): the neighbour lists (as sorted codes i·n + j) and the kernel values at them, and
+for CKNNA the self term. Per pair: one sorted intersection of n·k codes (sparse, O(nk log nk)).
+
+Degenerate input: a constant layer raises :class:`DataError` (engine); k ≥ n raises
+:class:`DataError`; CKNNA needs n ≥ 4 (HSIC_u); with ``normalize=true`` a sample whose features
+are all 0 has no direction: as ``torch.nn.functional.normalize`` does, it keeps a zero vector
+(cosine 0 with everything), with a :class:`RepsimWarning`.
+
+References
+----------
+Huh, Cheung, Wang & Isola (2024), "The Platonic Representation Hypothesis", ICML,
+arXiv:2405.07987; minyoungg/platonic-rep ``metrics.py`` (``mutual_knn``, ``cknna``,
+``hsic_unbiased``). Song et al. (2012), JMLR 13 (HSIC_u).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .._warnings import RepsimWarning
+from ..engine import GramEngine, LayerRef
+from ..errors import DataError, MetricParameterError
+from ._kernels import Float64, as_matrix, centered_gram_dense, ratio_matrix, roundoff_rtol
+from .registry import MetricInfo, Param, register
+
+CITATION_KNN = "Huh et al. 2024, ICML (arXiv:2405.07987), platonic-rep mutual_knn"
+CITATION_CKNNA = "Huh et al. 2024, ICML (arXiv:2405.07987), platonic-rep cknna (unbiased HSIC)"
+BLOCK_ELEMENTS = 1 << 22  # entries of the similarity matrix ranked at once (bounds temporaries)
+Int64 = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """A layer's k nearest neighbours: ``codes`` (n·k,) int64 = i·n + j sorted ascending (row i,
+    then neighbour j), and ``values`` (n·k,) float64 = the similarity K_ij used to rank them."""
+
+    n: int
+    k: int
+    codes: Int64
+    values: Float64
+
+
+def cosine_rows(gram: Float64, rows: slice, inv_norm: Float64) -> Float64:
+    """Cosine similarities of the given rows with all rows, (r, n), from a raw Gram."""
+    block = gram[rows] * inv_norm[rows, None]
+    block *= inv_norm[None, :]
+    return block
+
+
+def _inverse_norms(gram: Float64, rtol: float, label: str) -> Float64:
+    """1/‖x_i‖ per sample, 0 for a zero sample (F.normalize semantics, with a warning)."""
+    sq = np.diag(gram).copy()
+    zero = ~(sq > rtol * sq.max())
+    if np.any(zero):
+        warnings.warn(
+            f"{label}: {int(zero.sum())} sample(s) are all zeros; with normalize=true they keep a "
+            "zero vector (cosine 0 with every sample), as torch's F.normalize does",
+            RepsimWarning,
+            stacklevel=3,
+        )
+    inv = np.zeros_like(sq)
+    inv[~zero] = 1.0 / np.sqrt(sq[~zero])
+    return inv
+
+
+def top_k(similarity: Float64, first_row: int, k: int) -> Int64:
+    """Column indices of the k largest entries of each row, the row's own index excluded.
+
+    ``similarity`` is an (r, n) block whose row t is sample first_row + t. Ties at the k-th value
+    go to the lowest column index. Returns (r, k) int64, each row sorted ascending.
+    """
+    s = np.array(similarity, dtype=np.float64, copy=True)
+    r, n = s.shape
+    s[np.arange(r), first_row + np.arange(r)] = -np.inf
+    kth = np.partition(s, n - k, axis=1)[:, n - k]
+    above = s > kth[:, None]
+    tied = s == kth[:, None]
+    need = k - above.sum(axis=1)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need[:, None]))
+    return np.nonzero(chosen)[1].reshape(r, k).astype(np.int64)
+
+
+def nearest_neighbours(
+    gram: Float64, k: int, normalize: bool, rtol: float, label: str
+) -> Neighbours:
+    """The k nearest neighbours of every sample by inner product (or cosine), from a raw Gram.
+
+    ``gram`` is K = XXᵀ (n, n) float64, uncentred; not modified. Requires 1 ≤ k ≤ n − 1.
+    """
+    n = gram.shape[0]
+    inv = _inverse_norms(gram, rtol, label) if normalize else None
+    codes = np.empty((n, k), dtype=np.int64)
+    values = np.empty((n, k))
+    step = max(1, BLOCK_ELEMENTS // n)
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        block = cosine_rows(gram, rows, inv) if inv is not None else gram[rows]
+        idx = top_k(block, start, k)
+        values[rows] = np.take_along_axis(block, idx, axis=1)
+        codes[rows] = np.arange(start, rows.stop)[:, None] * n + idx
+    return Neighbours(n, k, codes.ravel(), values.ravel())
+
+
+def _check_k(n: int, k: int, metric: str) -> None:
+    if k >= n:
+        raise DataError(f"{metric}: k={k} neighbours need more than k samples, got n={n}")
+    if metric == "cknna" and n < 4:
+        raise DataError(f"cknna needs at least 4 samples (unbiased HSIC), got n={n}")
+
+
+def _warn_trivial(n: int, k: int) -> None:
+    if k == n - 1:
+        warnings.warn(
+            f"mutual_knn with k = n − 1 = {k}: every other sample is a neighbour, so the score is "
+            "trivially 1",
+            RepsimWarning,
+            stacklevel=3,
+        )
+
+
+def mutual_knn_pair(a: Neighbours, b: Neighbours) -> float:
+    """mean_i |N_a(i) ∩ N_b(i)| / k for two layers' neighbour lists (same n and k)."""
+    shared = np.intersect1d(a.codes, b.codes, assume_unique=True).size
+    return shared / float(a.n * a.k)
+
+
+def masked_hsic(a: Neighbours, b: Neighbours) -> float:
+    """Symmetrised HSIC_u(M⊙K_a, M⊙K_b), M the intersection of the two neighbour masks (n ≥ 4).
+
+    The explicit U-statistic of Song et al. (2012) as platonic-rep's ``hsic_unbiased`` applies it
+    to these asymmetric matrices A, B (zero diagonal): tr(AB) = Σ_ij A_ij B_ji, the sums 1ᵀA1 and
+    1ᵀB1, and 1ᵀAB1 = (column sums of A)·(row sums of B), all over the shared entries only —
+    except that 1ᵀAB1 is replaced by ½(1ᵀAB1 + 1ᵀBA1), the mean of the reference's two orders.
+    """
+    n = a.n
+    codes, pos_a, pos_b = np.intersect1d(a.codes, b.codes, assume_unique=True, return_indices=True)
+    va, vb = a.values[pos_a], b.values[pos_b]
+    rows, cols = np.divmod(codes, n)
+    transposed = cols * n + rows
+    where = np.searchsorted(codes, transposed)
+    where[where == codes.size] = 0
+    mirrored = codes[where] == transposed if codes.size else np.zeros(0, dtype=bool)
+    trace = float(va[mirrored] @ vb[where[mirrored]])
+    col_a, row_a = np.bincount(cols, va, n), np.bincount(rows, va, n)
+    col_b, row_b = np.bincount(cols, vb, n), np.bincount(rows, vb, n)
+    # The reference's 1ᵀAB1 is not symmetric in (A, B) for asymmetric masks; the mean of both
+    # orders makes s(K, L) = s(L, K) and leaves the self terms s(K, K) unchanged.
+    cross = 0.5 * (float(col_a @ row_b) + float(col_b @ row_a))
+    total = (
+        trace
+        + float(va.sum()) * float(vb.sum()) / ((n - 1.0) * (n - 2.0))
+        - 2.0 * cross / (n - 2.0)
+    )
+    return total / (n * (n - 3.0))
+
+
+def _dense_pair(
+    x: ArrayLike, y: ArrayLike, k: int, normalize: bool, metric: str
+) -> tuple[Neighbours, Neighbours]:
+    """Both in-memory layers' neighbour lists, after the engine's checks (finite, not constant)."""
+    a, b = as_matrix(x), as_matrix(y)
+    if a.shape[0] != b.shape[0]:
+        raise DataError(f"X has {a.shape[0]} samples but Y has {b.shape[0]}")
+    _check_k(a.shape[0], k, metric)
+    out = []
+    for label, z in (("X", a), ("Y", b)):
+        centered_gram_dense(z, label, metric)
+        out.append(nearest_neighbours(z @ z.T, k, normalize, roundoff_rtol(np.float64), label))
+    return out[0], out[1]
+
+
+def mutual_knn(x: ArrayLike, y: ArrayLike, k: int = 10, normalize: bool = True) -> float:
+    """Mutual k-NN alignment of X (n, p) and Y (n, q), computed in float64.
+
+    Parameters
+    ----------
+    x, y : (n, p) and (n, q) arrays
+        The same n samples (rows) in the same order.
+    k : int
+        Neighbours per sample, 1 ≤ k ≤ n − 1.
+    normalize : bool
+        Rank neighbours by cosine similarity (rows L2-normalised) instead of inner product.
+
+    Returns
+    -------
+    float
+        Similarity in [0, 1]: the mean fraction of shared neighbours; 1 for X = Y. Invariant to
+        orthogonal maps and isotropic scaling (and, normalised, per-sample positive scaling); not
+        to translation. A constant X or Y or k ≥ n raises :class:`DataError`.
+
+    References
+    ----------
+    Huh et al. (2024), ICML, arXiv:2405.07987; platonic-rep ``mutual_knn``.
+    """
+    a, b = _dense_pair(x, y, k, normalize, "mutual_knn")
+    _warn_trivial(a.n, k)
+    return mutual_knn_pair(a, b)
+
+
+def cknna(x: ArrayLike, y: ArrayLike, k: int = 10, normalize: bool = True) -> float:
+    """CKNNA (centred kernel nearest-neighbour alignment) of X (n, p) and Y (n, q), in float64.
+
+    Parameters
+    ----------
+    x, y : (n, p) and (n, q) arrays
+        The same n samples (rows) in the same order; n ≥ 4.
+    k : int
+        Neighbours per sample, 2 ≤ k ≤ n − 1.
+    normalize : bool
+        Use cosine similarities (rows L2-normalised) for both the neighbours and the kernel.
+
+    Returns
+    -------
+    float
+        Similarity, 1 for X = Y; typically in [−1, 1] but not bounded in theory (see the module
+        docs). NaN with a :class:`RepsimWarning` when a self term is ≤ 0. A constant X or Y,
+        k ≥ n or n < 4 raises :class:`DataError`.
+
+    References
+    ----------
+    Huh et al. (2024), ICML, arXiv:2405.07987; platonic-rep ``cknna``.
+    """
+    a, b = _dense_pair(x, y, k, normalize, "cknna")
+    h = np.array([[masked_hsic(a, b)]])
+    return float(ratio_matrix(h, np.array([masked_hsic(a, a)]), np.array([masked_hsic(b, b)]),
+                              "cknna")[0, 0])  # fmt: skip
+
+
+def _layer_neighbours(engine: GramEngine, ref: LayerRef, k: int, normalize: bool) -> Neighbours:
+    rtol = roundoff_rtol(engine.dtype)
+    return engine.derived(
+        ref, f"knn[k={k},normalize={normalize}]",
+        lambda: nearest_neighbours(engine.gram(ref, "none"), k, normalize, rtol, ref.label),
+    )  # fmt: skip
+
+
+def _pairs(refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef]) -> bool:
+    return [r.key for r in refs_a] == [r.key for r in refs_b]
+
+
+def mutual_knn_matrix(
+    engine: GramEngine,
+    refs_a: Sequence[LayerRef],
+    refs_b: Sequence[LayerRef],
+    params: Mapping[str, Any],
+) -> Float64:
+    """All-pairs mutual k-NN: each layer's neighbour lists once, one intersection per cell."""
+    k, normalize = int(params["k"]), bool(params["normalize"])
+    _check_k(engine.n, k, "mutual_knn")
+    _warn_trivial(engine.n, k)
+    same = _pairs(refs_a, refs_b)
+    out = np.full((len(refs_a), len(refs_b)), np.nan)
+    for i, ra in enumerate(refs_a):
+        for j, rb in enumerate(refs_b):
+            if same and j < i:
+                out[i, j] = out[j, i]
+            else:
+                out[i, j] = mutual_knn_pair(
+                    _layer_neighbours(engine, ra, k, normalize),
+                    _layer_neighbours(engine, rb, k, normalize),
+                )
+    return out
+
+
+def cknna_matrix(
+    engine: GramEngine,
+    refs_a: Sequence[LayerRef],
+    refs_b: Sequence[LayerRef],
+    params: Mapping[str, Any],
+) -> Float64:
+    """All-pairs CKNNA: neighbour lists and self terms once per layer, one masked HSIC per cell."""
+    k, normalize = int(params["k"]), bool(params["normalize"])
+    _check_k(engine.n, k, "cknna")
+
+    def nbrs(ref: LayerRef) -> Neighbours:
+        return _layer_neighbours(engine, ref, k, normalize)
+
+    def self_term(ref: LayerRef) -> float:
+        name = f"cknna_self[k={k},normalize={normalize}]"
+        return engine.derived(ref, name, lambda: masked_hsic(nbrs(ref), nbrs(ref)))
+
+    same = _pairs(refs_a, refs_b)
+    h = np.full((len(refs_a), len(refs_b)), np.nan)
+    for i, ra in enumerate(refs_a):
+        for j, rb in enumerate(refs_b):
+            if same and j < i:
+                h[i, j] = h[j, i]
+            elif ra.key == rb.key:
+                h[i, j] = self_term(ra)
+            else:
+                h[i, j] = masked_hsic(nbrs(ra), nbrs(rb))
+    h_aa = np.array([self_term(r) for r in refs_a])
+    h_bb = np.array([self_term(r) for r in refs_b])
+    return ratio_matrix(h, h_aa, h_bb, "cknna")
+
+
+def _validate_for(metric: str, min_k: int):  # type: ignore[no-untyped-def]
+    def validate(params: dict[str, Any]) -> None:
+        if params["k"] < min_k:
+            raise MetricParameterError(
+                f"metric {metric!r}: k must be at least {min_k}, got {params['k']}"
+            )
+
+    return validate
+
+
+def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> float:
+    nk = n * int(params["k"])
+    return float(10.0 * n * n * n_layers + 2.0 * nk * np.log2(max(nk, 2)) * n_pairs)
+
+
+PARAMS = (
+    Param("k", 10, int, doc="neighbours per sample"),
+    Param("normalize", True, bool, doc="cosine neighbours (L2-normalise rows first)"),
+)
+
+register(
+    MetricInfo(
+        name="mutual_knn",
+        kind="similarity",
+        symmetric=True,
+        bounds=(0.0, 1.0),
+        params=PARAMS,
+        citation=CITATION_KNN,
+        summary="mean fraction of shared k nearest neighbours",
+        sides=("sample",),
+        matrix=mutual_knn_matrix,
+        dense=mutual_knn,
+        validate=_validate_for("mutual_knn", 1),
+        range_text="[0, 1]",
+        cost=_cost,
+    )
+)
+
+register(
+    MetricInfo(
+        name="cknna",
+        kind="similarity",
+        symmetric=True,
+        bounds=(-1.0, 1.0),
+        params=PARAMS,
+        citation=CITATION_CKNNA,
+        summary="unbiased-HSIC alignment of the kernels restricted to shared k-NN (uncentred)",
+        sides=("sample",),
+        matrix=cknna_matrix,
+        dense=cknna,
+        validate=_validate_for("cknna", 2),
+        range_text="1 for identical layers; typically [−1, 1], not bounded in theory",
+        cost=_cost,
+    )
+)
