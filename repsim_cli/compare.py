@@ -209,6 +209,7 @@ def prepare_comparison(
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
         full_gram=not all(s.info.inner_products_only for s in specs),
+        layer_cache_grams=sum({s.name: s.info.layer_cache_grams for s in specs}.values()),
     )  # fmt: skip
     attrs = {
         "store_a": str(store_a.path), "store_b": str(b.path),

@@ -157,6 +157,7 @@ def make_plan(
     block_rows: int | None = None,
     metric_flops: dict[str, float] | None = None,
     full_gram: bool = True,
+    layer_cache_grams: float = 0.0,
 ) -> Plan:
     """Choose the side and block size for computing the Gram statistics of ``layers``.
 
@@ -169,8 +170,9 @@ def make_plan(
     c = np.dtype(dtype).itemsize
     total_width = sum(layer.width for layer in layers)
     rows = block_rows or max(64, min(n, FEATURE_BLOCK_BYTES // max(1, total_width * 8)))
+    cache = int(layer_cache_grams * len(layers) * n * n * 8)  # metrics' per-layer n×n caches
     costs = {
-        "sample": _sample_side(n, layers, c, n_pairs, budget, full_gram),
+        "sample": _sample_side(n, layers, c, n_pairs, budget - cache, full_gram),
         "feature": _feature_side(n, layers, c, rows),
     }
     candidates = [s for s in sides_allowed if side in ("auto", s)]
@@ -178,6 +180,7 @@ def make_plan(
         raise BudgetError(
             f"side {side!r} cannot compute the requested metrics (they need: {', '.join(sides_allowed)})"
         )
+    costs["sample"]["peak_bytes"] += cache
     fitting = [s for s in candidates if costs[s]["peak_bytes"] <= budget]
     if not fitting:
         best = min(candidates, key=lambda s: costs[s]["peak_bytes"])

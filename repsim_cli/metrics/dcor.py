@@ -117,6 +117,7 @@ def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> flo
 
 register(
     MetricInfo(
+        layer_cache_grams=1,
         name="dcor",
         kind="similarity",
         symmetric=True,

@@ -347,6 +347,7 @@ PARAMS = (
 
 register(
     MetricInfo(
+        layer_cache_grams=1,
         name="mutual_knn",
         kind="similarity",
         symmetric=True,
@@ -365,6 +366,7 @@ register(
 
 register(
     MetricInfo(
+        layer_cache_grams=1,
         name="cknna",
         kind="similarity",
         symmetric=True,

@@ -164,6 +164,7 @@ def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> flo
 
 register(
     MetricInfo(
+        layer_cache_grams=1,
         name="procrustes", kind="distance", symmetric=True, bounds=(0.0, 2.0), params=(),
         citation=PROCRUSTES_CITATION,
         summary="squared orthogonal Procrustes distance of centred, normalised layers",
@@ -173,6 +174,7 @@ register(
 )  # fmt: skip
 register(
     MetricInfo(
+        layer_cache_grams=1,
         name="shape", kind="distance", symmetric=True, bounds=(0.0, math.pi / 2),
         params=(
             Param("alpha", 1.0, float, doc="1: rotations only; 0: full whitening (CCA-like)"),

@@ -91,6 +91,9 @@ class MetricInfo:
     # Whitening metrics (CCA family, regression) amplify float32 round-off in small-variance
     # directions: the planner then runs the GEMMs in float64 unless --precision says otherwise.
     prefers_float64: bool = False
+    # How many n×n float64 matrices the metric caches per layer on the sample side (its derived
+    # statistics: kernels, distances, ranks, eigenvectors); the planner adds them to the peak.
+    layer_cache_grams: float = 0.0
     # Work after the Gram statistics, for --dry-run: cost(n, n_layers, n_pairs, params) -> flops.
     cost: Callable[[int, int, int, Mapping[str, Any]], float] | None = None
 
