@@ -41,7 +41,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import scipy.stats
 from numpy.typing import ArrayLike
 
 from .._warnings import RepsimWarning
@@ -180,13 +179,15 @@ def _layer_rdm(
 
 def _kendall_matrix(vectors_a: Sequence[Float64 | None], vectors_b: Sequence[Float64 | None],
                     same: bool) -> Float64:  # fmt: skip
+    from scipy.stats import kendalltau  # imported here: scipy.stats costs ~1 s at start-up
+
     out = np.full((len(vectors_a), len(vectors_b)), np.nan)
     for i, u in enumerate(vectors_a):
         for j, v in enumerate(vectors_b):
             if same and j < i:
                 out[i, j] = out[j, i]
             elif u is not None and v is not None:
-                out[i, j] = float(scipy.stats.kendalltau(u, v).statistic)
+                out[i, j] = float(kendalltau(u, v).statistic)
     return out
 
 
