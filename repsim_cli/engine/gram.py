@@ -373,7 +373,7 @@ class GramEngine:
             kc = self.centered_gram(ref)
             v, rowsum_c = self._row_terms[ref.key]
             mean = self.mean(ref)
-            k = kc + v[:, None] + v[None, :] + float(mean @ mean)
+            k = kc + (v[:, None] + v[None, :]) + float(mean @ mean)  # exactly symmetric
             if center == "stimuli":
                 s = rowsum_c + float(mean.sum())
                 k -= np.outer(s, s) / ref.width
