@@ -12,20 +12,25 @@ def _range(m: MetricInfo) -> str:
     return m.range_text or f"[{m.bounds[0]:g}, {m.bounds[1]:g}]"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe would end the table cell
+
+
 def _params(m: MetricInfo) -> str:
-    return "<br>".join(f"`{p.describe()}`" for p in m.params) or "—"
+    return "<br>".join(f"`{_cell(p.describe())}`" for p in m.params) or "—"
 
 
 def metrics_markdown() -> str:
-    """A Markdown table: name, kind, range, symmetric, parameters (defaults), citation."""
+    """A Markdown table: name, summary, kind, range, symmetric, parameters (defaults), citation."""
     lines = [
-        "| name | kind | range | symmetric | parameters (default) | citation |",
-        "|---|---|---|---|---|---|",
+        "| name | what | kind | range | symmetric | parameters (default) | citation |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in REGISTRY.values():
-        sym = "yes" if m.symmetric else "no (cell (a, b) as documented)"
+        sym = "yes" if m.symmetric else "no"
         lines.append(
-            f"| `{m.name}` | {m.kind} | {_range(m)} | {sym} | {_params(m)} | {m.citation} |"
+            f"| `{m.name}` | {_cell(m.summary)} | {m.kind} | {_cell(_range(m))} | {sym} | {_params(m)} "
+            f"| {_cell(m.citation)} |"
         )
     return "\n".join(lines)
 
