@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import warnings
-from contextlib import ExitStack
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from metric_checks import (
+    check_chunked_engine,
+    dense_matrix,
+    engine_matrices,
+    invertible,
+    latent_layers,
+    latent_pair,
+    well_sampled_pairs,
+)
 from sklearn.decomposition import PCA
-from strategies import activations, pairs
+from strategies import pairs
 
 from repsim_cli._warnings import RepsimWarning
-from repsim_cli.compare import prepare_comparison
 from repsim_cli.errors import DataError, MetricParameterError
 from repsim_cli.metrics import get_metric, parse_spec
 from repsim_cli.metrics._linalg import build_spectrum
@@ -23,7 +30,6 @@ from repsim_cli.metrics.cca import (
     pwcca_similarity,
     svcca_similarity,
 )
-from repsim_cli.store import open_store
 
 ATOL = 1e-8
 
@@ -88,22 +94,11 @@ def sklearn_svcca(x, y, keep=0.99):
     return float(np.mean(google_cca(sx, sy)[1]))
 
 
-def related(seed, n=40, p=6, q=9, big_mean=True):
-    """Two layers sharing a 4-dim latent, with noise and (optionally) means 1000× the spread."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 4))
-    x = z @ rng.standard_normal((4, p)) + 0.5 * rng.standard_normal((n, p))
-    y = np.tanh(z @ rng.standard_normal((4, q))) + 0.5 * rng.standard_normal((n, q))
-    if big_mean:
-        x, y = x + 1000 * rng.uniform(-1, 1, p), y - 1000 * rng.uniform(-1, 1, q)
-    return x, y
-
-
 # ---------------------------------------------------------------- agreement with references
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("shape", [(40, 6, 9), (60, 12, 5), (25, 3, 3)])
 def test_cca_matches_google_svcca_reference(seed, shape):
-    x, y = related(seed, *shape)
+    x, y = latent_pair(seed, *shape)
     rho = google_cca(x, y)[1]
     assert cca_similarity(x, y) == pytest.approx(np.mean(rho), abs=ATOL)
     assert cca_similarity(x, y, stat="mean_rho2") == pytest.approx(np.mean(rho**2), abs=ATOL)
@@ -111,7 +106,7 @@ def test_cca_matches_google_svcca_reference(seed, shape):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_cca_rho2_matches_kornblith_qr_on_centred_data(seed):
-    x, y = related(seed, big_mean=False)
+    x, y = latent_pair(seed, big_mean=False)
     assert cca_similarity(x, y, stat="mean_rho2") == pytest.approx(
         kornblith_cca_rho2(x, y), abs=ATOL
     )
@@ -120,7 +115,7 @@ def test_cca_rho2_matches_kornblith_qr_on_centred_data(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_svcca_matches_sklearn_pca_then_google_cca(seed):
     rng = np.random.default_rng(seed)
-    x, y = related(seed, n=80, p=14, q=11)
+    x, y = latent_pair(seed, n=80, p=14, q=11)
     x = x * rng.uniform(0.2, 3.0, x.shape[1])  # uneven variances: PCA keeps fewer than p
     assert svcca_similarity(x, y) == pytest.approx(sklearn_svcca(x, y), abs=ATOL)
     assert svcca_similarity(x, y, keep=0.8) == pytest.approx(sklearn_svcca(x, y, 0.8), abs=ATOL)
@@ -136,7 +131,7 @@ def test_svcca_pca_dims_follow_sklearn_strict_rule(keep):
 
 
 def test_svcca_dims_uses_exactly_that_many_components():
-    x, y = related(3, n=60, p=10, q=10)
+    x, y = latent_pair(3, n=60, p=10, q=10)
     sx = PCA(n_components=3).fit_transform(x)
     sy = PCA(n_components=3).fit_transform(y)
     assert svcca_similarity(x, y, dims=3) == pytest.approx(np.mean(google_cca(sx, sy)[1]), abs=ATOL)
@@ -144,7 +139,7 @@ def test_svcca_dims_uses_exactly_that_many_components():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_pwcca_matches_google_on_centred_data_without_any_sign_convention(seed):
-    x, y = related(seed, big_mean=False)
+    x, y = latent_pair(seed, big_mean=False)
     x, y = x - x.mean(0), y - y.mean(0)
     ref = google_pwcca(x, y, sign_fix=False)
     assert pwcca_similarity(x, y, side="narrower") == pytest.approx(ref, abs=ATOL)
@@ -153,14 +148,14 @@ def test_pwcca_matches_google_on_centred_data_without_any_sign_convention(seed):
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("side", ["a", "b", "narrower"])
 def test_pwcca_matches_google_with_raw_activations(seed, side):
-    x, y = related(seed, n=50, p=5, q=8)  # big means: the raw activations matter
+    x, y = latent_pair(seed, n=50, p=5, q=8)  # big means: the raw activations matter
     ref = google_pwcca(x, y, side=side)
     assert pwcca_similarity(x, y, side=side) == pytest.approx(ref, abs=ATOL)
 
 
 def test_pwcca_reference_y_branch_uses_y_activations():
     """The reference picks Y when it is narrower (and then indexes X by Y's mask): repsim weights by Y."""
-    x, y = related(5, n=50, p=9, q=4)
+    x, y = latent_pair(5, n=50, p=9, q=4)
     assert pwcca_similarity(x, y, side="narrower") == pytest.approx(
         pwcca_similarity(x, y, side="b"), abs=1e-14
     )
@@ -172,7 +167,7 @@ def test_pwcca_reference_y_branch_uses_y_activations():
 
 def test_pwcca_without_sign_convention_depends_on_lapack_signs():
     """Why repsim fixes the sign: with nonzero means the reference changes when a direction flips."""
-    x, y = related(1, n=50, p=5, q=8)
+    x, y = latent_pair(1, n=50, p=5, q=8)
     u, rho, *_ = google_cca(x, y)
     acts, mean = x.T, x.T.mean(axis=1, keepdims=True)
 
@@ -189,16 +184,7 @@ def test_pwcca_without_sign_convention_depends_on_lapack_signs():
 # ---------------------------------------------------------------- properties
 def well_sampled():
     """Pairs with n ≥ 30 and widths ≤ 6, so no canonical correlation is 1 by construction."""
-    return st.integers(30, 50).flatmap(
-        lambda n: st.tuples(activations(n=n, max_p=6), activations(n=n, max_p=6))
-    )
-
-
-def invertible(seed, p):
-    rng = np.random.default_rng(seed)
-    q1, _ = np.linalg.qr(rng.standard_normal((p, p)))
-    q2, _ = np.linalg.qr(rng.standard_normal((p, p)))
-    return q1 @ np.diag(np.exp(rng.uniform(-1, 1, p))) @ q2
+    return well_sampled_pairs(30, 50, max_p=6)
 
 
 def nonlinear(x):
@@ -229,7 +215,7 @@ def test_cca_and_svcca_are_symmetric_and_pwcca_swaps_sides(xy):
 
 
 def test_pwcca_is_asymmetric():
-    x, y = related(2, n=50, p=5, q=8)
+    x, y = latent_pair(2, n=50, p=5, q=8)
     assert abs(pwcca_similarity(x, y, side="a") - pwcca_similarity(y, x, side="a")) > 1e-4
 
 
@@ -277,7 +263,7 @@ def test_partly_forced_correlations_warn_but_the_rest_are_real():
 
 
 def test_dead_units_are_dropped_not_averaged_over():
-    x, y = related(4, n=40, p=6, q=7)
+    x, y = latent_pair(4, n=40, p=6, q=7)
     x_dead = np.insert(x, [0, 3], [0.0, 5.0], axis=1)  # a zero unit and a constant unit
     assert cca_similarity(x_dead, y) == pytest.approx(cca_similarity(x, y), abs=1e-10)
     assert cca_similarity(x_dead, y) == pytest.approx(np.mean(google_cca(x_dead, y)[1]), abs=ATOL)
@@ -286,7 +272,7 @@ def test_dead_units_are_dropped_not_averaged_over():
 
 
 def test_singular_covariance_uses_the_rank():
-    x, y = related(6, n=40, p=5, q=7)
+    x, y = latent_pair(6, n=40, p=5, q=7)
     rng = np.random.default_rng(6)
     x_collinear = np.hstack([x, x[:, :3] @ rng.standard_normal((3, 4))])  # rank 5, width 9
     assert cca_similarity(x_collinear, y) == pytest.approx(cca_similarity(x, y), abs=1e-9)
@@ -296,7 +282,7 @@ def test_singular_covariance_uses_the_rank():
 
 @pytest.mark.parametrize("fn", [cca_similarity, svcca_similarity, pwcca_similarity])
 def test_constant_or_non_finite_layer_is_a_data_error(fn):
-    x, _ = related(0)
+    x, _ = latent_pair(0)
     with pytest.raises(DataError, match="constant"):
         fn(x, np.full((40, 3), 2.5))
     bad = x.copy()
@@ -315,7 +301,7 @@ def test_bad_parameters_are_rejected(text):
 
 
 def test_svcca_dims_beyond_rank_is_capped_with_a_warning():
-    x, y = related(0, n=40, p=4, q=6)
+    x, y = latent_pair(0, n=40, p=4, q=6)
     with pytest.warns(RepsimWarning, match="dims exceeds"):
         value = svcca_similarity(x, y, dims=5)  # X has only 4 units
     sx, sy = PCA(n_components=4).fit_transform(x), PCA(n_components=5).fit_transform(y)
@@ -329,47 +315,10 @@ SPECS = [
 ]  # fmt: skip
 
 
-def engine_matrices(path_a, path_b, specs, side, block_rows=None):
-    with ExitStack() as stack:
-        a = stack.enter_context(open_store(path_a))
-        b = stack.enter_context(open_store(path_b)) if path_b is not None else None
-        comparison = prepare_comparison(a, b, specs, side=side, block_rows=block_rows)
-        assert comparison.plan.side == side
-        return {s: m.value for s, m in comparison.run().metrics.items()}
-
-
-def dense_matrix(spec_text, layers_a, layers_b):
-    spec = parse_spec(spec_text)
-    return np.array(
-        [
-            [spec.info.dense(xa, xb, **spec.params) for xb in layers_b.values()]
-            for xa in layers_a.values()
-        ]
-    )
-
-
-def latent_layers(seed, n, widths, prefix):
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 3))
-    out = {}
-    for i, w in enumerate(widths):
-        layer = np.tanh(z @ rng.standard_normal((3, w))) + 0.4 * rng.standard_normal((n, w))
-        out[f"{prefix}{i}"] = layer + (1000 * rng.uniform(-1, 1, w) if i == 1 else 0.0)
-    return out
-
-
 @pytest.mark.parametrize("chunk_rows", [3, 7, None])
 @pytest.mark.parametrize("side", ["sample", "feature"])
 def test_chunked_engine_equals_in_memory_function(make_store, backend, chunk_rows, side):
-    layers_a = latent_layers(0, 26, (3, 5, 8), "a")
-    layers_b = latent_layers(1, 26, (4, 6), "b")
-    path_a = make_store(layers_a, suffix=backend, chunk_rows=chunk_rows)
-    path_b = make_store(layers_b, suffix=backend, chunk_rows=chunk_rows)
-    own = engine_matrices(path_a, None, SPECS, side, block_rows=chunk_rows)
-    cross = engine_matrices(path_a, path_b, SPECS, side, block_rows=chunk_rows)
-    for spec in SPECS:
-        np.testing.assert_allclose(own[spec], dense_matrix(spec, layers_a, layers_a), atol=1e-10)
-        np.testing.assert_allclose(cross[spec], dense_matrix(spec, layers_a, layers_b), atol=1e-10)
+    check_chunked_engine(make_store, backend, chunk_rows, side, SPECS, n=26, atol=1e-10)
 
 
 def test_engine_wide_layers_warn_with_one_message(make_store):

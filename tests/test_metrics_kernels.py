@@ -6,16 +6,23 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from metric_checks import (
+    check_each_layer_computed_once,
+    check_engine_equals_in_memory,
+    check_float32_offset,
+    engine_layers,
+    shifted_pair,
+)
+from reference import hsic_unbiased
 from strategies import activations, orthogonal, pairs
 
 from repsim_cli._warnings import RepsimWarning
-from repsim_cli.compare import compare_stores, prepare_comparison
+from repsim_cli.compare import compare_stores
 from repsim_cli.errors import DataError, MetricParameterError
 from repsim_cli.metrics import parse_spec
 from repsim_cli.metrics.cka import linear_cka
 from repsim_cli.metrics.cka_minibatch import minibatch_cka, minibatch_cka_all_pairs, minibatches
 from repsim_cli.metrics.cka_rbf import rbf_cka
-from repsim_cli.store import open_store
 
 
 # ------------------------------------------------------------------ dense references (test-only)
@@ -48,16 +55,6 @@ def colab_cka(kx: np.ndarray, ky: np.ndarray, debiased: bool = False) -> float:
     return float(kx.ravel() @ ky.ravel() / (np.linalg.norm(kx) * np.linalg.norm(ky)))
 
 
-def song_hsic_u(k: np.ndarray, l: np.ndarray) -> float:
-    n = k.shape[0]
-    kt, lt = k.copy(), l.copy()
-    np.fill_diagonal(kt, 0)
-    np.fill_diagonal(lt, 0)
-    one = np.ones(n)
-    value = np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-    return float((value - 2 * (one @ kt @ lt @ one) / (n - 2)) / (n * (n - 3)))
-
-
 def loop_minibatch_cka(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> float:
     """Per-batch loop over the raw (uncentred) batch kernels; the remainder kept if ≥ 4."""
     order = np.random.default_rng(seed).permutation(len(x))
@@ -67,17 +64,10 @@ def loop_minibatch_cka(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int)
         if idx.size < 4:
             continue
         kx, ky = x[idx] @ x[idx].T, y[idx] @ y[idx].T
-        xy += song_hsic_u(kx, ky)
-        xx += song_hsic_u(kx, kx)
-        yy += song_hsic_u(ky, ky)
+        xy += hsic_unbiased(kx, ky)
+        xx += hsic_unbiased(kx, kx)
+        yy += hsic_unbiased(ky, ky)
     return xy / np.sqrt(xx * yy)
-
-
-def related(n: int, p: int, q: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, p)) + rng.uniform(-3, 3, p)
-    y = np.tanh(x @ rng.standard_normal((p, q))) + 0.5 * rng.standard_normal((n, q))
-    return x, y
 
 
 # ------------------------------------------------------------------ cka_rbf: reference agreement
@@ -85,7 +75,7 @@ def related(n: int, p: int, q: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("debiased", [False, True])
 @pytest.mark.parametrize(("n", "p", "q"), [(60, 5, 8), (20, 30, 45)], ids=["n>p", "n<p"])
 def test_rbf_matches_colab(n, p, q, threshold, debiased) -> None:
-    x, y = related(n, p, q, n + p)
+    x, y = shifted_pair(n, p, q, n + p)
     want = colab_cka(colab_gram_rbf(x, threshold), colab_gram_rbf(y, threshold), debiased)
     assert rbf_cka(x, y, threshold, debiased) == pytest.approx(want, abs=1e-10)
 
@@ -93,7 +83,7 @@ def test_rbf_matches_colab(n, p, q, threshold, debiased) -> None:
 def test_rbf_median_includes_the_diagonal() -> None:
     # With n = 6 the n zeros of the diagonal move np.median a long way; the off-diagonal median
     # would give a clearly different value, so this test fails for that (common) reading.
-    x, y = related(6, 3, 4, 1)
+    x, y = shifted_pair(6, 3, 4, 1)
 
     def off_diagonal_gram(z: np.ndarray) -> np.ndarray:
         d2 = ((z[:, None] - z[None]) ** 2).sum(-1)
@@ -136,7 +126,7 @@ def test_rbf_invariances(x, data) -> None:
     ids=["exact", "remainder13", "remainder3-dropped", "one-batch", "bs>n"],
 )
 def test_minibatch_equals_per_batch_loop(n, batch_size) -> None:
-    x, y = related(n, 6, 9, n)
+    x, y = shifted_pair(n, 6, 9, n)
     want = loop_minibatch_cka(x, y, batch_size, seed=3)
     assert minibatch_cka(x, y, batch_size, seed=3) == pytest.approx(want, abs=1e-10)
 
@@ -148,18 +138,18 @@ def test_minibatch_remainder_rule() -> None:
 
 
 def test_minibatch_single_batch_is_debiased_cka() -> None:
-    x, y = related(30, 5, 7, 2)
+    x, y = shifted_pair(30, 5, 7, 2)
     assert minibatch_cka(x, y, batch_size=30) == pytest.approx(linear_cka(x, y, True), abs=1e-12)
 
 
 def test_minibatch_depends_on_seed_and_is_deterministic() -> None:
-    x, y = related(64, 5, 7, 4)
+    x, y = shifted_pair(64, 5, 7, 4)
     assert minibatch_cka(x, y, 8, seed=0) == minibatch_cka(x, y, 8, seed=0)
     assert minibatch_cka(x, y, 8, seed=0) != pytest.approx(minibatch_cka(x, y, 8, seed=1), abs=1e-6)
 
 
 def test_minibatch_all_pairs_matches_pairwise() -> None:
-    x, y = related(48, 5, 7, 5)
+    x, y = shifted_pair(48, 5, 7, 5)
     z = x[:, :3] ** 2
     got = minibatch_cka_all_pairs([x, y, z], 12, 1)
     want = [[minibatch_cka(a, b, 12, 1) for b in (x, y, z)] for a in (x, y, z)]
@@ -188,13 +178,8 @@ def test_minibatch_invariances(x, data) -> None:
 
 # ------------------------------------------------------------------ the engine
 def _layers(n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    base = rng.standard_normal((n, 4))
-    return {
-        "a": base @ rng.standard_normal((4, 7)) + rng.uniform(-20, 20, 7),
-        "b": np.tanh(base @ rng.standard_normal((4, 5))) + 0.3 * rng.standard_normal((n, 5)),
-        "c": rng.standard_normal((n, 3, 4)),
-    }
+    """This file's engine layers: layer "c" is (n, 3, 4)."""
+    return engine_layers(n, seed, c_shape=(3, 4))
 
 
 SPECS = [
@@ -207,14 +192,7 @@ SPECS = [
 
 @pytest.mark.parametrize("chunk_rows", [1, 5, 64])
 def test_engine_equals_in_memory(make_store, backend, chunk_rows) -> None:
-    layers = _layers(37, chunk_rows)
-    path = make_store(layers, backend, chunk_rows=chunk_rows)
-    res = compare_stores(path, None, SPECS)
-    flat = {k: v.reshape(len(v), -1) for k, v in layers.items()}
-    for text in SPECS:
-        spec = parse_spec(text)
-        want = [[spec.info.dense(flat[a], flat[b], **spec.params) for b in flat] for a in flat]
-        np.testing.assert_allclose(res.metrics[text].value, want, atol=1e-10, rtol=0)
+    check_engine_equals_in_memory(make_store, _layers(37, chunk_rows), backend, chunk_rows, SPECS)
 
 
 def test_minibatch_feature_side_equals_sample_side(make_store) -> None:
@@ -234,21 +212,13 @@ def test_two_stores(make_store) -> None:
 
 
 def test_each_layer_computed_once(make_store) -> None:
-    rng = np.random.default_rng(0)
-    layers = {f"l{i}": rng.standard_normal((24, 3 + i)) for i in range(5)}
-    with open_store(make_store(layers)) as store:
-        comparison = prepare_comparison(store, None, SPECS)
-        comparison.run()
-        counts = comparison.engine.counts
-    for prefix in (
+    prefixes = (
         "rbf_kernel[threshold=1,debiased=False]",
         "rbf_kernel[threshold=0.5,debiased=True]",
         "minibatch_kernels[batch_size=8,seed=2]",
         "gram",
-    ):
-        done = {k: v for k, v in counts.items() if k.startswith(prefix + ":")}
-        assert sorted(done) == sorted(f"{prefix}:a:{name}" for name in layers)
-        assert set(done.values()) == {1}
+    )
+    check_each_layer_computed_once(make_store, SPECS, prefixes, n=24)
 
 
 # ------------------------------------------------------------------ degenerate input
@@ -279,7 +249,7 @@ def test_constant_layer_raises(make_store) -> None:
 
 
 def test_too_few_samples() -> None:
-    x, y = related(3, 2, 2, 0)
+    x, y = shifted_pair(3, 2, 2, 0)
     with pytest.raises(DataError, match="at least 4 samples"):
         rbf_cka(x, y, debiased=True)
     with pytest.raises(DataError, match="at least 4 samples"):
@@ -309,21 +279,6 @@ SPECS_F32 = [
 
 
 # ------------------------------------------------------------------ float32 store, large means
-def _float32_pair(n: int = 200) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    base = rng.standard_normal((n, 12))
-    x = base @ rng.standard_normal((12, 40)) + 1000.0 * rng.uniform(1, 2, 40)
-    y = base @ rng.standard_normal((12, 30)) + rng.standard_normal((n, 30))
-    return {"x": x.astype(np.float32), "y": (y + 1000.0 * rng.uniform(1, 2, 30)).astype(np.float32)}
-
-
 @pytest.mark.parametrize(("spec", "atol"), SPECS_F32)
 def test_float32_store_with_means_1000x_the_spread(make_store, spec, atol) -> None:
-    # GEMMs in float32, centring exact: the float64 in-memory value on the same numbers holds.
-    layers = _float32_pair()
-    got = compare_stores(make_store(layers, chunk_rows=64), None, [spec]).metrics[spec].value[0, 1]
-    parsed = parse_spec(spec)
-    want = parsed.info.dense(
-        layers["x"].astype(np.float64), layers["y"].astype(np.float64), **parsed.params
-    )
-    assert got == pytest.approx(want, abs=atol)
+    check_float32_offset(make_store, spec, atol)

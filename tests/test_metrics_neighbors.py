@@ -6,15 +6,21 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from metric_checks import (
+    check_each_layer_computed_once,
+    check_engine_equals_in_memory,
+    check_float32_offset,
+    engine_layers,
+    shifted_pair,
+)
 from strategies import activations, orthogonal, pairs
 
 from repsim_cli._warnings import RepsimWarning
-from repsim_cli.compare import compare_stores, prepare_comparison
+from repsim_cli.compare import compare_stores
 from repsim_cli.errors import DataError, MetricParameterError
 from repsim_cli.metrics import parse_spec
 from repsim_cli.metrics.cka import linear_cka
 from repsim_cli.metrics.neighbors import cknna, mutual_knn, top_k
-from repsim_cli.store import open_store
 
 
 # ------------------------------------------------------------------ dense references (test-only)
@@ -63,10 +69,8 @@ def reference_cknna(x: np.ndarray, y: np.ndarray, k: int) -> float:
 
 
 def related(n: int, p: int, q: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, p)) + rng.uniform(-1, 1, p)
-    y = np.tanh(x @ rng.standard_normal((p, q))) + 0.5 * rng.standard_normal((n, q))
-    return x, y
+    """This file's pairs: column means in ±1 (small next to the spread, for the uncentred kernels)."""
+    return shifted_pair(n, p, q, seed, shift=1.0)
 
 
 # ------------------------------------------------------------------ agreement
@@ -156,41 +160,18 @@ def test_not_invariant_to_translation() -> None:
 
 
 # ------------------------------------------------------------------ the engine
-def _layers(n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    base = rng.standard_normal((n, 4))
-    return {
-        "a": base @ rng.standard_normal((4, 7)) + rng.uniform(-2, 2, 7),
-        "b": np.tanh(base @ rng.standard_normal((4, 5))) + 0.3 * rng.standard_normal((n, 5)),
-        "c": rng.standard_normal((n, 2, 3)),
-    }
-
-
 SPECS = ["mutual_knn", "mutual_knn:k=3,normalize=false", "cknna", "cknna:k=4,normalize=false"]
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 64])
 def test_engine_equals_in_memory(make_store, backend, chunk_rows) -> None:
-    layers = _layers(35, chunk_rows)
-    res = compare_stores(make_store(layers, backend, chunk_rows=chunk_rows), None, SPECS)
-    flat = {k: v.reshape(len(v), -1) for k, v in layers.items()}
-    for text in SPECS:
-        spec = parse_spec(text)
-        want = [[spec.info.dense(flat[a], flat[b], **spec.params) for b in flat] for a in flat]
-        np.testing.assert_allclose(res.metrics[text].value, want, atol=1e-10, rtol=0)
+    layers = engine_layers(35, chunk_rows, shift=2.0)
+    check_engine_equals_in_memory(make_store, layers, backend, chunk_rows, SPECS)
 
 
 def test_neighbours_computed_once_per_layer_for_both_metrics(make_store) -> None:
-    rng = np.random.default_rng(0)
-    layers = {f"l{i}": rng.standard_normal((20, 3 + i)) for i in range(5)}
-    with open_store(make_store(layers)) as store:
-        comparison = prepare_comparison(store, None, ["mutual_knn", "cknna"])
-        comparison.run()
-        counts = comparison.engine.counts
-    for prefix in ("knn[k=10,normalize=True]", "cknna_self[k=10,normalize=True]", "gram_none"):
-        done = {k: v for k, v in counts.items() if k.startswith(prefix + ":")}
-        assert sorted(done) == sorted(f"{prefix}:a:{name}" for name in layers)
-        assert set(done.values()) == {1}
+    prefixes = ("knn[k=10,normalize=True]", "cknna_self[k=10,normalize=True]", "gram_none")
+    check_each_layer_computed_once(make_store, ["mutual_knn", "cknna"], prefixes)
 
 
 # ------------------------------------------------------------------ degenerate input
@@ -243,21 +224,6 @@ SPECS_F32 = [
 
 
 # ------------------------------------------------------------------ float32 store, large means
-def _float32_pair(n: int = 200) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    base = rng.standard_normal((n, 12))
-    x = base @ rng.standard_normal((12, 40)) + 1000.0 * rng.uniform(1, 2, 40)
-    y = base @ rng.standard_normal((12, 30)) + rng.standard_normal((n, 30))
-    return {"x": x.astype(np.float32), "y": (y + 1000.0 * rng.uniform(1, 2, 30)).astype(np.float32)}
-
-
 @pytest.mark.parametrize(("spec", "atol"), SPECS_F32)
 def test_float32_store_with_means_1000x_the_spread(make_store, spec, atol) -> None:
-    # GEMMs in float32, centring exact: the float64 in-memory value on the same numbers holds.
-    layers = _float32_pair()
-    got = compare_stores(make_store(layers, chunk_rows=64), None, [spec]).metrics[spec].value[0, 1]
-    parsed = parse_spec(spec)
-    want = parsed.info.dense(
-        layers["x"].astype(np.float64), layers["y"].astype(np.float64), **parsed.params
-    )
-    assert got == pytest.approx(want, abs=atol)
+    check_float32_offset(make_store, spec, atol)

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import warnings
-from contextlib import ExitStack
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from metric_checks import (
+    engine_matrices,
+    invertible,
+    latent_layers,
+    latent_pair,
+    well_sampled_pairs,
+)
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import r2_score
-from strategies import activations, pairs
+from strategies import pairs
 
 from repsim_cli._warnings import RepsimWarning
-from repsim_cli.compare import prepare_comparison
 from repsim_cli.errors import DataError
 from repsim_cli.metrics import get_metric
 from repsim_cli.metrics.regression import linreg_r2
-from repsim_cli.store import open_store
 
 ATOL = 1e-8
 
@@ -37,36 +41,13 @@ def lstsq_r2(x, y):
     return 1 - np.sum(resid**2) / np.sum((y - y.mean(0)) ** 2)
 
 
-def related(seed, n=40, p=6, q=9, big_mean=True):
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 4))
-    x = z @ rng.standard_normal((4, p)) + 0.5 * rng.standard_normal((n, p))
-    y = np.tanh(z @ rng.standard_normal((4, q))) + 0.5 * rng.standard_normal((n, q))
-    if big_mean:
-        x, y = x + 1000 * rng.uniform(-1, 1, p), y - 1000 * rng.uniform(-1, 1, q)
-    return x, y
-
-
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("shape", [(40, 6, 9), (40, 9, 6), (30, 20, 3), (25, 1, 4)])
 def test_linreg_matches_sklearn_and_lstsq(seed, shape):
-    x, y = related(seed, *shape)
+    x, y = latent_pair(seed, *shape)
     value = linreg_r2(x, y)
     assert value == pytest.approx(sklearn_r2(x, y), abs=ATOL)
     assert value == pytest.approx(lstsq_r2(x, y), abs=ATOL)
-
-
-def well_sampled():
-    return st.integers(25, 45).flatmap(
-        lambda n: st.tuples(activations(n=n, max_p=8), activations(n=n, max_p=8))
-    )
-
-
-def invertible(seed, p):
-    rng = np.random.default_rng(seed)
-    q1, _ = np.linalg.qr(rng.standard_normal((p, p)))
-    q2, _ = np.linalg.qr(rng.standard_normal((p, p)))
-    return q1 @ np.diag(np.exp(rng.uniform(-1, 1, p))) @ q2
 
 
 @given(pairs())
@@ -78,7 +59,7 @@ def test_range(xy):
     assert 0.0 <= value <= 1.0
 
 
-@given(well_sampled(), st.integers(0, 2**32 - 1))
+@given(well_sampled_pairs(25, 45, max_p=8), st.integers(0, 2**32 - 1))
 def test_invariances_and_the_documented_asymmetry(xy, seed):
     x, y = xy
     value = linreg_r2(x, y)
@@ -91,7 +72,7 @@ def test_invariances_and_the_documented_asymmetry(xy, seed):
 
 
 def test_asymmetric():
-    x, y = related(0, n=40, p=3, q=9)
+    x, y = latent_pair(0, n=40, p=3, q=9)
     assert linreg_r2(x, y) < linreg_r2(y, x) - 0.05  # the wider layer predicts the narrower better
 
 
@@ -104,7 +85,7 @@ def test_predictor_of_rank_n_minus_1_saturates_with_a_warning():
 
 
 def test_collinear_and_dead_predictor_units_use_the_rank():
-    x, y = related(2, n=40, p=5, q=6)
+    x, y = latent_pair(2, n=40, p=5, q=6)
     rng = np.random.default_rng(2)
     noisy = np.hstack([x, x[:, :2] @ rng.standard_normal((2, 3)), np.full((40, 1), 3.0)])
     assert linreg_r2(noisy, y) == pytest.approx(linreg_r2(x, y), abs=1e-9)
@@ -114,7 +95,7 @@ def test_collinear_and_dead_predictor_units_use_the_rank():
 
 
 def test_constant_or_non_finite_layer_is_a_data_error():
-    x, y = related(0)
+    x, y = latent_pair(0)
     with pytest.raises(DataError, match="constant"):
         linreg_r2(x, np.ones((40, 2)))
     with pytest.raises(DataError, match="constant"):
@@ -127,22 +108,8 @@ def test_constant_or_non_finite_layer_is_a_data_error():
 
 # ---------------------------------------------------------------- the engine
 def engine_matrix(path_a, path_b, side, block_rows=None):
-    with ExitStack() as stack:
-        a = stack.enter_context(open_store(path_a))
-        b = stack.enter_context(open_store(path_b)) if path_b is not None else None
-        comparison = prepare_comparison(a, b, ["linreg"], side=side, block_rows=block_rows)
-        assert comparison.plan.side == side
-        return comparison.run().metrics["linreg"].value
-
-
-def latent_layers(seed, n, widths, prefix):
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 3))
-    out = {}
-    for i, w in enumerate(widths):
-        layer = np.tanh(z @ rng.standard_normal((3, w))) + 0.4 * rng.standard_normal((n, w))
-        out[f"{prefix}{i}"] = layer + (1000 * rng.uniform(-1, 1, w) if i == 1 else 0.0)
-    return out
+    """The engine's linreg matrix (``engine_matrices`` with the one spec)."""
+    return engine_matrices(path_a, path_b, ["linreg"], side, block_rows)["linreg"]
 
 
 @pytest.mark.parametrize("chunk_rows", [3, 7, None])

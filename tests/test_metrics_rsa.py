@@ -10,14 +10,20 @@ import scipy.spatial.distance as ssd
 import scipy.stats
 from hypothesis import given
 from hypothesis import strategies as st
+from metric_checks import (
+    check_each_layer_computed_once,
+    check_engine_equals_in_memory,
+    check_float32_offset,
+    engine_layers,
+    shifted_pair,
+)
 from strategies import activations, orthogonal, pairs
 
 from repsim_cli._warnings import RepsimWarning
-from repsim_cli.compare import compare_stores, prepare_comparison
+from repsim_cli.compare import compare_stores
 from repsim_cli.errors import DataError, MetricParameterError
 from repsim_cli.metrics import parse_spec
 from repsim_cli.metrics.rsa import rsa
-from repsim_cli.store import open_store
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -31,13 +37,6 @@ RSATOOLBOX_METHOD = {
     "kendall": "kendall",
     "cosine": "cosine",
 }
-
-
-def related(n: int, p: int, q: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, p)) + rng.uniform(-3, 3, p)
-    y = np.tanh(x @ rng.standard_normal((p, q))) + 0.5 * rng.standard_normal((n, q))
-    return x, y
 
 
 def direct_rsa(x: np.ndarray, y: np.ndarray, rdm: str, compare: str) -> float:
@@ -69,7 +68,7 @@ def rsatoolbox_rsa(x: np.ndarray, y: np.ndarray, rdm: str, compare: str) -> floa
 @pytest.mark.parametrize("compare", COMPARES)
 @pytest.mark.parametrize(("n", "p", "q"), [(40, 6, 9), (12, 30, 20)], ids=["n>p", "n<p"])
 def test_matches_rsatoolbox_and_direct_formula(n, p, q, rdm, compare) -> None:
-    x, y = related(n, p, q, n + p)
+    x, y = shifted_pair(n, p, q, n + p)
     ours = rsa(x, y, rdm, compare)
     assert ours == pytest.approx(rsatoolbox_rsa(x, y, rdm, compare), abs=1e-8)
     assert ours == pytest.approx(direct_rsa(x, y, rdm, compare), abs=1e-10)
@@ -77,7 +76,7 @@ def test_matches_rsatoolbox_and_direct_formula(n, p, q, rdm, compare) -> None:
 
 def test_euclidean_rdm_is_squared() -> None:
     # Pearson sees the squaring: unsquared distances give a clearly different value.
-    x, y = related(30, 4, 6, 3)
+    x, y = shifted_pair(30, 4, 6, 3)
     unsquared = scipy.stats.pearsonr(ssd.pdist(x), ssd.pdist(y)).statistic
     assert abs(rsa(x, y, "euclidean", "pearson") - unsquared) > 1e-3
 
@@ -138,48 +137,24 @@ def test_correlation_rdm_invariances(x, data, compare) -> None:
 
 
 # ------------------------------------------------------------------ the engine
-def _layers(n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    base = rng.standard_normal((n, 4))
-    return {
-        "a": base @ rng.standard_normal((4, 7)) + rng.uniform(-20, 20, 7),
-        "b": np.tanh(base @ rng.standard_normal((4, 5))) + 0.3 * rng.standard_normal((n, 5)),
-        "c": rng.standard_normal((n, 2, 3)),
-    }
-
-
 SPECS = [f"rsa:rdm={r},compare={c}" for r in RDMS for c in COMPARES]
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 6, 64])
 def test_engine_equals_in_memory(make_store, backend, chunk_rows) -> None:
-    layers = _layers(33, chunk_rows)
-    res = compare_stores(make_store(layers, backend, chunk_rows=chunk_rows), None, ["rsa", *SPECS])
-    flat = {k: v.reshape(len(v), -1) for k, v in layers.items()}
-    for text in ["rsa", *SPECS]:
-        spec = parse_spec(text)
-        want = [[rsa(flat[a], flat[b], **spec.params) for b in flat] for a in flat]
-        np.testing.assert_allclose(res.metrics[text].value, want, atol=1e-10, rtol=0)
+    layers = engine_layers(33, chunk_rows)
+    check_engine_equals_in_memory(make_store, layers, backend, chunk_rows, ["rsa", *SPECS], rsa)
 
 
 def test_each_layer_computed_once(make_store) -> None:
-    rng = np.random.default_rng(0)
-    layers = {f"l{i}": rng.standard_normal((20, 3 + i)) for i in range(5)}
-    with open_store(make_store(layers)) as store:
-        comparison = prepare_comparison(
-            store, None, ["rsa", "rsa:compare=pearson", "rsa:compare=kendall"]
-        )
-        comparison.run()
-        counts = comparison.engine.counts
-    for prefix in (
+    prefixes = (
         "rdm[correlation]",
         "rdm_compare[correlation,spearman]",
         "rdm_compare[correlation,kendall]",
         "gram_stimuli",
-    ):
-        done = {k: v for k, v in counts.items() if k.startswith(prefix + ":")}
-        assert sorted(done) == sorted(f"{prefix}:a:{name}" for name in layers)
-        assert set(done.values()) == {1}
+    )
+    specs = ["rsa", "rsa:compare=pearson", "rsa:compare=kendall"]
+    check_each_layer_computed_once(make_store, specs, prefixes)
 
 
 # ------------------------------------------------------------------ degenerate input
@@ -233,21 +208,6 @@ SPECS_F32 = [
 
 
 # ------------------------------------------------------------------ float32 store, large means
-def _float32_pair(n: int = 200) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    base = rng.standard_normal((n, 12))
-    x = base @ rng.standard_normal((12, 40)) + 1000.0 * rng.uniform(1, 2, 40)
-    y = base @ rng.standard_normal((12, 30)) + rng.standard_normal((n, 30))
-    return {"x": x.astype(np.float32), "y": (y + 1000.0 * rng.uniform(1, 2, 30)).astype(np.float32)}
-
-
 @pytest.mark.parametrize(("spec", "atol"), SPECS_F32)
 def test_float32_store_with_means_1000x_the_spread(make_store, spec, atol) -> None:
-    # GEMMs in float32, centring exact: the float64 in-memory value on the same numbers holds.
-    layers = _float32_pair()
-    got = compare_stores(make_store(layers, chunk_rows=64), None, [spec]).metrics[spec].value[0, 1]
-    parsed = parse_spec(spec)
-    want = parsed.info.dense(
-        layers["x"].astype(np.float64), layers["y"].astype(np.float64), **parsed.params
-    )
-    assert got == pytest.approx(want, abs=atol)
+    check_float32_offset(make_store, spec, atol)
