@@ -195,9 +195,14 @@ class StoreWriter:
         self._arrays: dict[str, Any] = {}
 
     def add_layer(
-        self, name: str, feature_shape: tuple[int, ...], dtype: Any, attrs: dict[str, Any] | None = None
+        self, name: str, feature_shape: tuple[int, ...], dtype: Any, attrs: dict[str, Any] | None = None,
+        rows_per_chunk: int | None = None,
     ) -> None:
-        """Declare a layer of shape (n, *feature_shape); it is chunked along samples only."""
+        """Declare a layer of shape (n, *feature_shape); it is chunked along samples only.
+
+        ``rows_per_chunk`` sets the rows per chunk of this layer (default: the writer's
+        ``chunk_rows``, else chunks of about 8 MiB).
+        """
         if name in self.layers:
             raise StoreError(f"{self.path}: layer {name!r} given twice")
         if not name:
@@ -206,7 +211,8 @@ class StoreWriter:
         if dt.kind != "f":
             dt = np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
         width = math.prod(feature_shape)
-        rows = min(self.chunk_rows, self.n_samples) if self.chunk_rows else chunk_rows(
+        wanted = rows_per_chunk or self.chunk_rows
+        rows = min(wanted, self.n_samples) if wanted else chunk_rows(
             width, dt.itemsize, self.n_samples
         )
         node = f"layers/{escape_name(name)}"
@@ -228,6 +234,9 @@ class StoreWriter:
                 f"do not match the feature shape {tuple(arr.shape[1:])}"
             )
         arr[start : start + block.shape[0]] = block.astype(arr.dtype, copy=False)
+        self._add_stats(name, block)
+
+    def _add_stats(self, name: str, block: np.ndarray) -> None:
         flat = block.reshape(block.shape[0], -1).astype(np.float64)
         self._sums[name] += flat.sum(axis=0)
         self._sumsq[name] += np.einsum("ij,ij->j", flat, flat)
@@ -246,3 +255,83 @@ class StoreWriter:
 
     def abort(self) -> None:
         self._c.close()
+
+    # ------------------------------------------------------------ resumable writing (extract)
+    @classmethod
+    def reopen(cls, path: str | Path) -> StoreWriter:
+        """Reopen an unfinished store for writing, to go on where an interrupted writer stopped.
+
+        Layers, ids and attributes stay as written. The running column stats start at zero:
+        call :meth:`restore_stats` for the rows kept, so that they equal an uninterrupted run's.
+
+        Raises
+        ------
+        StoreError
+            The path is not a repsim store, or the store is already complete.
+        """
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        writer.chunk_rows = None
+        writer._c = open_container(writer.path, "r+")
+        try:
+            attrs = writer._c.get_attrs()
+            if attrs.get("repsim_format") != FORMAT:
+                raise StoreError(f"{writer.path}: not a repsim activation store")
+            if attrs.get("complete", True):
+                raise StoreError(f"{writer.path}: store is already complete")
+            writer.n_samples = int(attrs["n_samples"])
+            writer.layers = list(attrs.get("layers", []))
+            writer._arrays = {n: writer._c.array(f"layers/{escape_name(n)}") for n in writer.layers}
+        except BaseException:
+            writer._c.close()
+            raise
+        writer._sums = {
+            n: np.zeros(math.prod(a.shape[1:]), dtype=np.float64) for n, a in writer._arrays.items()
+        }
+        writer._sumsq = {n: np.zeros_like(v) for n, v in writer._sums.items()}
+        return writer
+
+    def attrs(self) -> dict[str, Any]:
+        """The store's root attributes as written so far."""
+        return self._c.get_attrs()
+
+    def layer_chunk_rows(self, name: str) -> int:
+        """Rows per on-disk chunk of a layer."""
+        arr = self._arrays[name]
+        chunks = getattr(arr, "chunks", None)
+        return int(chunks[0]) if chunks else int(arr.shape[0])
+
+    def rows_written(self) -> dict[str, int]:
+        """Rows [0, k) of each layer recorded as durably written by :meth:`mark_rows_written`
+        (the root attribute ``rows_written``; layers never marked have 0)."""
+        marked = self._c.get_attrs().get("rows_written") or {}
+        return {name: int(marked.get(name, 0)) for name in self.layers}
+
+    def mark_rows_written(self, rows: dict[str, int]) -> None:
+        """Record that rows [0, rows[name]) of these layers are written (call :meth:`flush`
+        first, so that a mark never claims rows that are not on disk). One attribute write."""
+        marked = self.rows_written()
+        marked.update({name: int(k) for name, k in rows.items()})
+        self._c.set_attrs("", {"rows_written": marked})
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of a layer as written, in its stored dtype and feature shape."""
+        return np.asarray(self._arrays[name][start:stop])
+
+    def restore_stats(self, name: str, stop: int, step: int) -> None:
+        """Recompute a layer's running column stats over rows [0, stop), read ``step`` rows at a
+        time: the same float64 sums an uninterrupted writer that called :meth:`write_rows` with
+        those blocks holds (``stop`` must be a multiple of ``step`` or the end of the layer)."""
+        self._sums[name][:] = 0.0
+        self._sumsq[name][:] = 0.0
+        for start in range(0, stop, step):
+            self._add_stats(name, self.read_rows(name, start, min(start + step, stop)))
+
+    def flush(self) -> None:
+        """Push written data and metadata to disk, so that a killed process leaves a readable file.
+
+        Zarr writes every chunk and attribute file atomically already; HDF5 needs a flush.
+        """
+        handle = getattr(self._c, "_file", None)
+        if handle is not None:
+            handle.flush()

@@ -1,0 +1,516 @@
+"""The streaming loop of ``repsim extract``: batches in, reduced layer rows out to a store.
+
+Memory does not grow with n: inputs are read one batch at a time, and each layer keeps at most one
+on-disk chunk of rows in memory before writing it whole (whole-chunk writes spare Zarr a
+read-modify-write of a chunk per batch). Column sums are accumulated as the chunks are written.
+
+Interruption and resume. The store is written under a fixed hidden sibling name
+(``.NAME.partial.h5`` for ``NAME.h5``), marked ``complete = False``, and renamed onto the target
+only after its last batch and its stats are written. After chunk writes the file is flushed and
+the root attribute ``rows_written`` ({layer: rows on disk}) advanced; a batch is complete once
+every layer has written its rows. Writing runs in a background thread, overlapping the next
+forward pass. ``--resume`` reopens the partial store, checks that it was started with the same
+model, weights, inputs, layers and settings, recomputes the column sums of the rows kept chunk by
+chunk (exactly as they were first accumulated), reloads the rows of the unfinished chunks, and
+continues from the last complete batch. The forward pass being deterministic, the result equals an
+uninterrupted run's store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import platform
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._atomic import remove_path, replace_path
+from .._progress import ProgressFn, no_progress
+from .._version import __version__
+from .._warnings import RepsimWarning
+from ..errors import DataError, RepsimError, StoreError
+from ..store import StoreWriter, open_store
+from ..store._container import backend_for
+from ..store.base import TARGET_CHUNK_BYTES
+from ._torch import require_torch
+from .hooks import LayerCapture, LayerListing, layer_names, list_layer_outputs, match_layers
+from .inputs import InputSource, open_inputs
+from .models import LoadedModel, load_model
+from .reductions import REDUCTIONS
+
+STORE_DTYPES = ("float32", "float16")
+# Commit granularity: a layer's chunk spans at most this many batches, so a killed run loses at
+# most this many batches of work (narrow layers would otherwise get chunks of 10^5 rows).
+MAX_BATCHES_PER_CHUNK = 16
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Settings of one extraction (everything except the model, the inputs and the output).
+
+    ``layers``: glob patterns over module names; ``reduction``: see
+    :mod:`repsim_cli.extract.reductions`; ``dtype``: of the stored activations (the forward pass
+    runs in the model's own precision); ``limit``: first samples only.
+    """
+
+    layers: tuple[str, ...] = ()
+    batch_size: int = 64
+    reduction: str = "flatten"
+    dtype: str = "float32"
+    device: str = "cpu"
+    output_index: int = 0
+    limit: int | None = None
+    inputs_key: str | None = None
+    ids: str | None = None
+    weights: str | None = None
+
+    def check(self) -> None:
+        """Raise :class:`DataError` for values no run can use."""
+        if self.batch_size < 1:
+            raise DataError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.reduction not in REDUCTIONS:
+            raise DataError(f"unknown reduction {self.reduction!r}; use {', '.join(REDUCTIONS)}")
+        if self.dtype not in STORE_DTYPES:
+            raise DataError(f"unknown dtype {self.dtype!r}; use {', '.join(STORE_DTYPES)}")
+
+
+@dataclass
+class ExtractReport:
+    """What a run did: the store, its size, where it started, and how fast it went."""
+
+    path: Path
+    n_samples: int
+    layers: list[str]
+    resumed_from: int = 0
+    computed: int = 0
+    seconds: float = 0.0
+    already_complete: bool = False
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 else float("nan")
+
+
+def partial_path(out: str | Path) -> Path:
+    """The fixed hidden sibling an extraction writes to before renaming: ``.NAME.partial.h5``."""
+    final = Path(out)
+    return final.with_name(f".{final.stem}.partial{final.suffix}")
+
+
+def plan_chunk_rows(row_bytes: int, batch_size: int, n: int, target: int | None = None) -> int:
+    """Rows per chunk of a layer: whole batches (at most 16) or a divisor of the batch size, so
+    that a chunk holds about ``target`` bytes (default 8 MiB); never more than n rows.
+
+    Chunks aligned with batches let each batch complete whole chunks (wide layers), or a chunk
+    complete every few batches (narrow layers).
+    """
+    target = target or TARGET_CHUNK_BYTES
+    batch_bytes = max(1, row_bytes * batch_size)
+    if batch_bytes >= target:
+        fitting = [d for d in range(1, batch_size + 1)
+                   if batch_size % d == 0 and d * row_bytes <= 2 * target]  # fmt: skip
+        return min(max(fitting, default=1), n)
+    batches = min(MAX_BATCHES_PER_CHUNK, target // batch_bytes)
+    return min((1 << (batches.bit_length() - 1)) * batch_size, n)
+
+
+def _versions() -> dict[str, str]:
+    torch = require_torch()
+    return {"repsim": __version__, "torch": str(torch.__version__), "numpy": np.__version__,
+            "python": platform.python_version()}  # fmt: skip
+
+
+def _source(
+    model: LoadedModel, inputs: InputSource, names: list[str], opts: ExtractOptions
+) -> dict[str, Any]:
+    source = {
+        "command": "extract", **model.source(), **inputs.source(), "n_samples": inputs.n,
+        "layer_patterns": list(opts.layers), "layers": names, "reduction": opts.reduction,
+        "output_index": opts.output_index, "batch_size": opts.batch_size, "dtype": opts.dtype,
+        "device": opts.device, "limit": opts.limit, "versions": _versions(),
+    }  # fmt: skip
+    return dict(json.loads(json.dumps(source)))
+
+
+def _model_float_dtype(module: Any) -> Any:
+    torch = require_torch()
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def _to_torch(array: np.ndarray | None, float_dtype: Any, device: str) -> Any:
+    """A batch as a tensor in torch's own (64-byte aligned) memory.
+
+    Always a copy: BLAS kernels round differently depending on the alignment of their inputs,
+    and a NumPy buffer's alignment depends on the heap, so the same batch could give other bits
+    in another run (and a resumed store would differ from an uninterrupted one).
+    """
+    torch = require_torch()
+    if array is None:
+        return None
+    if array.dtype.kind == "f":
+        dtype = float_dtype
+    elif array.dtype.kind in {"i", "u"}:
+        dtype = torch.int64
+    else:
+        dtype = torch.bool
+    return torch.from_numpy(array).to(device=device, dtype=dtype, copy=True)
+
+
+def _to_numpy(rows: Any, dtype: np.dtype[Any], label: str) -> np.ndarray:
+    block = rows.detach().cpu().numpy()
+    if dtype == np.float16:
+        peak = float(np.abs(block).max(initial=0.0))
+        if peak > FLOAT16_MAX and np.isfinite(peak):
+            raise DataError(
+                f"{label}: values up to {peak:.3g} overflow float16; use --dtype float32"
+            )
+    return np.ascontiguousarray(block.astype(dtype, copy=False))
+
+
+class _LayerBuffer:
+    """Rows of one layer not yet written: they wait until they fill whole on-disk chunks."""
+
+    def __init__(self, name: str, chunk_rows: int, start: int = 0) -> None:
+        self.name = name
+        self.chunk_rows = chunk_rows
+        self.start = start
+        self.pieces: list[np.ndarray] = []
+
+    @property
+    def end(self) -> int:
+        return self.start + sum(len(p) for p in self.pieces)
+
+    def add(self, block: np.ndarray) -> None:
+        self.pieces.append(block)
+
+    def write_ready(self, writer: StoreWriter, n: int) -> bool:
+        """Write every complete chunk held (and the last, short one at row n); True if any."""
+        end = self.end
+        upto = n if end == n else (end // self.chunk_rows) * self.chunk_rows
+        if upto <= self.start:
+            return False
+        rows = self.pieces[0] if len(self.pieces) == 1 else np.concatenate(self.pieces)
+        for first in range(self.start, upto, self.chunk_rows):
+            stop = min(first + self.chunk_rows, upto)
+            writer.write_rows(self.name, first, rows[first - self.start : stop - self.start])
+        rest = rows[upto - self.start :]
+        self.pieces = [rest] if len(rest) else []
+        self.start = upto
+        return True
+
+
+@dataclass
+class _Run:
+    """State of one extraction: the writer, a buffer per layer, the next row to compute, and
+    ``committed``, the rows that every layer has durably written (a resume starts there)."""
+
+    writer: StoreWriter
+    buffers: dict[str, _LayerBuffer]
+    next_row: int
+    committed: int = 0
+
+    def write(self, rows: dict[str, np.ndarray], n: int) -> None:
+        done = []
+        for name, block in rows.items():
+            self.buffers[name].add(block)
+            if self.buffers[name].write_ready(self.writer, n):
+                done.append(name)
+        if done:
+            # Data first, then the marks: a mark never claims rows that are not on disk.
+            self.writer.flush()
+            self.writer.mark_rows_written({name: self.buffers[name].start for name in done})
+            self.writer.flush()
+            self.committed = min(b.start for b in self.buffers.values())
+
+    def finish(self, n: int) -> None:
+        """Write what the buffers still hold (rows up to n were all computed)."""
+        for buffer in self.buffers.values():
+            buffer.write_ready(self.writer, n)
+        self.writer.flush()
+        self.writer.mark_rows_written(dict.fromkeys(self.buffers, n))
+
+
+class _WriterThread:
+    """Writes the batches of a run in a background thread, in order, while the next batch runs.
+
+    The model's kernels release the GIL, so disk writes and column sums overlap the forward pass.
+    At most ``depth`` batches wait in the queue, so memory stays bounded. An error in the thread
+    is raised in the caller at its next :meth:`put` or at :meth:`close`.
+    """
+
+    def __init__(self, run: _Run, n: int, depth: int = 2) -> None:
+        self.run = run
+        self.n = n
+        self._queue: queue.Queue[dict[str, np.ndarray] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._loop, name="repsim-extract-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            rows = self._queue.get()
+            if rows is None:
+                return
+            if self._error is None:
+                try:
+                    self.run.write(rows, self.n)
+                except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, rows: dict[str, np.ndarray]) -> None:
+        self._raise()
+        self._queue.put(rows)
+
+    def close(self) -> None:
+        """Wait until every queued batch is written; raise the thread's error, if any."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+
+def _new_store(
+    path: Path,
+    inputs: InputSource,
+    source: dict[str, Any],
+    capture: LayerCapture,
+    first: dict[str, np.ndarray],
+    opts: ExtractOptions,
+) -> _Run:
+    remove_path(path)
+    writer = StoreWriter(path, inputs.ids, source=source)
+    buffers = {}
+    try:
+        for name, block in first.items():
+            applied, used_mask, note, module_type = capture.applied[name]
+            feature_shape = tuple(int(s) for s in block.shape[1:])
+            row_bytes = math.prod(feature_shape) * block.dtype.itemsize
+            rows = plan_chunk_rows(row_bytes, opts.batch_size, inputs.n)
+            attrs = {"reduction": applied, "module": module_type, "output": note,
+                     "attention_mask": used_mask}  # fmt: skip
+            writer.add_layer(name, feature_shape, block.dtype, attrs, rows_per_chunk=rows)
+            buffers[name] = _LayerBuffer(name, writer.layer_chunk_rows(name))
+        writer.flush()
+    except BaseException:
+        writer.abort()
+        remove_path(path)
+        raise
+    return _Run(writer, buffers, next_row=0)
+
+
+def _reopen(path: Path, source: dict[str, Any], names: list[str]) -> _Run | None:
+    """The partial store as a run to continue, or None when it must be started again."""
+    try:
+        writer = StoreWriter.reopen(path)
+    except (StoreError, OSError, KeyError, ValueError) as exc:
+        warnings.warn(f"{path}: cannot continue the partial store ({exc}); starting again",
+                      RepsimWarning, stacklevel=3)  # fmt: skip
+        return None
+    try:
+        _check_same_run(path, writer.attrs().get("source", {}), source)
+        if writer.layers != names:
+            writer.abort()
+            return None
+        resume_at = min(writer.rows_written().values())
+        buffers = {}
+        for name in names:
+            chunk = writer.layer_chunk_rows(name)
+            chunk_start = (resume_at // chunk) * chunk
+            writer.restore_stats(name, chunk_start, chunk)
+            buffer = buffers[name] = _LayerBuffer(name, chunk, start=chunk_start)
+            if resume_at > chunk_start:
+                buffer.add(writer.read_rows(name, chunk_start, resume_at))
+    except BaseException:
+        writer.abort()
+        raise
+    return _Run(writer, buffers, next_row=resume_at, committed=resume_at)
+
+
+def _check_same_run(path: Path, written: dict[str, Any], wanted: dict[str, Any]) -> None:
+    differing = sorted(k for k in set(written) | set(wanted) if written.get(k) != wanted.get(k))
+    if differing:
+        raise StoreError(
+            f"{path}: the partial store was started with different settings "
+            f"({', '.join(differing)}); run without --resume to start again"
+        )
+
+
+def _already_done(out: Path, source: dict[str, Any]) -> bool:
+    try:
+        with open_store(out) as store:
+            return bool(store.attrs.get("source") == source)
+    except (RepsimError, OSError):
+        return False
+
+
+def _open_all(
+    model_spec: str, inputs_spec: str, opts: ExtractOptions
+) -> tuple[LoadedModel, InputSource]:
+    opts.check()
+    model = load_model(model_spec, opts.weights, opts.device)
+    inputs = open_inputs(inputs_spec, opts.inputs_key, opts.ids, opts.limit)
+    return model, inputs
+
+
+def extract_activations(
+    model_spec: str,
+    inputs_spec: str,
+    out: str | Path,
+    options: ExtractOptions,
+    *,
+    resume: bool = False,
+    progress: ProgressFn = no_progress,
+) -> ExtractReport:
+    """Run a model over its inputs and stream the chosen layers' outputs into a new store.
+
+    Parameters
+    ----------
+    model_spec : str
+        ``file.py:factory``, ``package.module:factory`` or a TorchScript file.
+    inputs_spec : str
+        ``.npy``, ``.npz[:KEY]``, ``file.h5:/path`` or ``file.zarr:/path``; samples on axis 0.
+    out : path
+        The store to write (``.h5``/``.hdf5`` or ``.zarr``); layers ``(n, *feature_shape)`` in the
+        chosen dtype, in model order, each with attrs ``reduction``, ``module``, ``output``.
+    options : ExtractOptions
+        Layers (globs), batch size, reduction, dtype, device, ...
+    resume : bool
+        Continue the partial store of an interrupted run with the same settings (else start
+        again). The result equals an uninterrupted run's store.
+    progress : callable
+        ``progress("extract", samples_done, n)`` after every batch.
+
+    Returns
+    -------
+    ExtractReport
+
+    Raises
+    ------
+    ModelError, LayerNotFoundError, StoreError, DataError, ShapeMismatchError
+        A model that fails to load (naming the file), a pattern matching no module (naming
+        close ones), unreadable inputs, a partial store from other settings.
+    """
+    torch = require_torch()
+    final = Path(out)
+    backend_for(final)
+    model, inputs = _open_all(model_spec, inputs_spec, options)
+    with inputs:
+        names = match_layers(layer_names(model.module), options.layers, model.spec)
+        source = _source(model, inputs, names, options)
+        path = partial_path(final)
+        if resume and not path.exists() and final.exists() and _already_done(final, source):
+            return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
+        with torch.inference_mode(), LayerCapture(
+            model.module, names, options.reduction, options.output_index, model.scripted,
+            model.spec,
+        ) as capture:  # fmt: skip
+            return _stream(model, inputs, capture, source, names, final, options, resume, progress)
+
+
+def _stream(
+    model: LoadedModel,
+    inputs: InputSource,
+    capture: LayerCapture,
+    source: dict[str, Any],
+    names: list[str],
+    final: Path,
+    opts: ExtractOptions,
+    resume: bool,
+    progress: ProgressFn,
+) -> ExtractReport:
+    path = partial_path(final)
+    store_dtype = np.dtype(opts.dtype)
+    float_dtype = _model_float_dtype(model.module)
+    n = inputs.n
+    run: _Run | None = None
+    if resume and path.exists():
+        if _already_done(path, source):  # killed between finishing the store and renaming it
+            replace_path(path, final)
+            return ExtractReport(final, n, names, n, already_complete=True)
+        run = _reopen(path, source, names)
+    started_at = run.next_row if run is not None else 0
+    writer_thread = None if run is None else _WriterThread(run, n)
+    clock = time.perf_counter()
+    try:
+        row = started_at
+        progress("extract", row, n)
+        while row < n:
+            stop = min(row + opts.batch_size, n)
+            x, mask = inputs.batch(row, stop)
+            outputs = capture.run(_to_torch(x, float_dtype, opts.device),
+                                  _to_torch(mask, float_dtype, opts.device))  # fmt: skip
+            rows = {name: _to_numpy(t, store_dtype, f"{model.spec}: layer {name!r}")
+                    for name, t in outputs.items()}  # fmt: skip
+            if run is None:
+                run = _new_store(path, inputs, source, capture, rows, opts)
+                writer_thread = _WriterThread(run, n)
+            assert writer_thread is not None
+            writer_thread.put(rows)
+            row = stop
+            progress("extract", row, n)
+        if run is None or writer_thread is None:
+            raise StoreError(f"{path}: nothing was extracted")
+        writer_thread.close()
+        run.finish(n)
+        run.writer.finalize()
+    except BaseException:
+        if writer_thread is not None:
+            # The batches already queued are complete: keep them. The error to report is the
+            # original one, not one the writer may also have hit.
+            with contextlib.suppress(BaseException):
+                writer_thread.close()
+        if run is not None:
+            run.writer.abort()
+            if run.committed == 0 and started_at == 0:
+                remove_path(path)
+        raise
+    replace_path(path, final)
+    seconds = time.perf_counter() - clock
+    return ExtractReport(final, n, names, started_at, n - started_at, seconds)
+
+
+def list_layers(model_spec: str, inputs_spec: str, options: ExtractOptions) -> list[LayerListing]:
+    """Every recordable layer of a model with its output shape on one batch of the inputs.
+
+    Returns
+    -------
+    list of LayerListing
+        In model order, the pseudo-layer ``output`` (the model's return value) last; ``shape``
+        is the batch's (N, ...) output shape (after picking ``output_index`` of tuple outputs),
+        None for modules that did not run.
+    """
+    torch = require_torch()
+    model, inputs = _open_all(model_spec, inputs_spec, options)
+    with inputs, torch.inference_mode():
+        x, mask = inputs.batch(0, min(options.batch_size, inputs.n))
+        float_dtype = _model_float_dtype(model.module)
+        return list_layer_outputs(
+            model.module, _to_torch(x, float_dtype, options.device),
+            _to_torch(mask, float_dtype, options.device), options.output_index, model.scripted,
+        )  # fmt: skip
+
+
+def layer_table(listing: Sequence[LayerListing]) -> list[tuple[str, str, str, str]]:
+    """Rows (name, type, shape, note) of ``--list-layers``; shapes read ``(64, 16, 8, 8)``."""
+    return [(item.name, item.module_type,
+             "-" if item.shape is None else "(" + ", ".join(map(str, item.shape)) + ")", item.note)
+            for item in listing]  # fmt: skip
