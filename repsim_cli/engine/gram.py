@@ -21,6 +21,7 @@ import tempfile
 from collections import Counter, OrderedDict
 from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -99,7 +100,6 @@ class GramEngine:
         self._offsets: dict[str, tuple[int, int]] = {}
         self._row_sqnorms: dict[str, Float64] = {}
         self._derived: dict[tuple[str, str], Any] = {}
-        self._row_terms: dict[str, tuple[Float64, Float64]] = {}
         self._inner_blocks: dict[tuple[int, int], Float64] = {}
         self._pair_inner: dict[tuple[int, int], float] = {}
 
@@ -151,9 +151,15 @@ class GramEngine:
         """The whole centred layer Xc (n, D) in the GEMM dtype (read in blocks; not cached)."""
         mean = self.mean(ref)
         out = np.empty((self.n, ref.width), dtype=self.dtype)
+        buf = np.empty(0)
         for start, block in self.blocks(ref):
-            out[start : start + block.shape[0]] = centered_block(block, mean, self.dtype)
-            self.progress(f"reading {ref.name}", start + block.shape[0], self.n)
+            rows = block.shape[0]
+            if buf.shape[0] < rows:
+                buf = np.empty((rows, ref.width))
+            # centre in float64 (one preallocated buffer), then cast into the GEMM dtype
+            np.subtract(block, mean, out=buf[:rows])
+            out[start : start + rows] = buf[:rows]
+            self.progress(f"reading {ref.name}", start + rows, self.n)
         return out
 
     # ---------------------------------------------------------------- sample side
@@ -189,16 +195,32 @@ class GramEngine:
         self._resident[ref.key] = gram
         return gram
 
-    def _compute_gram(self, ref: LayerRef, out: Float64) -> None:
+    def _compute_grams(self, refs: Sequence[LayerRef]) -> None:
+        """Stacked mode: the Grams of several layers, reading and centring layer i+1 in a thread
+        while layer i's SYRK runs (two centred layers are in memory at once)."""
+        todo = [r for r in dict.fromkeys(refs) if r.key not in self._have_gram]
+        if len(todo) < 2:
+            for ref in todo:
+                self.centered_gram(ref)
+            return
+        for ref in todo:
+            self.mean(ref)  # in this thread: the stats and the finiteness checks
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="repsim-prefetch") as pool:
+            pending = pool.submit(self.centered_data, todo[0])
+            for i, ref in enumerate(todo):
+                xc = pending.result()
+                if i + 1 < len(todo):
+                    pending = pool.submit(self.centered_data, todo[i + 1])
+                self._compute_gram(ref, self._gram_slot(ref), xc)
+                del xc
+
+    def _compute_gram(
+        self, ref: LayerRef, out: Float64, xc: NDArray[np.floating] | None = None
+    ) -> None:
         self.counts["gram:" + ref.key] += 1
-        xc = self.centered_data(ref)
+        if xc is None:
+            xc = self.centered_data(ref)
         np.copyto(out, xc @ xc.T)  # numpy dispatches A @ A.T to SYRK
-        # Row vectors that turn Kc back into the raw or the row-centred Gram exactly.
-        mean = self.mean(ref)
-        self._row_terms[ref.key] = (
-            xc.astype(np.float64, copy=False) @ mean,
-            xc.sum(axis=1, dtype=np.float64),
-        )
         del xc
         self._row_sqnorms.setdefault(ref.key, np.diag(out).copy())
         self._check_constant(ref, float(np.trace(out)))
@@ -339,8 +361,7 @@ class GramEngine:
         block = self._inner_blocks.get((ga, gb))
         if block is None:
             groups = [range(g * INNER_GROUP, min((g + 1) * INNER_GROUP, len(self.refs))) for g in (ga, gb)]
-            for idx in (*groups[0], *groups[1]):
-                self.centered_gram(self.refs[idx])
+            self._compute_grams([self.refs[idx] for idx in (*groups[0], *groups[1])])
             assert self._grams is not None
             flat = self._grams.reshape(len(self.refs), -1)
             rows = flat[groups[0].start : groups[0].stop]
@@ -355,6 +376,20 @@ class GramEngine:
     def gram_inner(self, ref_a: LayerRef, ref_b: LayerRef) -> float:
         """⟨Kc_a, Kc_b⟩_F for one pair (float64)."""
         return float(self.gram_inner_matrix([ref_a], [ref_b])[0, 0])
+
+    def _row_terms(self, ref: LayerRef) -> tuple[Float64, Float64]:
+        """v = Xcμ and the row sums of Xc (both (n,), float64), from one streaming pass."""
+
+        def build() -> tuple[Float64, Float64]:
+            mean = self.mean(ref)
+            v, rowsum = np.empty(self.n), np.empty(self.n)
+            for start, block in self.blocks(ref):
+                xc = np.asarray(block, dtype=np.float64) - mean
+                v[start : start + len(xc)] = xc @ mean
+                rowsum[start : start + len(xc)] = xc.sum(axis=1)
+            return v, rowsum
+
+        return self.derived(ref, "row_terms", build)
 
     def gram(self, ref: LayerRef, center: str = "units") -> Float64:
         """The n×n linear kernel of a layer, float64, by how it is centred.
@@ -371,7 +406,7 @@ class GramEngine:
 
         def build() -> Float64:
             kc = self.centered_gram(ref)
-            v, rowsum_c = self._row_terms[ref.key]
+            v, rowsum_c = self._row_terms(ref)
             mean = self.mean(ref)
             k = kc + (v[:, None] + v[None, :]) + float(mean @ mean)  # exactly symmetric
             if center == "stimuli":

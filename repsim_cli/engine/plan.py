@@ -117,7 +117,8 @@ def _sample_side(
     """Cheapest sample-side mode that fits: stacked, else tiled (inner products only), else spilled."""
     widest = max(layer.width for layer in layers)
     gram = n * n * 8
-    one_layer = n * widest * c + n * n * c + READ_AHEAD_BYTES
+    # two centred layers (the next one is read while this one's SYRK runs) and a SYRK output
+    one_layer = 2 * n * widest * c + n * n * c + READ_AHEAD_BYTES
     flops = float(sum(n * n * layer.width for layer in layers) + 2.0 * n_pairs * n * n)
     stacked = {"peak_bytes": float(len(layers) * gram + one_layer), "flops": flops, "mode": 0.0,
                "passes": 1.0}

@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
-from scipy.integrate import IntegrationWarning, quad
 from scipy.linalg.blas import dtrmm
 
 from .._warnings import RepsimWarning
@@ -448,6 +447,8 @@ def hellinger_from_eigenvalues(lam: ArrayLike) -> float:
 def _quad(
     fn: Callable[[float], float], lo: float, hi: float, **kw: Any
 ) -> tuple[float, float, bool]:
+    from scipy.integrate import IntegrationWarning, quad  # lazy: scipy.integrate is slow to import
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IntegrationWarning)
         out = quad(fn, lo, hi, full_output=1, epsabs=1e-11, **kw)
