@@ -49,8 +49,7 @@ def write_heatmap(
     finite = data[np.isfinite(data)]
     vmin = float(finite.min()) if finite.size else 0.0
     vmax = float(finite.max()) if finite.size else 1.0
-    if not std_error and m.kind == "similarity" and finite.size and vmin >= 0 and vmax <= 1:
-        vmin, vmax = 0.0, 1.0
+    # The colour scale spans the data (not the metric's full range) so structure stays visible.
     image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
                       interpolation="nearest")
     ax.set_xticks(range(len(lb)), labels=lb, rotation=90, fontsize=font)
