@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -42,15 +41,15 @@ def write_store(path: Path, n: int, width: int, n_layers: int, seed: int = 0) ->
 
 
 def run_command(args: list[str]) -> tuple[float, float]:
-    """Run a command; return (wall seconds, peak RSS of that child in GiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run a command; return (wall seconds, peak RSS of that child alone in GiB, via wait4)."""
     t0 = time.perf_counter()
-    subprocess.run(args, check=True)
+    proc = subprocess.Popen(args)
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak_kib < before:  # ru_maxrss is the max over all children so far
-        peak_kib = before
-    return wall, peak_kib / 1024**2
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, args)
+    return wall, usage.ru_maxrss / 1024**2
 
 
 def repsim_args(*args: str) -> list[str]:
