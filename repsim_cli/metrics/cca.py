@@ -27,7 +27,6 @@ canonical correlation", NeurIPS (arXiv:1806.05759); google/svcca ``pwcca.compute
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -303,16 +302,6 @@ def _check_svcca_params(params: Mapping[str, Any]) -> None:
         raise MetricParameterError(f"metric 'svcca': keep={keep} must be in (0, 1)")
 
 
-@dataclass(frozen=True)
-class _ExclusiveParam(Param):
-    """A parameter whose ``None`` default means "not given"; ``shown`` is what the listing says."""
-
-    shown: str = ""
-
-    def describe(self) -> str:
-        return f"{self.name}={self.type.__name__} ({self.shown})"
-
-
 def _check_side(side: str) -> None:
     if side not in ("a", "b", "narrower"):
         raise MetricParameterError(f"metric 'pwcca': side={side!r} is not a, b or narrower")
@@ -345,9 +334,9 @@ register(
         layer_cache_grams=1,
         name="svcca", kind="similarity", symmetric=True, bounds=(0.0, 1.0),
         params=(
-            _ExclusiveParam("keep", None, float, shown="default 0.99 unless dims is given",
+            Param("keep", None, float, shown="default 0.99 unless dims is given",
                             doc="fraction of variance the principal components must exceed"),
-            _ExclusiveParam("dims", None, int, shown="fixed number of components; instead of keep",
+            Param("dims", None, int, shown="fixed number of components; instead of keep",
                             doc="fixed number of principal components (instead of keep)"),
         ),
         citation=SVCCA_CITATION,

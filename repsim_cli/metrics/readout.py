@@ -70,15 +70,6 @@ LN2 = math.log(2.0)
 
 
 # ------------------------------------------------------------------------------------------- params
-@dataclass(frozen=True)
-class _OptionalParam(Param):
-    """A parameter whose ``None`` default means "derived from another one"; ``shown`` says how."""
-
-    shown: str = ""
-
-    def describe(self) -> str:
-        return f"{self.name}={self.type.__name__} ({self.shown})"
-
 
 def _check_b(b: float, prefix: str) -> None:
     if not (math.isfinite(b) and b > 0):
@@ -984,14 +975,14 @@ def _cost(js: bool) -> Callable[[int, int, int, Mapping[str, Any]], float]:
 
 
 _COMMON_PARAMS = (
-    _OptionalParam(
+    Param(
         "b",
         None,
         float,
         doc="signal budget: Σ' = I + K/(b·tr K)",
         shown="default 0.01 unless a is given",
     ),
-    _OptionalParam(
+    Param(
         "a",
         None,
         float,

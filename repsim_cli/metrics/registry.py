@@ -24,7 +24,8 @@ PairFn = Callable[[GramEngine, LayerRef, LayerRef, Mapping[str, Any]], float]
 class Param:
     """One metric parameter: name, default, and either a Python type or a tuple of choices.
 
-    A default of ``None`` means "unset" (used for mutually exclusive parameters).
+    A default of ``None`` means "unset" (mutually exclusive parameters, checked by the metric's
+    ``validate``); ``shown`` then says in listings what unset means.
     """
 
     name: str
@@ -32,6 +33,7 @@ class Param:
     type: type = str
     choices: tuple[str, ...] = ()
     doc: str = ""
+    shown: str = ""
 
     def parse(self, text: str, metric: str) -> Any:
         """Convert the text of ``key=value`` to this parameter's type, or raise MetricParameterError."""
@@ -54,6 +56,8 @@ class Param:
             ) from None
 
     def describe(self) -> str:
+        if self.shown:
+            return f"{self.name}={self.type.__name__} ({self.shown})"
         if self.choices:
             return f"{self.name}={'|'.join(self.choices)} (default {self.default})"
         default = str(self.default).lower() if isinstance(self.default, bool) else self.default
