@@ -286,7 +286,7 @@ class GramEngine:
                 stop = min(start + rows, self.n)
                 parts = [ref.store.read_rows(ref.name, start, stop) for ref in self.refs]
                 self.bytes_read += sum(p.nbytes for p in parts)
-                yield start, np.concatenate([np.asarray(p, dtype=np.float64) for p in parts], axis=1)
+                yield start, np.concatenate(parts, axis=1)  # stored dtype: queued blocks stay small
 
         total = Moments(0, np.zeros(len(shift)), np.zeros((len(shift), len(shift))))
         for start, block in read_ahead(joint_blocks()):

@@ -138,22 +138,31 @@ def _sample_side(
             "capacity": float(capacity), "passes": 1.0}
 
 
-def _feature_rows(n: int, total_width: int, c: int, budget: int, n_layers: int) -> int:
+def _feature_row_bytes(layers: Sequence[LayerCost], c: int) -> int:
+    """Bytes per block row on the feature side: up to four blocks in the stored dtype (two queued
+    by the read-ahead, one being read, one in use), the shifted float64 copy and its GEMM-dtype
+    cast, and one layer's float64 slice for the row norms."""
+    total = sum(layer.width for layer in layers)
+    stored = max(layer.itemsize for layer in layers)
+    return total * (4 * stored + 8 + c) + max(layer.width for layer in layers) * 8
+
+
+def _feature_rows(n: int, layers: Sequence[LayerCost], c: int, budget: int) -> int:
     """Rows per feature-side block: at least 64 MiB of rows, more when the budget allows, so
     that each block's GEMM (k = rows) amortises the float64 accumulation of its (ΣD)² output
     (at most ΣD/2 rows: beyond that the accumulation is no longer the bottleneck)."""
+    total_width = sum(layer.width for layer in layers)
     floor = FEATURE_BLOCK_BYTES // max(1, total_width * 8)
-    fixed = total_width * total_width * (8 + c) + n_layers * n * 8
+    fixed = total_width * total_width * (8 + c) + len(layers) * n * 8
     spare = int(budget * 0.9) - fixed
-    fit = spare // max(1, total_width * (16 + c)) if spare > 0 else 0
+    fit = spare // _feature_row_bytes(layers, c) if spare > 0 else 0
     return int(max(64, min(n, max(floor, min(fit, max(floor, total_width // 2))))))
 
 
 def _feature_side(n: int, layers: Sequence[LayerCost], c: int, rows: int) -> dict[str, float]:
     total = sum(layer.width for layer in layers)
-    # float64 accumulator + one block's GEMM output; the block as float64 (read, shifted) and in the
-    # GEMM dtype; the per-layer row norms
-    peak = total * total * (8 + c) + rows * total * (16 + c) + len(layers) * n * 8
+    # float64 accumulator + one block's GEMM output; the blocks in flight; the per-layer row norms
+    peak = total * total * (8 + c) + rows * _feature_row_bytes(layers, c) + len(layers) * n * 8
     return {"peak_bytes": float(peak), "flops": float(n) * total * total}
 
 
@@ -181,7 +190,7 @@ def make_plan(
     dtype = compute_dtype_for([layer.itemsize for layer in layers], precision)
     c = np.dtype(dtype).itemsize
     total_width = sum(layer.width for layer in layers)
-    rows = block_rows or _feature_rows(n, total_width, c, budget, len(layers))
+    rows = block_rows or _feature_rows(n, layers, c, budget)
     cache = int(layer_cache_grams * len(layers) * n * n * 8)  # metrics' per-layer n×n caches
     costs = {
         "sample": _sample_side(n, layers, c, n_pairs, budget - cache, full_gram),
