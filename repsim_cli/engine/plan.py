@@ -189,7 +189,6 @@ def make_plan(
     budget = budget or default_budget()
     dtype = compute_dtype_for([layer.itemsize for layer in layers], precision)
     c = np.dtype(dtype).itemsize
-    total_width = sum(layer.width for layer in layers)
     rows = block_rows or _feature_rows(n, layers, c, budget)
     cache = int(layer_cache_grams * len(layers) * n * n * 8)  # metrics' per-layer n×n caches
     costs = {
