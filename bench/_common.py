@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -41,15 +42,17 @@ def write_store(path: Path, n: int, width: int, n_layers: int, seed: int = 0) ->
 
 
 def run_command(args: list[str]) -> tuple[float, float]:
-    """Run a command; return (wall seconds, peak RSS of that child alone in GiB, via wait4)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, args)
-    return wall, usage.ru_maxrss / 1024**2
+    """Run a command; return (wall seconds, its peak RSS in GiB).
+
+    The peak is measured by /usr/bin/time around the command, not by rusage of a child forked
+    from this process: a forked child's maximum RSS starts at the parent's size.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        t0 = time.perf_counter()
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *args], check=True)
+        wall = time.perf_counter() - t0
+        peak_kib = int(rss_file.read().strip().splitlines()[-1])
+    return wall, peak_kib / 1024**2
 
 
 def repsim_args(*args: str) -> list[str]:

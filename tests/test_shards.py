@@ -172,18 +172,17 @@ def test_resume_after_sigkill_is_byte_identical(make_store, tmp_path) -> None:
                 break
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            if proc.returncode == 0:  # it finished just before the signal landed
+            if out.exists():  # the kill landed after the output's final rename: it is complete
                 break
             kills += 1
-            assert not out.exists()
-            resumed_cells = max(resumed_cells, len(journal.read_text().splitlines()) - 1 if journal.exists() else 0)
+            resumed_cells = max(resumed_cells, n_lines(journal) - 1)
         else:
             pytest.fail("never finished")
-        assert proc.returncode == 0
         assert kills >= 1, "the run finished before the first kill; make the metric slower"
         assert resumed_cells > 0
         assert out.read_bytes() == reference
-        assert not journal.exists()
+        if proc.returncode == 0:  # a run that ended normally removes its journal
+            assert not journal.exists()
 
 
 def test_resume_refuses_a_journal_of_another_comparison(stores, tmp_path) -> None:
