@@ -4,8 +4,10 @@ A :class:`LayerRef` names one layer of one store. :class:`GramEngine` reads each
 blocks (with read-ahead), centres with the exact column means (from the store's stats, or one
 extra pass), and provides, per the :class:`~repsim_cli.engine.plan.Plan`:
 
-* sample side: ``centered_gram(ref)`` Kc = XcXcᵀ (n×n float64), kept in one stacked array so that
-  ``gram_inner_matrix`` gets every ⟨Kc_a, Kc_b⟩ from one GEMM;
+* sample side: ``centered_gram(ref)`` Kc = XcXcᵀ (n×n float64), kept in one stacked array, and
+  ``gram_inner_matrix``, every ⟨Kc_a, Kc_b⟩ from the Grams' upper triangles, one GEMM per chunk
+  (:mod:`.triangles`); when every metric needs only these, the ``packed`` plan keeps just the
+  triangles, in the GEMM dtype;
 * feature side: ``cross_product(ref_a, ref_b)`` = Xcᵀ Yc (D_a×D_b float64) from one joint pass
   over all layers;
 * both sides: ``row_sqnorms(ref)`` (‖xc_i‖², the diagonal of Kc), ``gram_inner`` via the identity
@@ -19,10 +21,10 @@ import math
 import shutil
 import tempfile
 from collections import Counter, OrderedDict
-from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,18 +32,17 @@ from numpy.typing import NDArray
 
 from .._progress import ProgressFn, no_progress
 from ..errors import DataError
-from .plan import Plan
+from .plan import INNER_GROUP, Plan
 from .reader import read_ahead
 from .stats import Moments, accumulate_block, centered_block, finalize
 from .tiles import tiled_inner_products
+from .triangles import pack_upper, triangle_inner_block, triangle_offsets, triangle_size, upper_rows
 
 T = TypeVar("T")
 Float64 = NDArray[np.float64]
 
 # ‖Xc‖²_F ≤ this × ‖X‖²_F means the layer is constant up to round-off (METRICS §1, edge cases).
 CONSTANT_RTOL = 1e-20
-# Layers per group in the sample-side inner-product GEMMs (see GramEngine._inner_pair).
-INNER_GROUP = 16
 
 
 class LayerSource:
@@ -95,6 +96,8 @@ class GramEngine:
         self._means: dict[str, Float64] = {}
         self._sumsq_total: dict[str, float] = {}
         self._grams: Float64 | None = None
+        self._packed: NDArray[np.floating] | None = None  # packed mode: (L, n(n−1)/2) triangles
+        self._triangle_offsets: NDArray[np.int64] | None = None
         self._have_gram: set[str] = set()
         self._joint: Float64 | None = None
         self._offsets: dict[str, tuple[int, int]] = {}
@@ -172,8 +175,11 @@ class GramEngine:
         """Kc = XcXcᵀ (n, n) float64, computed once per layer by a SYRK over the centred layer.
 
         Stacked mode keeps every Gram in one (L, n, n) array; spilled mode writes each Gram to the
-        disk cache once and keeps the ``plan.gram_capacity`` most recently used in memory.
+        disk cache once and keeps the ``plan.gram_capacity`` most recently used in memory. Packed
+        mode (planned when every metric needs only inner products) holds no whole Gram.
         """
+        if self.plan.mode == "packed":
+            raise RuntimeError("the packed plan holds Gram triangles only; a metric asked for a whole Gram")
         if self.plan.mode == "stacked":
             slot = self._gram_slot(ref)
             if ref.key not in self._have_gram:
@@ -195,13 +201,17 @@ class GramEngine:
         self._resident[ref.key] = gram
         return gram
 
+    def _gram_destination(self, ref: LayerRef) -> Float64 | None:
+        """Where stacked mode keeps this layer's whole Gram; None in packed mode (triangle only)."""
+        return None if self.plan.mode == "packed" else self._gram_slot(ref)
+
     def _compute_grams(self, refs: Sequence[LayerRef]) -> None:
-        """Stacked mode: the Grams of several layers, reading and centring layer i+1 in a thread
-        while layer i's SYRK runs (two centred layers are in memory at once)."""
+        """Stacked and packed modes: the Grams of several layers, reading and centring layer i+1
+        in a thread while layer i's SYRK runs (two centred layers are in memory at once)."""
         todo = [r for r in dict.fromkeys(refs) if r.key not in self._have_gram]
         if len(todo) < 2:
             for ref in todo:
-                self.centered_gram(ref)
+                self._compute_gram(ref, self._gram_destination(ref))
             return
         for ref in todo:
             self.mean(ref)  # in this thread: the stats and the finiteness checks
@@ -211,19 +221,29 @@ class GramEngine:
                 xc = pending.result()
                 if i + 1 < len(todo):
                     pending = pool.submit(self.centered_data, todo[i + 1])
-                self._compute_gram(ref, self._gram_slot(ref), xc)
+                self._compute_gram(ref, self._gram_destination(ref), xc)
                 del xc
 
     def _compute_gram(
-        self, ref: LayerRef, out: Float64, xc: NDArray[np.floating] | None = None
+        self, ref: LayerRef, out: Float64 | None, xc: NDArray[np.floating] | None = None
     ) -> None:
+        """One layer's SYRK, kept whole in ``out`` (n, n) or, when ``out`` is None, as the packed
+        upper triangle; the float64 diagonal becomes the layer's row norms either way."""
         self.counts["gram:" + ref.key] += 1
         if xc is None:
             xc = self.centered_data(ref)
-        np.copyto(out, xc @ xc.T)  # numpy dispatches A @ A.T to SYRK
+        gram = xc @ xc.T  # numpy dispatches A @ A.T to SYRK
         del xc
-        self._row_sqnorms.setdefault(ref.key, np.diag(out).copy())
-        self._check_constant(ref, float(np.trace(out)))
+        if out is None:
+            if self._packed is None:
+                self._packed = np.empty((len(self.refs), triangle_size(self.n)), dtype=self.dtype)
+            pack_upper(gram, self._packed[self._index[ref.key]])
+        else:
+            np.copyto(out, gram)
+        diag = np.diag(gram).astype(np.float64)
+        del gram
+        self._row_sqnorms.setdefault(ref.key, diag)
+        self._check_constant(ref, float(diag.sum()))
         self._have_gram.add(ref.key)
         self.progress("centred Grams", len(self._have_gram), len(self.refs))
 
@@ -237,6 +257,7 @@ class GramEngine:
     def close(self, keep_cache: bool = False) -> None:
         """Drop in-memory statistics and remove the disk cache (unless ``keep_cache``)."""
         self._grams = None
+        self._packed = None
         self._resident.clear()
         if self._cache is not None and not keep_cache:
             shutil.rmtree(self._cache, ignore_errors=True)
@@ -321,6 +342,8 @@ class GramEngine:
                 self._tiled_pass()
             elif self.plan.side == "feature":
                 self.cross_product(ref, ref)
+            elif self.plan.mode == "packed":
+                self._compute_grams([ref])
             else:
                 self.centered_gram(ref)
         return self._row_sqnorms[ref.key]
@@ -343,10 +366,11 @@ class GramEngine:
     def _inner_pair(self, a: int, b: int) -> float:
         """⟨Kc_a, Kc_b⟩ from the product of the two fixed groups of layers holding a and b.
 
-        Layers are grouped by index (INNER_GROUP per group) and each group pair's inner products
-        come from one GEMM (one SYRK on the diagonal) over the stacked Grams, cached. Every cell
-        is thus computed by the same BLAS call whichever cells a run asks for, so shards and
-        resumed runs reproduce a single run's values bit for bit.
+        Layers are grouped by index (INNER_GROUP per group); each group pair's inner products come
+        from the Grams' upper triangles in fixed row chunks (:mod:`.triangles`: one SYRK or GEMM
+        per chunk), cached. Every cell is thus computed by the same BLAS calls whichever cells a
+        run asks for, so shards and resumed runs reproduce a single run's values bit for bit, and
+        the packed and stacked modes agree exactly.
         """
         if self.plan.mode == "tiled":
             return float(self._tiled_pass()[0][a, b])
@@ -362,16 +386,27 @@ class GramEngine:
         if block is None:
             groups = [range(g * INNER_GROUP, min((g + 1) * INNER_GROUP, len(self.refs))) for g in (ga, gb)]
             self._compute_grams([self.refs[idx] for idx in (*groups[0], *groups[1])])
-            assert self._grams is not None
-            flat = self._grams.reshape(len(self.refs), -1)
-            rows = flat[groups[0].start : groups[0].stop]
-            cols = flat[groups[1].start : groups[1].stop]
-            block = rows @ rows.T if ga == gb else rows @ cols.T
+            diags = [np.stack([self._row_sqnorms[self.refs[i].key] for i in g]) for g in groups]
+            block = triangle_inner_block(
+                self.n, groups[0], None if ga == gb else groups[1], self._triangle_rows,
+                diags[0], None if ga == gb else diags[1],
+            )  # fmt: skip
             self._inner_blocks[(ga, gb)] = block
         lo_a, lo_b = ga * INNER_GROUP, gb * INNER_GROUP
         if a // INNER_GROUP == ga and b // INNER_GROUP == gb:
             return float(block[a - lo_a, b - lo_b])
         return float(block[b - lo_a, a - lo_b])
+
+    def _triangle_rows(self, layer: int, first: int, stop: int, out: Float64) -> None:
+        """Rows [first, stop) of a layer's Gram's strict upper triangle, as float64, into ``out``."""
+        if self.plan.mode == "packed":
+            assert self._packed is not None
+            if self._triangle_offsets is None:
+                self._triangle_offsets = triangle_offsets(self.n)
+            out[:] = self._packed[layer, self._triangle_offsets[first] : self._triangle_offsets[stop]]
+        else:
+            assert self._grams is not None
+            upper_rows(self._grams[layer], first, stop, out)
 
     def gram_inner(self, ref_a: LayerRef, ref_b: LayerRef) -> float:
         """⟨Kc_a, Kc_b⟩_F for one pair (float64)."""

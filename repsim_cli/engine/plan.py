@@ -1,8 +1,9 @@
 """The planner: from n, each layer's width, the metrics' needs and the memory budget, choose the
 engine side, the GEMM precision and the block size, and estimate passes, bytes, flops and memory.
 
-Sample side: one centred Gram Kc = XcXcᵀ (n×n, float64) per layer, all kept in one stacked
-array so that every pair's ⟨Kc_a, Kc_b⟩ comes from a single GEMM. Cost ≈ Σ_l n²·D_l + L²·n².
+Sample side: one centred Gram Kc = XcXcᵀ (n×n) per layer, all held in memory (whole, or as
+packed upper triangles when the metrics need only the inner products ⟨Kc_a, Kc_b⟩), so that all
+pairs' inner products come from one GEMM per chunk of rows. Cost ≈ Σ_l n²·D_l + L²·n².
 Feature side: one pass over all layers together accumulating the joint centred cross-product
 [X₁…X_L]ᵀ[X₁…X_L] ((ΣD)², float64). Cost ≈ n·(ΣD)². See DESIGN §1 and §4.
 """
@@ -19,12 +20,14 @@ import numpy as np
 from .._units import format_size
 from ..errors import BudgetError
 from .tiles import tile_rows_for, tile_working_set
+from .triangles import CHUNK_ENTRIES, triangle_size
 
 Side = Literal["sample", "feature"]
 FEATURE_BLOCK_BYTES = 64 * 1024**2
 # Blocks in flight while a layer streams in: the read-ahead queue and the float64 centring copy.
 READ_AHEAD_BYTES = 48 * 1024**2
-MODES = ("stacked", "tiled", "spilled")
+MODES = ("stacked", "tiled", "spilled", "packed")
+INNER_GROUP = 16  # layers per group in the sample-side inner-product GEMMs (GramEngine._inner_pair)
 MIN_TILE_ROWS = 64  # smaller tiles would be all Python overhead
 
 
@@ -66,8 +69,9 @@ class Plan:
     pairs: int = 0
     alternatives: dict[str, dict[str, float]] = field(default_factory=dict)
     metric_flops: dict[str, float] = field(default_factory=dict)
-    # Sample side only: "stacked" (every Gram in memory), "tiled" (inner products tile by tile,
-    # no n×n Gram held) or "spilled" (Grams on disk in cache_dir, ``gram_capacity`` in memory).
+    # Sample side only: "packed" (every Gram's upper triangle in memory; inner products only),
+    # "stacked" (every whole Gram in memory), "tiled" (inner products tile by tile, no n×n Gram
+    # held) or "spilled" (Grams on disk in cache_dir, ``gram_capacity`` in memory).
     mode: str = "stacked"
     tile_rows: int = 0
     gram_capacity: int = 0
@@ -114,7 +118,8 @@ def compute_dtype_for(itemsizes: Sequence[int], precision: str | None) -> str:
 def _sample_side(
     n: int, layers: Sequence[LayerCost], c: int, n_pairs: int, budget: int, full_gram: bool
 ) -> dict[str, float]:
-    """Cheapest sample-side mode that fits: stacked, else tiled (inner products only), else spilled."""
+    """Cheapest sample-side mode that fits. Metrics that need only inner products: packed, else
+    tiled; metrics that need whole Grams: stacked, else spilled."""
     widest = max(layer.width for layer in layers)
     gram = n * n * 8
     # two centred layers (the next one is read while this one's SYRK runs) and a SYRK output
@@ -122,7 +127,15 @@ def _sample_side(
     flops = float(sum(n * n * layer.width for layer in layers) + 2.0 * n_pairs * n * n)
     stacked = {"peak_bytes": float(len(layers) * gram + one_layer), "flops": flops, "mode": 0.0,
                "passes": 1.0}
-    if stacked["peak_bytes"] <= budget or (full_gram and budget < 2 * gram + one_layer):
+    if not full_gram:
+        # the triangles in the GEMM dtype, the float64 diagonals, two groups' chunk buffers
+        chunk = min(CHUNK_ENTRIES, max(n, triangle_size(n)))
+        held = len(layers) * (triangle_size(n) * c + n * 8) + 2 * min(INNER_GROUP, len(layers)) * chunk * 8
+        packed = {**stacked, "peak_bytes": float(held + one_layer), "mode": float(MODES.index("packed")),
+                  "flops": flops - n_pairs * n * n}  # a triangle is half the inner product's work
+        if packed["peak_bytes"] <= budget:
+            return packed
+    elif stacked["peak_bytes"] <= budget or budget < 2 * gram + one_layer:
         return stacked
     if not full_gram:
         widths = [layer.width for layer in layers]

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 
 from .._warnings import RepsimWarning
@@ -84,6 +83,7 @@ def eigh_descending(sym: Float64) -> tuple[Float64, Float64]:
 
     The input is not modified (LAPACK works on a copy; divide-and-conquer driver).
     """
+    import scipy.linalg  # deferred: scipy.linalg costs 0.2 s at start-up
     values, vectors = scipy.linalg.eigh(sym, driver="evd", check_finite=False)
     return values[::-1].copy(), vectors[:, ::-1]
 
@@ -136,6 +136,7 @@ def singular_values(m: Float64) -> Float64:
     """Singular values of a float64 matrix, descending (empty for an empty matrix)."""
     if m.size == 0:
         return np.zeros(0)
+    import scipy.linalg  # deferred: scipy.linalg costs 0.2 s at start-up
     return np.asarray(scipy.linalg.svdvals(m, check_finite=False), dtype=np.float64)
 
 

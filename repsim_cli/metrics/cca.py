@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 from numpy.typing import ArrayLike
 
 from ..engine import GramEngine, LayerRef
@@ -133,6 +132,7 @@ def projection_weighted(
     kept = unit_var >= DEAD_UNIT_RTOL * unit_var.max()
     g_kept, mu = g[:, kept], mean[kept]
     k = min(c.shape[0], c.shape[1], int(kept.sum()))
+    import scipy.linalg  # deferred: scipy.linalg costs 0.2 s at start-up
     left, rho, _ = scipy.linalg.svd(c, full_matrices=False, check_finite=False)
     left, rho = left[:, :k], np.clip(rho[:k], 0.0, 1.0)
     unit_coef = (g_kept.T / s) @ left  # u_i = V·a_i over the kept units, (p', k)

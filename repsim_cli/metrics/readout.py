@@ -39,9 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
-from scipy.linalg.blas import dtrmm
 
 from .._warnings import RepsimWarning
 from ..engine import GramEngine, LayerRef
@@ -253,6 +251,7 @@ def readout_layer(
     sigma[np.diag_indices(n)] += 1.0
     chol = np.linalg.cholesky(sigma)
     del sigma
+    import scipy.linalg  # deferred: scipy.linalg costs 0.2 s at start-up
     chol_inv, info = scipy.linalg.lapack.dtrtri(chol, lower=1)
     if info != 0:  # cannot happen for Σ' ≥ I; kept so that a failure is never silent
         raise DataError(f"{label}: Cholesky factor of Σ' is singular")
@@ -318,6 +317,8 @@ def _canonical_shifts(layer_a: ReadoutLayer, layer_b: ReadoutLayer) -> tuple[Flo
         first = layer_b
         np.negative(diff, out=diff)
     diff = diff.T  # the Fortran-order view of the same symmetric matrix: no copy
+    import scipy.linalg  # deferred: scipy.linalg costs 0.2 s at start-up
+    from scipy.linalg.blas import dtrmm  # deferred: scipy.linalg costs 0.2 s at start-up
     half = dtrmm(1.0, first.chol_inv, diff, side=0, lower=1, overwrite_b=1)
     whitened = dtrmm(1.0, first.chol_inv, half, side=1, lower=1, trans_a=1, overwrite_b=1)
     del diff, half
