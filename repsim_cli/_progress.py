@@ -26,7 +26,11 @@ class StderrProgress(AbstractContextManager["StderrProgress"]):
         if self.enabled:
             from rich.console import Console
             from rich.progress import (
-                BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
             )  # fmt: skip
 
             console = Console(stderr=True)

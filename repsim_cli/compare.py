@@ -52,7 +52,7 @@ def check_aligned(a: ActivationStore, b: ActivationStore) -> None:
     ids_a, ids_b = a.ids(), b.ids()
     if ids_a.dtype.kind != ids_b.dtype.kind or not np.array_equal(ids_a, ids_b):
         mismatch = next(
-            (i for i, (x, y) in enumerate(zip(ids_a.tolist(), ids_b.tolist())) if x != y), 0
+            (i for i, (x, y) in enumerate(zip(ids_a.tolist(), ids_b.tolist(), strict=True)) if x != y), 0
         )
         raise ShapeMismatchError(
             f"{b.path}: sample ids differ from {a.path} (first at index {mismatch}: "
@@ -85,7 +85,8 @@ class Comparison:
             "layers_a": [r.name for r in self.refs_a], "layers_b": [r.name for r in self.refs_b],
             "metrics": [[s.text, s.params] for s in self.specs], "shard": str(shard) if shard else None,
         }  # fmt: skip
-        return json.loads(json.dumps(header, sort_keys=True))
+        normalised: dict[str, Any] = json.loads(json.dumps(header, sort_keys=True))
+        return normalised
 
     def run(
         self, shard: Shard | None = None, journal: Journal | None = None, resume: bool = False

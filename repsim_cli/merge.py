@@ -65,7 +65,7 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
                 raise ResultsError(f"{path}: metric {spec!r} has parameters {m.params}, "
                                    f"but {first_path} has {out.params}")
             assert out.computed is not None
-            for i, j in zip(*np.nonzero(m.computed if m.computed is not None else np.ones_like(out.computed))):
+            for i, j in zip(*np.nonzero(m.computed if m.computed is not None else np.ones_like(out.computed)), strict=True):
                 if out.computed[i, j] and not _same_value(out.value[i, j], m.value[i, j]):
                     raise ResultsError(
                         f"{path}: metric {spec!r}: cell ({part.layers_a[i]}, {part.layers_b[j]}) is "
@@ -78,7 +78,7 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
     missing = [
         (spec, merged.layers_a[i], merged.layers_b[j])
         for spec, m in merged.metrics.items()
-        for i, j in zip(*np.nonzero(~m.computed))  # type: ignore[operator]
+        for i, j in zip(*np.nonzero(~m.computed), strict=True)  # type: ignore[operator]
     ]
     if missing:
         shown = "; ".join(f"{s} ({a}, {b})" for s, a, b in missing[:20])

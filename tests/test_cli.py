@@ -80,7 +80,7 @@ def test_heatmap_is_deterministic(two_stores, tmp_path) -> None:
 def test_one_store_compares_with_itself(two_stores) -> None:
     a, _ = two_stores
     r = run("compare", a, "-m", "cka", "-o", "-")
-    rows = [row for row in csv.reader(io.StringIO(r.stdout))][1:]
+    rows = list(csv.reader(io.StringIO(r.stdout)))[1:]
     assert len(rows) == 9
     values = {(x[1], x[2]): float(x[3]) for x in rows}
     assert values[("conv1", "conv1")] == pytest.approx(1.0)
@@ -283,7 +283,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(two_stores, tmp_path) -> None:
     while not marker.exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "Interrupted."
     assert only_entries(tmp_path) == {"started"}

@@ -20,7 +20,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 def block(name: str) -> str:
     part = README[README.index(f"<!-- cluster-{name}:start -->") : README.index(f"<!-- cluster-{name}:end -->")]
-    return re.search(r"```\w+\n(.*?)```", part, re.S).group(1)  # type: ignore[union-attr]
+    return re.search(r"```\w+\n(.*?)```", part, re.DOTALL).group(1)  # type: ignore[union-attr]
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def test_make_demo_and_make_test_come_first() -> None:
 @pytest.mark.slow
 def test_tour_runs(tmp_path: Path) -> None:
     block = README[README.index("<!-- tour:start -->") : README.index("<!-- tour:end -->")]
-    script = re.search(r"```bash\n(.*?)```", block, re.S).group(1)  # type: ignore[union-attr]
+    script = re.search(r"```bash\n(.*?)```", block, re.DOTALL).group(1)  # type: ignore[union-attr]
     shutil.copytree(ROOT / "sample_data", tmp_path / "sample_data")
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}

@@ -186,7 +186,7 @@ def test_resume_after_sigkill_is_byte_identical(make_store, tmp_path) -> None:
 
 
 def test_resume_refuses_a_journal_of_another_comparison(stores, tmp_path) -> None:
-    a, b = stores
+    a, _ = stores
     out = tmp_path / "r.csv"
     (tmp_path / ".r.csv.resume").write_text('{"something": "else"}\n')
     r = run("compare", a, "-m", "cka", "-o", out, "--resume")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,8 +12,13 @@ from ..errors import RepsimError
 
 F = Callable[..., Any]
 
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any]  # generic in click's type hints from 8.2 on
+else:
+    _ParamType = click.ParamType
 
-class SizeType(click.ParamType):
+
+class SizeType(_ParamType):
     """A byte size such as ``4GiB`` or ``512M``."""
 
     name = "SIZE"
@@ -27,7 +32,7 @@ class SizeType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class MetricType(click.ParamType):
+class MetricType(_ParamType):
     """``NAME[:key=value,...]`` parsed against the metric registry."""
 
     name = "SPEC"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -20,7 +21,7 @@ def command(store_path: str, as_json: bool) -> None:
       repsim info sample_data/digits_seed0.h5 --json
     """
     with open_store(store_path, require_complete=False) as store:
-        layers = []
+        layers: list[dict[str, Any]] = []
         for name in store.layers:
             info = store.info(name)
             layers.append({
@@ -44,6 +45,6 @@ def command(store_path: str, as_json: bool) -> None:
     for col in ("layer", "shape", "dtype", "chunk rows", "stats"):
         table.add_column(col)
     for layer in layers:
-        table.add_row(layer["name"], "×".join(map(str, layer["shape"])), layer["dtype"],
+        table.add_row(str(layer["name"]), "×".join(map(str, layer["shape"])), str(layer["dtype"]),
                       str(layer["chunk_rows"]), "yes" if layer["stats"] else "no")
     Console(soft_wrap=True).print(table)

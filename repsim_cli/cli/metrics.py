@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -24,14 +25,14 @@ def command(as_json: bool, markdown: bool) -> None:
 
         click.echo(metrics_block())
         return
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": m.name, "kind": m.kind, "symmetric": m.symmetric,
             "range": m.range_text or f"[{m.bounds[0]:g}, {m.bounds[1]:g}]",
             "params": {p.name: p.default for p in m.params},
             "param_help": [p.describe() for p in m.params], "aliases": list(m.aliases),
             "sides": list(m.sides), "citation": m.citation, "summary": m.summary,
-        }  # fmt: skip
+        }
         for m in REGISTRY.values()
     ]
     if as_json:

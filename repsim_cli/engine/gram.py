@@ -45,18 +45,6 @@ Float64 = NDArray[np.float64]
 CONSTANT_RTOL = 1e-20
 
 
-class LayerSource:
-    """What the engine reads a layer from; :class:`~repsim_cli.store.ActivationStore` fits it."""
-
-    path: Any
-    n_samples: int
-
-    def info(self, name: str) -> Any: ...
-    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray: ...
-    def column_sums(self, name: str) -> np.ndarray | None: ...
-    def column_sumsq(self, name: str) -> np.ndarray | None: ...
-
-
 @dataclass(frozen=True)
 class LayerRef:
     """One layer of one store. ``key`` is unique within a comparison (e.g. ``a:conv1``)."""
@@ -169,7 +157,8 @@ class GramEngine:
     def _gram_slot(self, ref: LayerRef) -> Float64:
         if self._grams is None:
             self._grams = np.empty((len(self.refs), self.n, self.n), dtype=np.float64)
-        return self._grams[self._index[ref.key]]
+        slot: Float64 = self._grams[self._index[ref.key]]
+        return slot
 
     def centered_gram(self, ref: LayerRef) -> Float64:
         """Kc = XcXcᵀ (n, n) float64, computed once per layer by a SYRK over the centred layer.
@@ -191,6 +180,7 @@ class GramEngine:
         while len(self._resident) >= max(1, self.plan.gram_capacity):
             self._resident.popitem(last=False)
         path = self._cache_file(ref)
+        gram: Float64
         if ref.key in self._have_gram and path.exists():
             gram = np.load(path)
         else:
@@ -284,7 +274,7 @@ class GramEngine:
                 self.n, len(self.refs), self.plan.tile_rows, read_block,
                 progress=lambda done, total: self.progress("Gram tiles", done, total),
             )  # fmt: skip
-            for ref, q in zip(self.refs, sqnorms):
+            for ref, q in zip(self.refs, sqnorms, strict=True):
                 self.counts["gram:" + ref.key] += 1
                 self._row_sqnorms[ref.key] = q
                 self._check_constant(ref, float(q.sum()))

@@ -82,8 +82,10 @@ class Plan:
             + f" (n={self.n}, {len(self.layers)} layers, sum of widths={sum(c.width for c in self.layers)})",
             f"precision: GEMMs in {self.compute_dtype}, accumulation in float64",
             f"memory budget: {format_size(self.budget)}; estimated peak: {format_size(self.peak_bytes)}",
-            f"bytes read: {format_size(self.bytes_read)}; flops: {self.flops:.3g}; "
-            f"block rows: {self.block_rows or self.tile_rows}; layer pairs: {self.pairs}",
+            (
+                f"bytes read: {format_size(self.bytes_read)}; flops: {self.flops:.3g}; "
+                f"block rows: {self.block_rows or self.tile_rows}; layer pairs: {self.pairs}"
+            ),
         ]
         if self.mode == "spilled":
             lines.append(f"Grams spill to the disk cache; {self.gram_capacity} held in memory")
@@ -221,7 +223,7 @@ def make_plan(
             f"the {best} side needs about {format_size(costs[best]['peak_bytes'])} of memory, "
             f"more than the budget of {format_size(budget)}; raise --memory or select fewer layers"
         )
-    chosen: Side = min(fitting, key=lambda s: costs[s]["flops"])  # type: ignore[assignment]
+    chosen: Side = min(fitting, key=lambda s: costs[s]["flops"])
     data_passes = costs[chosen].get("passes", 1.0) if chosen == "sample" else 1.0
     passes = {layer.key: data_passes + (0 if layer.has_stats else 1) for layer in layers}
     bytes_read = int(sum(passes[layer.key] * n * layer.width * layer.itemsize for layer in layers))

@@ -39,7 +39,7 @@ def read_ahead(blocks: Iterable[T], depth: int = 2) -> Iterator[T]:
                 if stop.is_set():
                     return
             q.put(_DONE)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every error, KeyboardInterrupt too, reaches the consumer
             q.put(exc)
 
     thread = threading.Thread(target=produce, name="repsim-read-ahead", daemon=True)
@@ -57,5 +57,5 @@ def read_ahead(blocks: Iterable[T], depth: int = 2) -> Iterator[T]:
         while thread.is_alive():
             try:
                 q.get_nowait()
-            except queue.Empty:
+            except queue.Empty:  # noqa: PERF203 - runs once per pending block at shutdown
                 thread.join(timeout=0.05)

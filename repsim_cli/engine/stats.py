@@ -33,7 +33,7 @@ class Moments:
 
 def chunk_moments(block: NDArray[np.floating], shift: Float64, dtype: type = np.float64) -> Moments:
     """Moments of one block ``(rows, D)`` about ``shift`` (D,). ``dtype`` is the GEMM precision."""
-    z = (np.asarray(block, dtype=np.float64) - shift).astype(dtype, copy=False)
+    z: NDArray[np.floating] = (np.asarray(block, dtype=np.float64) - shift).astype(dtype, copy=False)
     cross = (z.T @ z).astype(np.float64, copy=False)
     return Moments(int(z.shape[0]), z.sum(axis=0, dtype=np.float64), cross)
 
@@ -53,7 +53,7 @@ def accumulate(total: Moments, m: Moments) -> Moments:
 def accumulate_block(total: Moments, block: NDArray[np.floating], shift: Float64, dtype: type) -> Moments:
     """``accumulate(total, chunk_moments(block, shift, dtype))`` without a (D, D) float64 temporary:
     the GEMM output (in ``dtype``) is added straight into the float64 accumulator."""
-    z = (np.asarray(block, dtype=np.float64) - shift).astype(dtype, copy=False)
+    z: NDArray[np.floating] = (np.asarray(block, dtype=np.float64) - shift).astype(dtype, copy=False)
     np.add(total.sums, z.sum(axis=0, dtype=np.float64), out=total.sums)
     np.add(total.cross, z.T @ z, out=total.cross)
     return Moments(total.count + int(z.shape[0]), total.sums, total.cross)

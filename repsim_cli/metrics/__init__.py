@@ -6,7 +6,14 @@ import importlib
 import importlib.util
 
 from .registry import (
-    REGISTRY, MetricInfo, MetricSpec, Param, get_metric, pairwise, parse_spec, register,
+    REGISTRY,
+    MetricInfo,
+    MetricSpec,
+    Param,
+    get_metric,
+    pairwise,
+    parse_spec,
+    register,
 )  # fmt: skip
 
 # Family modules in the order `repsim metrics` lists them. A family whose module is not written yet

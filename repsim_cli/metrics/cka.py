@@ -58,7 +58,8 @@ def _center(x: ArrayLike) -> NDArray[np.float64]:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 2:
         a = a.reshape(a.shape[0], -1)
-    return a - a.mean(axis=0)
+    centred: NDArray[np.float64] = a - a.mean(axis=0)
+    return centred
 
 
 def linear_cka(x: ArrayLike, y: ArrayLike, debiased: bool = False) -> float:

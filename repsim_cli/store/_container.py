@@ -188,7 +188,7 @@ class _ZarrContainer(Container):
             raise StoreError(f"{path}: no such file or directory")
         try:
             self._group = zarr.open_group(str(path), mode=mode)  # type: ignore[arg-type]
-        except Exception as exc:  # zarr raises several unrelated types for "not a group"
+        except Exception as exc:  # noqa: BLE001 - zarr raises several unrelated types for "not a group"
             raise StoreError(f"{path}: not a Zarr v3 group ({exc.__class__.__name__})") from None
 
     def _node(self, node: str) -> Any:

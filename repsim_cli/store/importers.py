@@ -57,7 +57,7 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise RepsimError(f"{path}: reading .safetensors needs: pip install safetensors") from None
     try:
         return dict(load_file(str(path)))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own and Rust panics
         raise StoreError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
@@ -97,6 +97,7 @@ def read_ids(path: str | Path) -> np.ndarray:
     p = Path(path)
     if not p.exists():
         raise StoreError(f"{p}: no such file")
+    ids: np.ndarray
     if p.suffix.lower() == ".npy":
         ids = np.load(p, allow_pickle=False)
     else:
