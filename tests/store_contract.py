@@ -53,6 +53,25 @@ class StoreContract:
             np.testing.assert_allclose(sums, x.astype(np.float64).sum(0), rtol=1e-14)
             np.testing.assert_allclose(s.column_sumsq("x"), (x.astype(np.float64) ** 2).sum(0), rtol=1e-14)
 
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+    def test_rows_written_in_pieces_that_straddle_chunks(self, tmp_path: Path, dtype) -> None:
+        """Whole chunks and parts of chunks (head, tail, the short last chunk) store the same
+        bits, and the stats are the float64 column sums (of squares) of the rows stored."""
+        x = (np.random.default_rng(2).standard_normal((10, 3, 2)) * 8 + 3).astype(dtype)
+        out = self.path(tmp_path)
+        writer = StoreWriter(out, np.arange(10), chunk_rows=4)
+        writer.add_layer("x", (3, 2), dtype)
+        for start, stop in [(0, 3), (3, 9), (9, 10)]:
+            writer.write_rows("x", start, x[start:stop])
+        writer.finalize()
+        with open_store(out) as s:
+            rows = s.read_rows("x", 0, 10)
+            assert rows.dtype == dtype
+            assert np.array_equal(rows, x.reshape(10, -1))
+            wide = rows.astype(np.float64)
+            np.testing.assert_allclose(s.column_sums("x"), wide.sum(0), rtol=1e-13)
+            np.testing.assert_allclose(s.column_sumsq("x"), (wide**2).sum(0), rtol=1e-13)
+
     def test_chunked_along_samples_only(self, tmp_path: Path) -> None:
         x = np.zeros((50, 3, 4), dtype=np.float32)
         with open_store(self.write(tmp_path, {"x": x}, chunk_rows=8)) as s:

@@ -466,6 +466,48 @@ def test_rows_are_written_while_batches_are_produced(
         assert store.info("conv1").chunk_rows == 4
 
 
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"], ids=["hdf5", "zarr"])
+@pytest.mark.parametrize(
+    ("target_rows", "chunk_rows"),
+    [(1, 2), (8, 8)],
+    ids=["chunks-within-batches", "chunks-of-2-batches"],
+)
+def test_chunks_within_or_across_batches_keep_rows_and_stats_exact(
+    workdir: Path,
+    models: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+    target_rows: int,
+    chunk_rows: int,
+) -> None:
+    """Chunks inside a batch are written straight from it, chunks spanning batches are gathered
+    first; either way the rows are the forward pass's bits and the stats are the float64 column
+    sums (of squares) of the rows stored."""
+    row_bytes = 8 * 8 * 8 * 4  # conv1
+    monkeypatch.setattr("repsim_cli.extract.run.TARGET_CHUNK_BYTES", target_rows * row_bytes)
+    out = tmp_path / f"c{suffix}"
+    extract_activations(
+        f"{workdir / 'tiny_models.py'}:cnn",
+        str(workdir / "images.npy"),
+        out,
+        ExtractOptions(layers=("conv1", "fc"), batch_size=4),
+    )
+    want = manual_capture(
+        models.cnn(), ["conv1", "fc"], np.load(workdir / "images.npy"), None, "flatten", 4
+    )
+    with open_store(out) as store:
+        assert store.info("conv1").chunk_rows == chunk_rows
+        for name in ("conv1", "fc"):
+            rows = store.read_rows(name, 0, N)
+            assert np.array_equal(rows, want[name].reshape(N, -1))
+            wide = rows.astype(np.float64)
+            np.testing.assert_allclose(store.column_sums(name), wide.sum(0), rtol=1e-13, atol=1e-12)
+            np.testing.assert_allclose(
+                store.column_sumsq(name), (wide**2).sum(0), rtol=1e-13, atol=1e-12
+            )
+
+
 # ------------------------------------------------------------------------------ layer choice
 def test_globs_select_in_model_order(workdir: Path, tmp_path: Path) -> None:
     out = tmp_path / "g.h5"

@@ -6,14 +6,14 @@ read-modify-write of a chunk per batch). Column sums are accumulated as the chun
 
 Interruption and resume. The store is written under a fixed hidden sibling name
 (``.NAME.partial.h5`` for ``NAME.h5``), marked ``complete = False``, and renamed onto the target
-only after its last batch and its stats are written. After chunk writes the file is flushed and
-the root attribute ``rows_written`` ({layer: rows on disk}) advanced; a batch is complete once
-every layer has written its rows. Writing runs in a background thread, overlapping the next
-forward pass. ``--resume`` reopens the partial store, checks that it was started with the same
-model, weights, inputs, layers and settings, recomputes the column sums of the rows kept chunk by
-chunk (exactly as they were first accumulated), reloads the rows of the unfinished chunks, and
-continues from the last complete batch. The forward pass being deterministic, the result equals an
-uninterrupted run's store.
+only after its last batch and its stats are written. When chunk writes advance the rows that every
+layer has written, the file is flushed and the root attribute ``rows_written`` ({layer: rows on
+disk}) advanced; a batch is complete once every layer has written its rows. Writing runs in a
+background thread, overlapping the next forward pass. ``--resume`` reopens the partial store,
+checks that it was started with the same model, weights, inputs, layers and settings, recomputes
+the column sums of the rows kept chunk by chunk (exactly as they were first accumulated), reloads
+the rows of the unfinished chunks, and continues from the last complete batch. The forward pass
+being deterministic, the result equals an uninterrupted run's store.
 """
 
 from __future__ import annotations
@@ -181,35 +181,45 @@ def _to_numpy(rows: Any, dtype: np.dtype[Any], label: str) -> np.ndarray:
 
 
 class _LayerBuffer:
-    """Rows of one layer not yet written: they wait until they fill whole on-disk chunks."""
+    """Rows of one layer not yet written: they wait until they fill a whole on-disk chunk.
 
-    def __init__(self, name: str, chunk_rows: int, start: int = 0) -> None:
+    ``start`` (a chunk boundary) is the first row not written; ``held`` rows after it wait in a
+    gather buffer of one chunk, allocated once and reused, so that no chunk-sized array is
+    allocated per chunk. Rows that make up a whole chunk on arrival are written without a copy.
+    """
+
+    def __init__(self, name: str, chunk_rows: int, n: int, start: int = 0) -> None:
         self.name = name
         self.chunk_rows = chunk_rows
+        self.n = n
         self.start = start
-        self.pieces: list[np.ndarray] = []
+        self.held = 0
+        self._gather: np.ndarray | None = None
 
-    @property
-    def end(self) -> int:
-        return self.start + sum(len(p) for p in self.pieces)
+    def push(self, block: np.ndarray, writer: StoreWriter) -> None:
+        """Take the next rows (rows, *feature_shape) of the layer and write each chunk they
+        complete (the last chunk ends at row n), one :meth:`StoreWriter.write_rows` call per
+        chunk."""
+        while len(block):
+            size = min(self.chunk_rows, self.n - self.start)  # rows of the chunk being filled
+            take = min(size - self.held, len(block))
+            if self.held == 0 and take == size:
+                writer.write_rows(self.name, self.start, block[:take])
+            else:
+                gather = self._gather_buffer(block)
+                gather[self.held : self.held + take] = block[:take]
+                self.held += take
+                if self.held < size:
+                    return
+                writer.write_rows(self.name, self.start, gather[:size])
+                self.held = 0
+            self.start += size
+            block = block[take:]
 
-    def add(self, block: np.ndarray) -> None:
-        self.pieces.append(block)
-
-    def write_ready(self, writer: StoreWriter, n: int) -> bool:
-        """Write every complete chunk held (and the last, short one at row n); True if any."""
-        end = self.end
-        upto = n if end == n else (end // self.chunk_rows) * self.chunk_rows
-        if upto <= self.start:
-            return False
-        rows = self.pieces[0] if len(self.pieces) == 1 else np.concatenate(self.pieces)
-        for first in range(self.start, upto, self.chunk_rows):
-            stop = min(first + self.chunk_rows, upto)
-            writer.write_rows(self.name, first, rows[first - self.start : stop - self.start])
-        rest = rows[upto - self.start :]
-        self.pieces = [rest] if len(rest) else []
-        self.start = upto
-        return True
+    def _gather_buffer(self, block: np.ndarray) -> np.ndarray:
+        if self._gather is None:
+            self._gather = np.empty((self.chunk_rows, *block.shape[1:]), dtype=block.dtype)
+        return self._gather
 
 
 @dataclass
@@ -222,23 +232,25 @@ class _Run:
     next_row: int
     committed: int = 0
 
-    def write(self, rows: dict[str, np.ndarray], n: int) -> None:
-        done = []
+    def write(self, rows: dict[str, np.ndarray]) -> None:
+        """Push one batch's rows ({layer: (rows, *feature_shape)}) to the layer buffers; when
+        every layer has written further, record it (a resume starts at the least-written layer,
+        so marks in between would serve nothing and cost a metadata write each)."""
         for name, block in rows.items():
-            self.buffers[name].add(block)
-            if self.buffers[name].write_ready(self.writer, n):
-                done.append(name)
-        if done:
+            self.buffers[name].push(block, self.writer)
+        committed = min(b.start for b in self.buffers.values())
+        if committed > self.committed:
             # Data first, then the marks: a mark never claims rows that are not on disk.
             self.writer.flush()
-            self.writer.mark_rows_written({name: self.buffers[name].start for name in done})
+            self.writer.mark_rows_written({name: b.start for name, b in self.buffers.items()})
             self.writer.flush()
-            self.committed = min(b.start for b in self.buffers.values())
+            self.committed = committed
 
     def finish(self, n: int) -> None:
-        """Write what the buffers still hold (rows up to n were all computed)."""
-        for buffer in self.buffers.values():
-            buffer.write_ready(self.writer, n)
+        """Record the whole store as written (rows up to n were all pushed, so written)."""
+        unwritten = [name for name, buffer in self.buffers.items() if buffer.start != n]
+        if unwritten:
+            raise StoreError(f"{self.writer.path}: rows of {', '.join(unwritten)} were not written")
         self.writer.flush()
         self.writer.mark_rows_written(dict.fromkeys(self.buffers, n))
 
@@ -251,9 +263,8 @@ class _WriterThread:
     is raised in the caller at its next :meth:`put` or at :meth:`close`.
     """
 
-    def __init__(self, run: _Run, n: int, depth: int = 2) -> None:
+    def __init__(self, run: _Run, depth: int = 2) -> None:
         self.run = run
-        self.n = n
         self._queue: queue.Queue[dict[str, np.ndarray] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(
@@ -268,7 +279,7 @@ class _WriterThread:
                 return
             if self._error is None:
                 try:
-                    self.run.write(rows, self.n)
+                    self.run.write(rows)
                 except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
                     self._error = exc
 
@@ -308,7 +319,7 @@ def _new_store(
             attrs = {"reduction": applied, "module": module_type, "output": note,
                      "attention_mask": used_mask}  # fmt: skip
             writer.add_layer(name, feature_shape, block.dtype, attrs, rows_per_chunk=rows)
-            buffers[name] = _LayerBuffer(name, writer.layer_chunk_rows(name))
+            buffers[name] = _LayerBuffer(name, writer.layer_chunk_rows(name), inputs.n)
         writer.flush()
     except BaseException:
         writer.abort()
@@ -317,7 +328,7 @@ def _new_store(
     return _Run(writer, buffers, next_row=0)
 
 
-def _reopen(path: Path, source: dict[str, Any], names: list[str]) -> _Run | None:
+def _reopen(path: Path, source: dict[str, Any], names: list[str], n: int) -> _Run | None:
     """The partial store as a run to continue, or None when it must be started again."""
     try:
         writer = StoreWriter.reopen(path)
@@ -336,9 +347,8 @@ def _reopen(path: Path, source: dict[str, Any], names: list[str]) -> _Run | None
             chunk = writer.layer_chunk_rows(name)
             chunk_start = (resume_at // chunk) * chunk
             writer.restore_stats(name, chunk_start, chunk)
-            buffer = buffers[name] = _LayerBuffer(name, chunk, start=chunk_start)
-            if resume_at > chunk_start:
-                buffer.add(writer.read_rows(name, chunk_start, resume_at))
+            buffer = buffers[name] = _LayerBuffer(name, chunk, n, start=chunk_start)
+            buffer.push(writer.read_rows(name, chunk_start, resume_at), writer)
     except BaseException:
         writer.abort()
         raise
@@ -446,9 +456,9 @@ def _stream(
         if _already_done(path, source):  # killed between finishing the store and renaming it
             replace_path(path, final)
             return ExtractReport(final, n, names, n, already_complete=True)
-        run = _reopen(path, source, names)
+        run = _reopen(path, source, names, n)
     started_at = run.next_row if run is not None else 0
-    writer_thread = None if run is None else _WriterThread(run, n)
+    writer_thread = None if run is None else _WriterThread(run)
     clock = time.perf_counter()
     try:
         row = started_at
@@ -462,7 +472,7 @@ def _stream(
                     for name, t in outputs.items()}  # fmt: skip
             if run is None:
                 run = _new_store(path, inputs, source, capture, rows, opts)
-                writer_thread = _WriterThread(run, n)
+                writer_thread = _WriterThread(run)
             assert writer_thread is not None
             writer_thread.put(rows)
             row = stop

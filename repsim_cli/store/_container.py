@@ -59,13 +59,20 @@ class Container(abc.ABC):
 
     @abc.abstractmethod
     def create_array(
-        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None
+        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Create an array (parents created as needed) and return a sliceable handle."""
+        """Create an array (parents created as needed) with attributes ``attrs`` and return a
+        sliceable handle."""
 
     @abc.abstractmethod
     def array(self, node: str) -> Any:
         """A sliceable handle to an existing array (``.shape``, ``.dtype``, ``.chunks``)."""
+
+    def write_rows(self, handle: Any, start: int, block: np.ndarray) -> None:
+        """Write ``block`` (rows, ...) as rows [start, start + rows) of an array from
+        :meth:`create_array` or :meth:`array`, in the array's dtype."""
+        handle[start : start + len(block)] = block
 
     def write_array(self, node: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
         """Create an array holding ``data`` (replacing an existing one)."""
@@ -151,7 +158,8 @@ class _HDF5Container(Container):
         return list(self._file[node or "/"].keys())
 
     def create_array(
-        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None
+        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> Any:
         import h5py
 
@@ -159,7 +167,10 @@ class _HDF5Container(Container):
         if dt.kind in {"U", "O", "T"}:
             dt = h5py.string_dtype()
         use_chunks = chunks if (chunks and all(shape)) else None
-        return self._file.create_dataset(node, shape=shape, dtype=dt, chunks=use_chunks)
+        handle = self._file.create_dataset(node, shape=shape, dtype=dt, chunks=use_chunks)
+        if attrs:
+            self.set_attrs(node, attrs)
+        return handle
 
     def write_array(self, node: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
         data = np.asarray(data)
@@ -170,12 +181,45 @@ class _HDF5Container(Container):
     def array(self, node: str) -> Any:
         return self._file[node]
 
+    def write_rows(self, handle: Any, start: int, block: np.ndarray) -> None:
+        """Whole chunks go straight to the file (H5Dwrite_chunk), the same bytes as a sliced
+        write but without HDF5's chunk cache, which would copy each chunk and write it only at
+        the next flush; rows outside whole chunks take the sliced path."""
+        step = _direct_chunk_rows(handle, block)
+        stop = start + len(block)
+        head = min(stop, -(-start // step) * step) if step else stop
+        tail = head + (stop - head) // step * step if step else stop
+        if head > start:
+            handle[start:head] = block[: head - start]
+        origin = (0,) * (block.ndim - 1)
+        for first in range(head, tail, step):
+            chunk = block[first - start : first - start + step]
+            handle.id.write_direct_chunk((first, *origin), chunk)
+        if stop > tail:
+            handle[tail:stop] = block[tail - start :]
+
     def delete(self, node: str) -> None:
         del self._file[node]
 
     def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
+
+
+def _direct_chunk_rows(handle: Any, block: np.ndarray) -> int:
+    """Rows per chunk of an HDF5 dataset whose chunks can be written as raw bytes from ``block``
+    (chunked along rows only, no filters, ``block`` C-contiguous in the dataset's exact dtype);
+    0 when they cannot."""
+    chunks = handle.chunks
+    plain = (
+        chunks is not None
+        and tuple(chunks[1:]) == tuple(handle.shape[1:])
+        and block.dtype == handle.dtype
+        and block.dtype.isnative
+        and block.flags.c_contiguous
+        and handle.id.get_create_plist().get_nfilters() == 0
+    )
+    return int(chunks[0]) if plain else 0
 
 
 class _ZarrContainer(Container):
@@ -210,28 +254,46 @@ class _ZarrContainer(Container):
         return list(self._node(node).keys())
 
     def create_array(
-        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None
+        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return self._create(node, shape, dtype, chunks, attrs)
+
+    def _create(
+        self, node: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...] | None,
+        attrs: Mapping[str, Any] | None = None, overwrite: bool = False,
     ) -> Any:
         dt: Any = np.dtype(dtype)
         if dt.kind in {"U", "O", "T"}:
             dt = str
-        parent, _, name = node.rpartition("/")
-        group = self._group.require_group(parent) if parent else self._group
-        kwargs: dict[str, Any] = {"compressors": None}
+        kwargs: dict[str, Any] = {"compressors": None, "overwrite": overwrite,
+                                  "attributes": {k: _plain(v) for k, v in (attrs or {}).items()}}
         if chunks and all(shape):
             kwargs["chunks"] = chunks
         elif not all(shape) or not shape:
             kwargs["chunks"] = tuple(max(1, s) for s in shape) if shape else ()
-        return group.create_array(name, shape=shape, dtype=dt, **kwargs)
+        # Created by its path, zarr writes the missing parent groups itself (keeping existing
+        # ones) in fewer metadata round trips than require_group(parent).create_array(name).
+        return self._group.create_array(node, shape=shape, dtype=dt, **kwargs)
 
     def write_array(self, node: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
         data = np.asarray(data)
         if data.dtype.kind == "O":
             data = data.astype(str)
-        super().write_array(node, data, chunks)
+        handle = self._create(node, data.shape, data.dtype, chunks, overwrite=True)
+        if data.size:
+            handle[...] = data
 
     def array(self, node: str) -> Any:
         return self._group[node]
+
+    def write_rows(self, handle: Any, start: int, block: np.ndarray) -> None:
+        """As the base method, minus Zarr's scan of every chunk for the fill value (to skip
+        writing chunks that hold nothing else): rows of activations seldom are all zero, and
+        the scan costs as much as the write. Reads are the same either way."""
+        if hasattr(handle, "with_config"):  # recent zarr; older ones keep scanning
+            handle = handle.with_config({"write_empty_chunks": True})
+        handle[start : start + len(block)] = block
 
     def delete(self, node: str) -> None:
         del self._group[node]

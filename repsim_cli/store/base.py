@@ -29,6 +29,8 @@ from ._names import escape_name
 FORMAT = "activations"
 FORMAT_VERSION = 1
 TARGET_CHUNK_BYTES = 8 * 1024**2
+# Column stats widen rows to float64 this many values at a time (4 MiB), in one reused buffer.
+STATS_SLAB_ITEMS = 1 << 19
 
 
 def chunk_rows(width: int, itemsize: int, n: int, target: int = TARGET_CHUNK_BYTES) -> int:
@@ -193,6 +195,8 @@ class StoreWriter:
         self._sums: dict[str, np.ndarray] = {}
         self._sumsq: dict[str, np.ndarray] = {}
         self._arrays: dict[str, Any] = {}
+        self._wide = np.empty(0, dtype=np.float64)
+        self._marked: dict[str, int] = {}
 
     def add_layer(
         self, name: str, feature_shape: tuple[int, ...], dtype: Any, attrs: dict[str, Any] | None = None,
@@ -217,8 +221,10 @@ class StoreWriter:
         )
         node = f"layers/{escape_name(name)}"
         shape = (self.n_samples, *feature_shape)
-        self._arrays[name] = self._c.create_array(node, shape, dt, (rows, *feature_shape))
-        self._c.set_attrs(node, {"feature_shape": list(feature_shape), "name": name, **(attrs or {})})
+        self._arrays[name] = self._c.create_array(
+            node, shape, dt, (rows, *feature_shape),
+            attrs={"feature_shape": list(feature_shape), "name": name, **(attrs or {})},
+        )  # fmt: skip
         self.layers.append(name)
         self._sums[name] = np.zeros(width, dtype=np.float64)
         self._sumsq[name] = np.zeros(width, dtype=np.float64)
@@ -233,13 +239,30 @@ class StoreWriter:
                 f"{self.path}: layer {name!r}: rows of shape {block.shape[1:]} "
                 f"do not match the feature shape {tuple(arr.shape[1:])}"
             )
-        arr[start : start + block.shape[0]] = block.astype(arr.dtype, copy=False)
+        self._c.write_rows(arr, start, np.ascontiguousarray(block, dtype=arr.dtype))
         self._add_stats(name, block)
 
     def _add_stats(self, name: str, block: np.ndarray) -> None:
-        flat = block.reshape(block.shape[0], -1).astype(np.float64)
-        self._sums[name] += flat.sum(axis=0)
-        self._sumsq[name] += np.einsum("ij,ij->j", flat, flat)
+        """Add the float64 column sums and sums of squares of a (rows, *feature_shape) block.
+
+        Rows are widened to float64 (exactly, from float16/32) a slab of about
+        ``STATS_SLAB_ITEMS`` values at a time in a reused buffer, so that no float64 copy of
+        the whole block is made; the sums depend only on the block boundaries.
+        """
+        flat = block.reshape(block.shape[0], -1)
+        step = max(1, STATS_SLAB_ITEMS // max(1, flat.shape[1]))
+        for first in range(0, flat.shape[0], step):
+            part = flat[first : first + step]
+            wide = self._wide_buffer(part.size).reshape(part.shape)
+            np.copyto(wide, part, casting="unsafe")
+            self._sums[name] += wide.sum(axis=0)
+            self._sumsq[name] += np.einsum("ij,ij->j", wide, wide)
+
+    def _wide_buffer(self, size: int) -> np.ndarray:
+        """A float64 scratch vector of ``size`` values, reused across calls."""
+        if self._wide.size < size:
+            self._wide = np.empty(size, dtype=np.float64)
+        return self._wide[:size]
 
     def set_attrs(self, values: dict[str, Any]) -> None:
         self._c.set_attrs("", values)
@@ -289,6 +312,8 @@ class StoreWriter:
             n: np.zeros(math.prod(a.shape[1:]), dtype=np.float64) for n, a in writer._arrays.items()
         }
         writer._sumsq = {n: np.zeros_like(v) for n, v in writer._sums.items()}
+        writer._wide = np.empty(0, dtype=np.float64)
+        writer._marked = {name: int(k) for name, k in (attrs.get("rows_written") or {}).items()}
         return writer
 
     def attrs(self) -> dict[str, Any]:
@@ -304,15 +329,13 @@ class StoreWriter:
     def rows_written(self) -> dict[str, int]:
         """Rows [0, k) of each layer recorded as durably written by :meth:`mark_rows_written`
         (the root attribute ``rows_written``; layers never marked have 0)."""
-        marked = self._c.get_attrs().get("rows_written") or {}
-        return {name: int(marked.get(name, 0)) for name in self.layers}
+        return {name: self._marked.get(name, 0) for name in self.layers}
 
     def mark_rows_written(self, rows: dict[str, int]) -> None:
         """Record that rows [0, rows[name]) of these layers are written (call :meth:`flush`
         first, so that a mark never claims rows that are not on disk). One attribute write."""
-        marked = self.rows_written()
-        marked.update({name: int(k) for name, k in rows.items()})
-        self._c.set_attrs("", {"rows_written": marked})
+        self._marked.update({name: int(k) for name, k in rows.items()})
+        self._c.set_attrs("", {"rows_written": self.rows_written()})
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of a layer as written, in its stored dtype and feature shape."""
