@@ -127,30 +127,28 @@ def _sample_side(
     # two centred layers (the next one is read while this one's SYRK runs) and a SYRK output
     one_layer = 2 * n * widest * c + n * n * c + READ_AHEAD_BYTES
     flops = float(sum(n * n * layer.width for layer in layers) + 2.0 * n_pairs * n * n)
-    stacked = {"peak_bytes": float(len(layers) * gram + one_layer), "flops": flops, "mode": 0.0,
-               "passes": 1.0}
-    if not full_gram:
-        # the triangles in the GEMM dtype, the float64 diagonals, two groups' chunk buffers
-        chunk = min(CHUNK_ENTRIES, max(n, triangle_size(n)))
-        held = len(layers) * (triangle_size(n) * c + n * 8) + 2 * min(INNER_GROUP, len(layers)) * chunk * 8
-        packed = {**stacked, "peak_bytes": float(held + one_layer), "mode": float(MODES.index("packed")),
-                  "flops": flops - n_pairs * n * n}  # a triangle is half the inner product's work
-        if packed["peak_bytes"] <= budget:
-            return packed
-    elif stacked["peak_bytes"] <= budget or budget < 2 * gram + one_layer:
-        return stacked
-    if not full_gram:
-        widths = [layer.width for layer in layers]
-        chunk = max(layer.chunk_bytes for layer in layers)
-        t = max(tile_rows_for(n, widths, c, int(budget * 0.9) - chunk), min(n, MIN_TILE_ROWS))
-        # block j is read once as the held block and once for each earlier held block
-        passes = sum((j + 1) * (min(n, s + t) - s) for j, s in enumerate(range(0, n, t))) / n
-        return {"peak_bytes": float(tile_working_set(t, widths, c) + chunk),
-                "flops": flops + sum(n * t * layer.width for layer in layers), "mode": 1.0,
-                "tile_rows": float(t), "passes": passes}
-    capacity = (budget - one_layer) // gram
-    return {"peak_bytes": float(capacity * gram + one_layer), "flops": flops, "mode": 2.0,
-            "capacity": float(capacity), "passes": 1.0}
+    if full_gram:
+        stacked = {"peak_bytes": float(len(layers) * gram + one_layer), "flops": flops,
+                   "mode": float(MODES.index("stacked")), "passes": 1.0}
+        if stacked["peak_bytes"] <= budget or budget < 2 * gram + one_layer:
+            return stacked  # (the latter: not even spilling fits; make_plan reports it)
+        capacity = (budget - one_layer) // gram
+        return {"peak_bytes": float(capacity * gram + one_layer), "flops": flops,
+                "mode": float(MODES.index("spilled")), "capacity": float(capacity), "passes": 1.0}
+    # the triangles in the GEMM dtype, the float64 diagonals, two groups' chunk buffers
+    chunk = min(CHUNK_ENTRIES, max(n, triangle_size(n)))
+    held = len(layers) * (triangle_size(n) * c + n * 8) + 2 * min(INNER_GROUP, len(layers)) * chunk * 8
+    if held + one_layer <= budget:
+        return {"peak_bytes": float(held + one_layer), "mode": float(MODES.index("packed")),
+                "flops": flops - n_pairs * n * n, "passes": 1.0}  # a triangle: half the inner products
+    widths = [layer.width for layer in layers]
+    stored_chunk = max(layer.chunk_bytes for layer in layers)
+    t = max(tile_rows_for(n, widths, c, int(budget * 0.9) - stored_chunk), min(n, MIN_TILE_ROWS))
+    # block j is read once as the held block and once for each earlier held block
+    passes = sum((j + 1) * (min(n, s + t) - s) for j, s in enumerate(range(0, n, t))) / n
+    return {"peak_bytes": float(tile_working_set(t, widths, c) + stored_chunk),
+            "flops": flops + sum(n * t * layer.width for layer in layers),
+            "mode": float(MODES.index("tiled")), "tile_rows": float(t), "passes": passes}
 
 
 def _feature_row_bytes(layers: Sequence[LayerCost], c: int) -> int:

@@ -44,14 +44,12 @@ def triangle_offsets(n: int) -> NDArray[np.int64]:
 
 def pack_upper(gram: NDArray[np.floating], out: NDArray[np.floating]) -> None:
     """Copy the strict upper triangle of ``gram`` (n, n) into ``out`` (n(n−1)/2,), row by row."""
-    n = gram.shape[0]
-    offsets = triangle_offsets(n)
-    for i in range(n - 1):
-        out[offsets[i] : offsets[i + 1]] = gram[i, i + 1 :]
+    upper_rows(gram, 0, max(0, gram.shape[0] - 1), out)
 
 
-def upper_rows(gram: NDArray[np.floating], first: int, stop: int, out: Float64) -> None:
-    """Rows [first, stop) of the strict upper triangle of ``gram`` (n, n), into ``out`` (1-D)."""
+def upper_rows(gram: NDArray[np.floating], first: int, stop: int, out: NDArray[np.floating]) -> None:
+    """Rows [first, stop) of the strict upper triangle of ``gram`` (n, n), into ``out`` (1-D),
+    cast to ``out``'s dtype."""
     n = gram.shape[0]
     pos = 0
     for i in range(first, stop):
