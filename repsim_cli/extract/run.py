@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .._allocator import retain_freed_memory
 from .._atomic import remove_path, replace_path
 from .._progress import ProgressFn, no_progress
 from .._version import __version__
@@ -206,7 +207,7 @@ class _LayerBuffer:
             if self.held == 0 and take == size:
                 writer.write_rows(self.name, self.start, block[:take])
             else:
-                gather = self._gather_buffer(block)
+                gather = self._gather_buffer(writer)
                 gather[self.held : self.held + take] = block[:take]
                 self.held += take
                 if self.held < size:
@@ -216,9 +217,9 @@ class _LayerBuffer:
             self.start += size
             block = block[take:]
 
-    def _gather_buffer(self, block: np.ndarray) -> np.ndarray:
+    def _gather_buffer(self, writer: StoreWriter) -> np.ndarray:
         if self._gather is None:
-            self._gather = np.empty((self.chunk_rows, *block.shape[1:]), dtype=block.dtype)
+            self._gather = writer.row_buffer(self.name, self.chunk_rows)
         return self._gather
 
 
@@ -422,6 +423,7 @@ def extract_activations(
     torch = require_torch()
     final = Path(out)
     backend_for(final)
+    retain_freed_memory()
     model, inputs = _open_all(model_spec, inputs_spec, options)
     with inputs:
         names = match_layers(layer_names(model.module), options.layers, model.spec)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import abc
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._allocator import ALIGN
 from ..errors import StoreError
+from ._direct_io import FileWriter, PositionalWriter
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 ZARR_SUFFIXES = (".zarr",)
@@ -71,7 +74,39 @@ class Container(abc.ABC):
 
     def write_rows(self, handle: Any, start: int, block: np.ndarray) -> None:
         """Write ``block`` (rows, ...) as rows [start, start + rows) of an array from
-        :meth:`create_array` or :meth:`array`, in the array's dtype."""
+        :meth:`create_array` or :meth:`array`, in the array's dtype.
+
+        Whole chunks (the edge chunk: its rows up to the end of the array) go to the backend's
+        raw chunk writer when it has one for this array and block; the rows around them are
+        written as a slice.
+        """
+        step = self._raw_chunk_rows(handle, block)
+        if not step:
+            self._write_slice(handle, start, block)
+            return
+        n, stop, first = int(handle.shape[0]), start + len(block), start
+        while first < stop:
+            chunk_start = first - first % step
+            chunk_stop = min(chunk_start + step, n)
+            end = min(stop, chunk_stop)
+            part = block[first - start : end - start]
+            if first == chunk_start and end == chunk_stop:
+                self._write_chunk(handle, chunk_start, step, part)
+            else:
+                self._write_slice(handle, first, part)
+            first = end
+
+    def _raw_chunk_rows(self, handle: Any, block: np.ndarray) -> int:
+        """Rows per chunk when this backend writes whole chunks of ``handle`` from ``block``
+        itself; 0 when every write goes through the array's slicing."""
+        return 0
+
+    def _write_chunk(self, handle: Any, first: int, step: int, rows: np.ndarray) -> None:
+        """Write the whole chunk that starts at row ``first`` (``rows``: all its rows that lie
+        inside the array, ``step`` rows except at the edge)."""
+        self._write_slice(handle, first, rows)
+
+    def _write_slice(self, handle: Any, start: int, block: np.ndarray) -> None:
         handle[start : start + len(block)] = block
 
     def write_array(self, node: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
@@ -116,8 +151,13 @@ class _HDF5Container(Container):
 
         self.path = path
         self.writable = mode != "r"
+        self._positional: PositionalWriter | None = None
+        # Writing: large objects (chunks) start on ALIGN boundaries, so that whole chunks can be
+        # written past the page cache; no chunk cache, since chunks are written whole, once,
+        # and a cached copy could go stale beside those raw writes.
+        tuning = {"alignment_threshold": ALIGN, "alignment_interval": ALIGN, "rdcc_nbytes": 0}
         try:
-            self._file = h5py.File(path, mode)
+            self._file = h5py.File(path, mode, **(tuning if self.writable else {}))
         except FileNotFoundError:
             raise StoreError(f"{path}: no such file") from None
         except OSError as exc:
@@ -167,7 +207,14 @@ class _HDF5Container(Container):
         if dt.kind in {"U", "O", "T"}:
             dt = h5py.string_dtype()
         use_chunks = chunks if (chunks and all(shape)) else None
-        handle = self._file.create_dataset(node, shape=shape, dtype=dt, chunks=use_chunks)
+        extra: dict[str, Any] = {}
+        if use_chunks:
+            # Every chunk's file space is allocated now (unfilled): it has an address, so
+            # :meth:`write_rows` can write chunks there itself.
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            extra = {"dcpl": dcpl, "fill_time": "never"}
+        handle = self._file.create_dataset(node, shape=shape, dtype=dt, chunks=use_chunks, **extra)
         if attrs:
             self.set_attrs(node, attrs)
         return handle
@@ -181,45 +228,47 @@ class _HDF5Container(Container):
     def array(self, node: str) -> Any:
         return self._file[node]
 
-    def write_rows(self, handle: Any, start: int, block: np.ndarray) -> None:
-        """Whole chunks go straight to the file (H5Dwrite_chunk), the same bytes as a sliced
-        write but without HDF5's chunk cache, which would copy each chunk and write it only at
-        the next flush; rows outside whole chunks take the sliced path."""
-        step = _direct_chunk_rows(handle, block)
-        stop = start + len(block)
-        head = min(stop, -(-start // step) * step) if step else stop
-        tail = head + (stop - head) // step * step if step else stop
-        if head > start:
-            handle[start:head] = block[: head - start]
-        origin = (0,) * (block.ndim - 1)
-        for first in range(head, tail, step):
-            chunk = block[first - start : first - start + step]
-            handle.id.write_direct_chunk((first, *origin), chunk)
-        if stop > tail:
-            handle[tail:stop] = block[tail - start :]
+    def _raw_chunk_rows(self, handle: Any, block: np.ndarray) -> int:
+        plain = _plain_row_chunks(handle, block) and handle.id.get_create_plist().get_nfilters() == 0
+        return int(handle.chunks[0]) if plain else 0
+
+    def _write_chunk(self, handle: Any, first: int, step: int, rows: np.ndarray) -> None:
+        """The chunk's bytes at its file address (allocated at creation), past the page cache
+        where possible. Chunks without an address yet (datasets made by older versions) go
+        through H5Dwrite_chunk, which skips HDF5's chunk cache too."""
+        coords = (first,) + (0,) * (rows.ndim - 1)
+        address = handle.id.get_chunk_info_by_coord(coords).byte_offset
+        if address is not None:
+            if self._positional is None:
+                self._positional = PositionalWriter(self.path)
+            self._positional.write_at(address, rows)
+        elif len(rows) == step:
+            handle.id.write_direct_chunk(coords, rows)
+        else:
+            self._write_slice(handle, first, rows)
 
     def delete(self, node: str) -> None:
         del self._file[node]
 
     def close(self) -> None:
+        if self._positional is not None:
+            self._positional.close()
+            self._positional = None
         if self._file.id.valid:
             self._file.close()
 
 
-def _direct_chunk_rows(handle: Any, block: np.ndarray) -> int:
-    """Rows per chunk of an HDF5 dataset whose chunks can be written as raw bytes from ``block``
-    (chunked along rows only, no filters, ``block`` C-contiguous in the dataset's exact dtype);
-    0 when they cannot."""
+def _plain_row_chunks(handle: Any, block: np.ndarray) -> bool:
+    """Whether ``block``'s memory holds whole chunks of ``handle`` byte for byte: the array is
+    chunked along rows only, and ``block`` is C-contiguous in its exact, native dtype."""
     chunks = handle.chunks
-    plain = (
+    return bool(
         chunks is not None
         and tuple(chunks[1:]) == tuple(handle.shape[1:])
         and block.dtype == handle.dtype
         and block.dtype.isnative
         and block.flags.c_contiguous
-        and handle.id.get_create_plist().get_nfilters() == 0
     )
-    return int(chunks[0]) if plain else 0
 
 
 class _ZarrContainer(Container):
@@ -228,6 +277,8 @@ class _ZarrContainer(Container):
 
         self.path = path
         self.writable = mode != "r"
+        self._raw_ok: dict[str, bool] = {}
+        self._files = FileWriter()
         if mode in {"r", "r+"} and not path.exists():
             raise StoreError(f"{path}: no such file or directory")
         try:
@@ -287,7 +338,7 @@ class _ZarrContainer(Container):
     def array(self, node: str) -> Any:
         return self._group[node]
 
-    def write_rows(self, handle: Any, start: int, block: np.ndarray) -> None:
+    def _write_slice(self, handle: Any, start: int, block: np.ndarray) -> None:
         """As the base method, minus Zarr's scan of every chunk for the fill value (to skip
         writing chunks that hold nothing else): rows of activations seldom are all zero, and
         the scan costs as much as the write. Reads are the same either way."""
@@ -295,11 +346,54 @@ class _ZarrContainer(Container):
             handle = handle.with_config({"write_empty_chunks": True})
         handle[start : start + len(block)] = block
 
+    def _raw_chunk_rows(self, handle: Any, block: np.ndarray) -> int:
+        if not _plain_row_chunks(handle, block):
+            return 0
+        key = handle.path
+        if key not in self._raw_ok:
+            self._raw_ok[key] = _raw_zarr_chunks(handle)
+        return int(handle.chunks[0]) if self._raw_ok[key] else 0
+
+    def _write_chunk(self, handle: Any, first: int, step: int, rows: np.ndarray) -> None:
+        """The chunk's file, as Zarr would write it (the raw bytes of the whole chunk, the edge
+        chunk padded with the zero fill value), atomically and past the page cache."""
+        coords = (first // step,) + (0,) * (rows.ndim - 1)
+        where = handle.store_path
+        path = Path(where.store.root) / where.path / handle.metadata.encode_chunk_key(coords)
+        self._files.write_file(path, rows, size=step * rows[0].nbytes if len(rows) else 0)
+
     def delete(self, node: str) -> None:
         del self._group[node]
 
     def close(self) -> None:
         pass
+
+
+def _raw_zarr_chunks(handle: Any) -> bool:
+    """Whether a Zarr array's chunk files are the raw bytes of its chunks, so that they can be
+    written without Zarr: format 3 in a local directory, a regular grid, the default chunk key
+    encoding, the bytes codec alone in native order, and a fill value of zero bytes."""
+    try:
+        from zarr.codecs import BytesCodec
+        from zarr.core.chunk_grids import RegularChunkGrid
+        from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+        from zarr.storage import LocalStore
+    except ImportError:  # another zarr layout: let zarr write
+        return False
+    meta = handle.metadata
+    codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
+    endian = getattr(codecs[0], "endian", None) if len(codecs) == 1 else None
+    store = getattr(handle.store_path, "store", None)
+    return bool(
+        getattr(meta, "zarr_format", 0) == 3
+        and len(codecs) == 1
+        and isinstance(codecs[0], BytesCodec)
+        and (endian is None or endian.value == sys.byteorder)
+        and isinstance(meta.chunk_grid, RegularChunkGrid)
+        and isinstance(meta.chunk_key_encoding, DefaultChunkKeyEncoding)
+        and isinstance(store, LocalStore)
+        and not np.asarray(meta.fill_value, dtype=handle.dtype).tobytes().strip(b"\0")
+    )
 
 
 def open_container(path: str | Path, mode: str = "r") -> Container:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._allocator import aligned_empty
 from .._version import __version__
 from ..errors import DataError, LayerNotFoundError, ShapeMismatchError, StoreError
 from ._container import Container, open_container
@@ -241,6 +242,12 @@ class StoreWriter:
             )
         self._c.write_rows(arr, start, np.ascontiguousarray(block, dtype=arr.dtype))
         self._add_stats(name, block)
+
+    def row_buffer(self, name: str, rows: int) -> np.ndarray:
+        """A scratch (rows, *feature_shape) array in the layer's stored dtype, page-aligned:
+        rows gathered in it are written past the page cache without a staging copy."""
+        arr = self._arrays[name]
+        return aligned_empty((rows, *arr.shape[1:]), arr.dtype)
 
     def _add_stats(self, name: str, block: np.ndarray) -> None:
         """Add the float64 column sums and sums of squares of a (rows, *feature_shape) block.
