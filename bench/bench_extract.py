@@ -6,7 +6,9 @@ the same reader) and runs the model under ``torch.inference_mode()``, recording 
 Extraction records the block outputs (``pool1`` 32x16x16, ``pool2`` 64x8x8, ``gap`` 128, ``fc``
 10) into HDF5 and Zarr stores, flattened (the default) and mean-reduced. Runs alternate, all in
 this one process, with the allocator setting extraction makes applied from the start; the ratio is the median over repeats of (extraction rate / the bare rate of the
-run just before), so that changes in machine load hit both sides alike. Target: ratio >= 0.85.
+run just before), so that changes in machine load hit both sides alike. Each store is deleted
+between runs and the disk left to settle (sync, 1 s), so that no run pays for the previous one's
+deletion. Target: ratio >= 0.85.
 
 Usage: .venv/bin/python bench/bench_extract.py [n] [batch]
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPEATS = 5
+SETTLE_SECONDS = 1.0
 TARGET = 0.85
 
 MODEL_SOURCE = """
@@ -87,8 +90,17 @@ def extraction(
     cpu = time.process_time()
     report = extract_activations(model_spec, str(inputs), out, options)
     cpu = time.process_time() - cpu
-    shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink()
+    remove_quietly(out)
     return report.samples_per_second, report.n_samples / cpu
+
+
+def remove_quietly(out: Path) -> None:
+    """Delete a run's store and wait until the file system has freed its blocks, so that the
+    next timed run does not pay for it (on a disk mounted with ``discard`` the freed blocks are
+    trimmed at the next journal commit, in the background)."""
+    shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink()
+    os.sync()
+    time.sleep(SETTLE_SECONDS)
 
 
 def med(pairs: list[tuple[float, float]], i: int) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +122,10 @@ class LayerCapture:
         self._handles: list[Any] = []
         self._mask: Any = None
         self.rows: dict[str, Any] = {}
+        # Where recorded rows go: None keeps a private copy of each in ``rows``; a callable
+        # ``sink(name, rows)`` is handed each layer's rows inside its hook and must copy them
+        # before returning (a later in-place module may overwrite the output).
+        self.sink: Callable[[str, Any], None] | None = None
         self.applied: dict[str, tuple[str, bool, str, str]] = {}
         self._calls: Counter[str] = Counter()
 
@@ -147,12 +151,16 @@ class LayerCapture:
             rows, applied, used_mask = reduce_output(tensor, self.reduction, self._mask)
         except (DataError, ShapeMismatchError) as exc:
             raise type(exc)(f"{self.label}: layer {name!r}: {exc}") from None
+        self.applied[name] = (applied, used_mask, note, module_type)
+        if self.sink is not None:
+            self.sink(name, rows.detach())
+            self.rows[name] = None
+            return
         if rows.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr():
             # The output itself or a view of it: a later in-place module (ReLU(inplace=True))
             # would overwrite what was recorded.
             rows = rows.clone(memory_format=torch.contiguous_format)
         self.rows[name] = rows.detach()
-        self.applied[name] = (applied, used_mask, note, module_type)
 
     def _hook(self, name: str) -> Any:
         def hook(module: Any, args: Any, output: Any) -> None:

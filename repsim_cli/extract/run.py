@@ -170,103 +170,144 @@ def _to_torch(array: np.ndarray | None, float_dtype: Any, device: str) -> Any:
     return torch.from_numpy(array).to(device=device, dtype=dtype, copy=True)
 
 
-def _to_numpy(rows: Any, dtype: np.dtype[Any], label: str) -> np.ndarray:
-    block = rows.detach().cpu().numpy()
-    if dtype == np.float16:
-        peak = float(np.abs(block).max(initial=0.0))
-        if peak > FLOAT16_MAX and np.isfinite(peak):
-            raise DataError(
-                f"{label}: values up to {peak:.3g} overflow float16; use --dtype float32"
-            )
-    return np.ascontiguousarray(block.astype(dtype, copy=False))
+def _check_float16(rows: Any, label: str) -> None:
+    """Raise :class:`DataError` when finite values of ``rows`` (a tensor) overflow float16."""
+    peak = float(rows.abs().amax()) if rows.numel() else 0.0
+    if peak > FLOAT16_MAX and math.isfinite(peak):
+        raise DataError(f"{label}: values up to {peak:.3g} overflow float16; use --dtype float32")
 
 
-class _LayerBuffer:
-    """Rows of one layer not yet written: they wait until they fill a whole on-disk chunk.
+def _copy_rows(dst: np.ndarray, src: Any) -> None:
+    """Copy rows (a tensor on any device, or an array) into ``dst``, converting to its dtype with
+    round-to-nearest-even as NumPy's ``astype`` does (exact for float32 into float32)."""
+    if isinstance(src, np.ndarray):
+        np.copyto(dst, src, casting="unsafe")
+    else:
+        require_torch().from_numpy(dst).copy_(src)
 
-    ``start`` (a chunk boundary) is the first row not written; ``held`` rows after it wait in a
-    gather buffer of one chunk, allocated once and reused, so that no chunk-sized array is
-    allocated per chunk. Rows that make up a whole chunk on arrival are written without a copy.
+
+class _LayerChunks:
+    """One layer's rows on their way to disk, gathered into whole on-disk chunks.
+
+    Rows are copied once, by the thread running the model (inside the layer's forward hook,
+    with torch's threads), into page-aligned chunk buffers; the writer thread writes each full
+    chunk straight from its buffer and hands the buffer back for reuse. ``start`` is the first
+    row of the chunk being filled, of which ``held`` rows are in hand. A chunk is full at
+    ``chunk_rows`` rows, or at row n for the last one.
     """
 
-    def __init__(self, name: str, chunk_rows: int, n: int, start: int = 0) -> None:
+    def __init__(
+        self, name: str, chunk_rows: int, n: int, writer: StoreWriter, start: int = 0,
+        label: str = "",
+    ) -> None:  # fmt: skip
         self.name = name
         self.chunk_rows = chunk_rows
         self.n = n
         self.start = start
         self.held = 0
-        self._gather: np.ndarray | None = None
+        self.label = label or f"layer {name!r}"
+        self._writer = writer
+        self._float16 = writer.layer_dtype(name) == np.float16
+        self._current: np.ndarray | None = None
+        self._full: list[tuple[int, np.ndarray, int]] = []
+        self._free: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
 
-    def push(self, block: np.ndarray, writer: StoreWriter) -> None:
-        """Take the next rows (rows, *feature_shape) of the layer and write each chunk they
-        complete (the last chunk ends at row n), one :meth:`StoreWriter.write_rows` call per
-        chunk."""
-        while len(block):
-            size = min(self.chunk_rows, self.n - self.start)  # rows of the chunk being filled
-            take = min(size - self.held, len(block))
-            if self.held == 0 and take == size:
-                writer.write_rows(self.name, self.start, block[:take])
-            else:
-                gather = self._gather_buffer(writer)
-                gather[self.held : self.held + take] = block[:take]
-                self.held += take
-                if self.held < size:
-                    return
-                writer.write_rows(self.name, self.start, gather[:size])
-                self.held = 0
-            self.start += size
-            block = block[take:]
+    def take(self, rows: Any) -> None:
+        """Copy the layer's next rows ((k, *feature_shape): a tensor, or an array) into chunk
+        buffers; each chunk they fill waits for :meth:`full_chunks`."""
+        if self._float16 and not isinstance(rows, np.ndarray):
+            _check_float16(rows, self.label)
+        first = 0
+        while first < len(rows):
+            size = min(self.chunk_rows, self.n - self.start)
+            if self._current is None:
+                self._current = self._buffer()
+            take = min(size - self.held, len(rows) - first)
+            _copy_rows(self._current[self.held : self.held + take], rows[first : first + take])
+            self.held += take
+            first += take
+            if self.held == size:
+                self._full.append((self.start, self._current, size))
+                self._current, self.start, self.held = None, self.start + size, 0
 
-    def _gather_buffer(self, writer: StoreWriter) -> np.ndarray:
-        if self._gather is None:
-            self._gather = writer.row_buffer(self.name, self.chunk_rows)
-        return self._gather
+    def full_chunks(self) -> list[tuple[int, np.ndarray, int]]:
+        """The chunks filled since the last call, as (first row, buffer, rows)."""
+        full, self._full = self._full, []
+        return full
+
+    def release(self, buffer: np.ndarray) -> None:
+        """Give back a written chunk's buffer for reuse (from the writer thread)."""
+        self._free.put(buffer)
+
+    def _buffer(self) -> np.ndarray:
+        # At most a few buffers exist: chunks in flight are bounded by the writer's queue.
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            return self._writer.row_buffer(self.name, self.chunk_rows)
+
+
+Chunks = dict[str, list[tuple[int, np.ndarray, int]]]
 
 
 @dataclass
 class _Run:
-    """State of one extraction: the writer, a buffer per layer, the next row to compute, and
+    """State of one extraction: the writer, each layer's chunks, the next row to compute,
+    ``written`` (rows [0, k) of each layer on disk, kept by the writer thread), and
     ``committed``, the rows that every layer has durably written (a resume starts there)."""
 
     writer: StoreWriter
-    buffers: dict[str, _LayerBuffer]
+    layers: dict[str, _LayerChunks]
     next_row: int
+    written: dict[str, int]
     committed: int = 0
 
-    def write(self, rows: dict[str, np.ndarray]) -> None:
-        """Push one batch's rows ({layer: (rows, *feature_shape)}) to the layer buffers; when
-        every layer has written further, record it (a resume starts at the least-written layer,
-        so marks in between would serve nothing and cost a metadata write each)."""
-        for name, block in rows.items():
-            self.buffers[name].push(block, self.writer)
-        committed = min(b.start for b in self.buffers.values())
+    def take(self, name: str, rows: Any) -> None:
+        """The capture's sink: copy a layer's rows of the current batch into its chunks."""
+        self.layers[name].take(rows)
+
+    def full_chunks(self) -> Chunks:
+        """Every layer's chunks filled since the last call, for :meth:`write`."""
+        return {name: layer.full_chunks() for name, layer in self.layers.items()}
+
+    def write(self, chunks: Chunks) -> None:
+        """Write full chunks ({layer: [(first row, buffer, rows)]}) and give their buffers
+        back; when every layer has written further, record it (a resume starts at the
+        least-written layer, so marks in between would serve nothing and cost a metadata write
+        each)."""
+        for name, items in chunks.items():
+            for first, buffer, rows in items:
+                self.writer.write_rows(name, first, buffer[:rows])
+                self.layers[name].release(buffer)
+                self.written[name] = first + rows
+        committed = min(self.written.values())
         if committed > self.committed:
             # Data first, then the marks: a mark never claims rows that are not on disk.
             self.writer.flush()
-            self.writer.mark_rows_written({name: b.start for name, b in self.buffers.items()})
+            self.writer.mark_rows_written(dict(self.written))
             self.writer.flush()
             self.committed = committed
 
     def finish(self, n: int) -> None:
-        """Record the whole store as written (rows up to n were all pushed, so written)."""
-        unwritten = [name for name, buffer in self.buffers.items() if buffer.start != n]
+        """Record the whole store as written (rows up to n were all taken, so written)."""
+        unwritten = [name for name, rows in self.written.items() if rows != n]
         if unwritten:
             raise StoreError(f"{self.writer.path}: rows of {', '.join(unwritten)} were not written")
         self.writer.flush()
-        self.writer.mark_rows_written(dict.fromkeys(self.buffers, n))
+        self.writer.mark_rows_written(dict.fromkeys(self.layers, n))
 
 
 class _WriterThread:
-    """Writes the batches of a run in a background thread, in order, while the next batch runs.
+    """Writes the chunks of a run in a background thread, in order, while the next batch runs.
 
     The model's kernels release the GIL, so disk writes and column sums overlap the forward pass.
-    At most ``depth`` batches wait in the queue, so memory stays bounded. An error in the thread
-    is raised in the caller at its next :meth:`put` or at :meth:`close`.
+    At most ``depth`` batches' chunks wait in the queue, so memory stays bounded. An error in the
+    thread is raised in the caller at its next :meth:`put` or at :meth:`close`.
     """
 
     def __init__(self, run: _Run, depth: int = 2) -> None:
         self.run = run
-        self._queue: queue.Queue[dict[str, np.ndarray] | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[Chunks | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._loop, name="repsim-extract-writer", daemon=True
@@ -275,12 +316,12 @@ class _WriterThread:
 
     def _loop(self) -> None:
         while True:
-            rows = self._queue.get()
-            if rows is None:
+            chunks = self._queue.get()
+            if chunks is None:
                 return
             if self._error is None:
                 try:
-                    self.run.write(rows)
+                    self.run.write(chunks)
                 except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
                     self._error = exc
 
@@ -288,12 +329,13 @@ class _WriterThread:
         if self._error is not None:
             raise self._error
 
-    def put(self, rows: dict[str, np.ndarray]) -> None:
+    def put(self, chunks: Chunks) -> None:
         self._raise()
-        self._queue.put(rows)
+        if any(chunks.values()):
+            self._queue.put(chunks)
 
     def close(self) -> None:
-        """Wait until every queued batch is written; raise the thread's error, if any."""
+        """Wait until every queued chunk is written; raise the thread's error, if any."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
@@ -305,28 +347,36 @@ def _new_store(
     inputs: InputSource,
     source: dict[str, Any],
     capture: LayerCapture,
-    first: dict[str, np.ndarray],
+    first: dict[str, Any],
     opts: ExtractOptions,
+    label: str,
 ) -> _Run:
+    """Create the partial store for the layers of the first batch (``first``: {name: tensor})
+    and take that batch's rows."""
     remove_path(path)
+    store_dtype = np.dtype(opts.dtype)
     writer = StoreWriter(path, inputs.ids, source=source)
-    buffers = {}
+    layers = {}
     try:
         for name, block in first.items():
             applied, used_mask, note, module_type = capture.applied[name]
             feature_shape = tuple(int(s) for s in block.shape[1:])
-            row_bytes = math.prod(feature_shape) * block.dtype.itemsize
+            row_bytes = math.prod(feature_shape) * store_dtype.itemsize
             rows = plan_chunk_rows(row_bytes, opts.batch_size, inputs.n)
             attrs = {"reduction": applied, "module": module_type, "output": note,
                      "attention_mask": used_mask}  # fmt: skip
-            writer.add_layer(name, feature_shape, block.dtype, attrs, rows_per_chunk=rows)
-            buffers[name] = _LayerBuffer(name, writer.layer_chunk_rows(name), inputs.n)
+            writer.add_layer(name, feature_shape, store_dtype, attrs, rows_per_chunk=rows)
+            layers[name] = _LayerChunks(name, writer.layer_chunk_rows(name), inputs.n, writer,
+                                        label=f"{label}: layer {name!r}")  # fmt: skip
         writer.flush()
+        run = _Run(writer, layers, next_row=0, written=dict.fromkeys(layers, 0))
+        for name, block in first.items():
+            run.take(name, block)
     except BaseException:
         writer.abort()
         remove_path(path)
         raise
-    return _Run(writer, buffers, next_row=0)
+    return run
 
 
 def _reopen(path: Path, source: dict[str, Any], names: list[str], n: int) -> _Run | None:
@@ -343,17 +393,18 @@ def _reopen(path: Path, source: dict[str, Any], names: list[str], n: int) -> _Ru
             writer.abort()
             return None
         resume_at = min(writer.rows_written().values())
-        buffers = {}
+        layers, written = {}, {}
         for name in names:
             chunk = writer.layer_chunk_rows(name)
             chunk_start = (resume_at // chunk) * chunk
             writer.restore_stats(name, chunk_start, chunk)
-            buffer = buffers[name] = _LayerBuffer(name, chunk, n, start=chunk_start)
-            buffer.push(writer.read_rows(name, chunk_start, resume_at), writer)
+            layers[name] = _LayerChunks(name, chunk, n, writer, start=chunk_start)
+            layers[name].take(writer.read_rows(name, chunk_start, resume_at))
+            written[name] = chunk_start
     except BaseException:
         writer.abort()
         raise
-    return _Run(writer, buffers, next_row=resume_at, committed=resume_at)
+    return _Run(writer, layers, next_row=resume_at, written=written, committed=resume_at)
 
 
 def _check_same_run(path: Path, written: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -450,7 +501,6 @@ def _stream(
     progress: ProgressFn,
 ) -> ExtractReport:
     path = partial_path(final)
-    store_dtype = np.dtype(opts.dtype)
     float_dtype = _model_float_dtype(model.module)
     n = inputs.n
     run: _Run | None = None
@@ -460,7 +510,10 @@ def _stream(
             return ExtractReport(final, n, names, n, already_complete=True)
         run = _reopen(path, source, names, n)
     started_at = run.next_row if run is not None else 0
-    writer_thread = None if run is None else _WriterThread(run)
+    writer_thread = None
+    if run is not None:
+        writer_thread = _WriterThread(run)
+        capture.sink = run.take
     clock = time.perf_counter()
     try:
         row = started_at
@@ -468,15 +521,15 @@ def _stream(
         while row < n:
             stop = min(row + opts.batch_size, n)
             x, mask = inputs.batch(row, stop)
+            # From the second batch on, each layer's hook copies its rows into its chunks.
             outputs = capture.run(_to_torch(x, float_dtype, opts.device),
                                   _to_torch(mask, float_dtype, opts.device))  # fmt: skip
-            rows = {name: _to_numpy(t, store_dtype, f"{model.spec}: layer {name!r}")
-                    for name, t in outputs.items()}  # fmt: skip
             if run is None:
-                run = _new_store(path, inputs, source, capture, rows, opts)
+                run = _new_store(path, inputs, source, capture, outputs, opts, model.spec)
                 writer_thread = _WriterThread(run)
+                capture.sink = run.take
             assert writer_thread is not None
-            writer_thread.put(rows)
+            writer_thread.put(run.full_chunks())
             row = stop
             progress("extract", row, n)
         if run is None or writer_thread is None:

@@ -243,6 +243,11 @@ class StoreWriter:
         self._c.write_rows(arr, start, np.ascontiguousarray(block, dtype=arr.dtype))
         self._add_stats(name, block)
 
+    def layer_dtype(self, name: str) -> np.dtype[Any]:
+        """The stored dtype of a layer."""
+        dtype: np.dtype[Any] = np.dtype(self._arrays[name].dtype)
+        return dtype
+
     def row_buffer(self, name: str, rows: int) -> np.ndarray:
         """A scratch (rows, *feature_shape) array in the layer's stored dtype, page-aligned:
         rows gathered in it are written past the page cache without a staging copy."""
