@@ -4,9 +4,11 @@ Workload: a small CNN (3 conv blocks of 32/64/128 channels on 32x32 images, a li
 float32 images in an ``.npy`` file. The bare pass reads the same batches from the same file (with
 the same reader) and runs the model under ``torch.inference_mode()``, recording nothing.
 Extraction records the block outputs (``pool1`` 32x16x16, ``pool2`` 64x8x8, ``gap`` 128, ``fc``
-10) into HDF5 and Zarr stores, flattened (the default) and mean-reduced. Runs alternate, all in
-this one process, with the allocator setting extraction makes applied from the start; the ratio is the median over repeats of (extraction rate / the bare rate of the
-run just before), so that changes in machine load hit both sides alike. Each store is deleted
+10) into HDF5 and Zarr stores, flattened (the default) and mean-reduced. All runs are in this one
+process, with the allocator setting extraction makes applied from the start. Every extraction
+follows a bare run of its own, and the order of the four rotates every repeat; a ratio is the
+median over repeats of (extraction rate / the rate of the bare run just before), so that changes
+in machine load hit both sides alike. Each store is deleted
 between runs and the disk left to settle (sync, 1 s), so that no run pays for the previous one's
 deletion. Target: ratio >= 0.85.
 
@@ -128,10 +130,12 @@ def main(argv: list[str]) -> None:
         bare_forward(spec, inputs, batch)  # warm-up: oneDNN primitives, page cache
         rates: dict[str, list[tuple[float, float]]] = {"bare": []}
         ratios: dict[str, list[tuple[float, float]]] = {}
-        for _ in range(REPEATS):  # interleaved, so that a change in machine load hits all alike
-            bare = bare_forward(spec, inputs, batch)
-            rates["bare"].append(bare)
-            for suffix, reduction in configs:
+        for repeat in range(REPEATS):
+            # Each extraction right after its own bare run, and the order rotated every repeat,
+            # so that neither a change in machine load nor a place in the sequence favours one.
+            for suffix, reduction in configs[repeat:] + configs[:repeat]:
+                bare = bare_forward(spec, inputs, batch)
+                rates["bare"].append(bare)
                 key = f"{suffix[1:]}:{reduction}"
                 rate = extraction(spec, inputs, work / f"acts{suffix}", batch, reduction)
                 rates.setdefault(key, []).append(rate)
@@ -145,8 +149,8 @@ def main(argv: list[str]) -> None:
             f"retained for both sides: {retained}"
         )
         print(
-            f"medians of {REPEATS} interleaved runs; ratio = median over runs of extract / the "
-            "bare run just before; 'per CPU s' counts samples per second of process CPU time"
+            f"medians of {REPEATS} rotated repeats; ratio = median over runs of extract / the "
+            "bare run just before it; 'per CPU s' counts samples per second of process CPU time"
         )
         print(
             f"{'run':<14} {'samples/s':>10} {'ratio':>6} {'per CPU s':>10} {'ratio':>6} "

@@ -123,3 +123,36 @@ class StoreContract:
         with pytest.raises(ShapeMismatchError, match="has 5 samples"):
             import_arrays([str(tmp_path / "a.npy"), str(tmp_path / "b.npy")], out)
         assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
+
+    @pytest.mark.parametrize("stats_made_late", [False, True], ids=["stats-with-layer", "stats-at-end"])
+    def test_reopened_partial_store_finishes_with_exact_stats(self, tmp_path: Path, stats_made_late: bool) -> None:
+        """A writer reopened on an unfinished store (its stats arrays made with the layers, or
+        absent as in partial stores of earlier versions) restores the stats of the rows kept and
+        finishes with the float64 column sums of every row; until then the store has no stats."""
+        from repsim_cli.store._container import open_container
+
+        x = (np.random.default_rng(4).standard_normal((12, 3)) * 3 + 50).astype(np.float32)
+        out = self.path(tmp_path)
+        writer = StoreWriter(out, np.arange(12))
+        writer.add_layer("x", (3,), np.float32, rows_per_chunk=4)
+        writer.write_rows("x", 0, x[:8])
+        writer.flush()
+        writer.mark_rows_written({"x": 8})
+        writer.abort()
+        if stats_made_late:
+            with open_container(out, "r+") as c:
+                c.delete("stats")
+        with open_store(out, require_complete=False) as partial:
+            assert not partial.complete and not partial.has_stats("x")
+            assert partial.column_sums("x") is None
+        writer = StoreWriter.reopen(out)
+        assert writer.rows_written() == {"x": 8}
+        writer.restore_stats("x", 8, 4)
+        writer.write_rows("x", 8, x[8:])
+        writer.finalize()
+        with open_store(out) as s:
+            assert s.complete and s.has_stats("x")
+            np.testing.assert_array_equal(s.read_rows("x", 0, 12), x)
+            wide = x.astype(np.float64)
+            np.testing.assert_allclose(s.column_sums("x"), wide.sum(0), rtol=1e-14)
+            np.testing.assert_allclose(s.column_sumsq("x"), (wide**2).sum(0), rtol=1e-14)

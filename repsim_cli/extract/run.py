@@ -26,14 +26,14 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._allocator import retain_freed_memory
+from .._allocator import aligned_empty, retain_freed_memory
 from .._atomic import remove_path, replace_path
 from .._progress import ProgressFn, no_progress
 from .._version import __version__
@@ -197,8 +197,8 @@ class _LayerChunks:
     """
 
     def __init__(
-        self, name: str, chunk_rows: int, n: int, writer: StoreWriter, start: int = 0,
-        label: str = "",
+        self, name: str, chunk_rows: int, n: int, feature_shape: tuple[int, ...],
+        dtype: np.dtype[Any], start: int = 0, label: str = "",
     ) -> None:  # fmt: skip
         self.name = name
         self.chunk_rows = chunk_rows
@@ -206,8 +206,8 @@ class _LayerChunks:
         self.start = start
         self.held = 0
         self.label = label or f"layer {name!r}"
-        self._writer = writer
-        self._float16 = writer.layer_dtype(name) == np.float16
+        self._shape = (chunk_rows, *feature_shape)
+        self._dtype = dtype
         self._current: np.ndarray | None = None
         self._full: list[tuple[int, np.ndarray, int]] = []
         self._free: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
@@ -215,7 +215,7 @@ class _LayerChunks:
     def take(self, rows: Any) -> None:
         """Copy the layer's next rows ((k, *feature_shape): a tensor, or an array) into chunk
         buffers; each chunk they fill waits for :meth:`full_chunks`."""
-        if self._float16 and not isinstance(rows, np.ndarray):
+        if self._dtype == np.float16 and not isinstance(rows, np.ndarray):
             _check_float16(rows, self.label)
         first = 0
         while first < len(rows):
@@ -241,10 +241,11 @@ class _LayerChunks:
 
     def _buffer(self) -> np.ndarray:
         # At most a few buffers exist: chunks in flight are bounded by the writer's queue.
+        # Page-aligned, so that the writer sends whole chunks to disk without a staging copy.
         try:
             return self._free.get_nowait()
         except queue.Empty:
-            return self._writer.row_buffer(self.name, self.chunk_rows)
+            return aligned_empty(self._shape, self._dtype)
 
 
 Chunks = dict[str, list[tuple[int, np.ndarray, int]]]
@@ -252,15 +253,24 @@ Chunks = dict[str, list[tuple[int, np.ndarray, int]]]
 
 @dataclass
 class _Run:
-    """State of one extraction: the writer, each layer's chunks, the next row to compute,
-    ``written`` (rows [0, k) of each layer on disk, kept by the writer thread), and
-    ``committed``, the rows that every layer has durably written (a resume starts there)."""
+    """State of one extraction: each layer's chunks, the next row to compute, ``written`` (rows
+    [0, k) of each layer on disk, kept by the writer thread), ``committed`` (the rows that every
+    layer has durably written: a resume starts there), and the store's writer. A new store is
+    made by ``create`` in the writer thread (:meth:`open`), while the next batch runs."""
 
-    writer: StoreWriter
     layers: dict[str, _LayerChunks]
     next_row: int
     written: dict[str, int]
     committed: int = 0
+    writer: StoreWriter | None = None
+    create: Callable[[], StoreWriter] | None = None
+
+    def open(self) -> StoreWriter:
+        """The store's writer, made on first use."""
+        if self.writer is None:
+            assert self.create is not None
+            self.writer = self.create()
+        return self.writer
 
     def take(self, name: str, rows: Any) -> None:
         """The capture's sink: copy a layer's rows of the current batch into its chunks."""
@@ -275,26 +285,28 @@ class _Run:
         back; when every layer has written further, record it (a resume starts at the
         least-written layer, so marks in between would serve nothing and cost a metadata write
         each)."""
+        writer = self.open()
         for name, items in chunks.items():
             for first, buffer, rows in items:
-                self.writer.write_rows(name, first, buffer[:rows])
+                writer.write_rows(name, first, buffer[:rows])
                 self.layers[name].release(buffer)
                 self.written[name] = first + rows
         committed = min(self.written.values())
         if committed > self.committed:
             # Data first, then the marks: a mark never claims rows that are not on disk.
-            self.writer.flush()
-            self.writer.mark_rows_written(dict(self.written))
-            self.writer.flush()
+            writer.flush()
+            writer.mark_rows_written(dict(self.written))
+            writer.flush()
             self.committed = committed
 
     def finish(self, n: int) -> None:
         """Record the whole store as written (rows up to n were all taken, so written)."""
+        writer = self.open()
         unwritten = [name for name, rows in self.written.items() if rows != n]
         if unwritten:
-            raise StoreError(f"{self.writer.path}: rows of {', '.join(unwritten)} were not written")
-        self.writer.flush()
-        self.writer.mark_rows_written(dict.fromkeys(self.layers, n))
+            raise StoreError(f"{writer.path}: rows of {', '.join(unwritten)} were not written")
+        writer.flush()
+        writer.mark_rows_written(dict.fromkeys(self.layers, n))
 
 
 class _WriterThread:
@@ -315,6 +327,10 @@ class _WriterThread:
         self._thread.start()
 
     def _loop(self) -> None:
+        try:
+            self.run.open()
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+            self._error = exc
         while True:
             chunks = self._queue.get()
             if chunks is None:
@@ -342,7 +358,7 @@ class _WriterThread:
         self._raise()
 
 
-def _new_store(
+def _start_run(
     path: Path,
     inputs: InputSource,
     source: dict[str, Any],
@@ -351,31 +367,37 @@ def _new_store(
     opts: ExtractOptions,
     label: str,
 ) -> _Run:
-    """Create the partial store for the layers of the first batch (``first``: {name: tensor})
-    and take that batch's rows."""
-    remove_path(path)
+    """A new run for the layers of the first batch (``first``: {name: tensor}), holding that
+    batch's rows; its store is made by the writer thread."""
     store_dtype = np.dtype(opts.dtype)
-    writer = StoreWriter(path, inputs.ids, source=source)
-    layers = {}
-    try:
-        for name, block in first.items():
-            applied, used_mask, note, module_type = capture.applied[name]
-            feature_shape = tuple(int(s) for s in block.shape[1:])
-            row_bytes = math.prod(feature_shape) * store_dtype.itemsize
-            rows = plan_chunk_rows(row_bytes, opts.batch_size, inputs.n)
-            attrs = {"reduction": applied, "module": module_type, "output": note,
-                     "attention_mask": used_mask}  # fmt: skip
-            writer.add_layer(name, feature_shape, store_dtype, attrs, rows_per_chunk=rows)
-            layers[name] = _LayerChunks(name, writer.layer_chunk_rows(name), inputs.n, writer,
-                                        label=f"{label}: layer {name!r}")  # fmt: skip
-        writer.flush()
-        run = _Run(writer, layers, next_row=0, written=dict.fromkeys(layers, 0))
-        for name, block in first.items():
-            run.take(name, block)
-    except BaseException:
-        writer.abort()
+    layers, layouts = {}, []
+    for name, block in first.items():
+        applied, used_mask, note, module_type = capture.applied[name]
+        feature_shape = tuple(int(s) for s in block.shape[1:])
+        rows = plan_chunk_rows(math.prod(feature_shape) * store_dtype.itemsize, opts.batch_size,
+                               inputs.n)  # fmt: skip
+        attrs = {"reduction": applied, "module": module_type, "output": note,
+                 "attention_mask": used_mask}  # fmt: skip
+        layouts.append((name, feature_shape, attrs, rows))
+        layers[name] = _LayerChunks(name, rows, inputs.n, feature_shape, store_dtype,
+                                    label=f"{label}: layer {name!r}")  # fmt: skip
+
+    def create() -> StoreWriter:
         remove_path(path)
-        raise
+        writer = StoreWriter(path, inputs.ids, source=source)
+        try:
+            for name, feature_shape, attrs, rows in layouts:
+                writer.add_layer(name, feature_shape, store_dtype, attrs, rows_per_chunk=rows)
+            writer.flush()
+        except BaseException:
+            writer.abort()
+            remove_path(path)
+            raise
+        return writer
+
+    run = _Run(layers, next_row=0, written=dict.fromkeys(layers, 0), create=create)
+    for name, block in first.items():
+        run.take(name, block)
     return run
 
 
@@ -398,13 +420,14 @@ def _reopen(path: Path, source: dict[str, Any], names: list[str], n: int) -> _Ru
             chunk = writer.layer_chunk_rows(name)
             chunk_start = (resume_at // chunk) * chunk
             writer.restore_stats(name, chunk_start, chunk)
-            layers[name] = _LayerChunks(name, chunk, n, writer, start=chunk_start)
+            layers[name] = _LayerChunks(name, chunk, n, writer.layer_feature_shape(name),
+                                        writer.layer_dtype(name), start=chunk_start)  # fmt: skip
             layers[name].take(writer.read_rows(name, chunk_start, resume_at))
             written[name] = chunk_start
     except BaseException:
         writer.abort()
         raise
-    return _Run(writer, layers, next_row=resume_at, written=written, committed=resume_at)
+    return _Run(layers, next_row=resume_at, written=written, committed=resume_at, writer=writer)
 
 
 def _check_same_run(path: Path, written: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -525,7 +548,7 @@ def _stream(
             outputs = capture.run(_to_torch(x, float_dtype, opts.device),
                                   _to_torch(mask, float_dtype, opts.device))  # fmt: skip
             if run is None:
-                run = _new_store(path, inputs, source, capture, outputs, opts, model.spec)
+                run = _start_run(path, inputs, source, capture, outputs, opts, model.spec)
                 writer_thread = _WriterThread(run)
                 capture.sink = run.take
             assert writer_thread is not None
@@ -536,7 +559,7 @@ def _stream(
             raise StoreError(f"{path}: nothing was extracted")
         writer_thread.close()
         run.finish(n)
-        run.writer.finalize()
+        run.open().finalize()
     except BaseException:
         if writer_thread is not None:
             # The batches already queued are complete: keep them. The error to report is the
@@ -544,7 +567,8 @@ def _stream(
             with contextlib.suppress(BaseException):
                 writer_thread.close()
         if run is not None:
-            run.writer.abort()
+            if run.writer is not None:
+                run.writer.abort()
             if run.committed == 0 and started_at == 0:
                 remove_path(path)
         raise

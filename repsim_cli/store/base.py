@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from .._allocator import aligned_empty
 from .._version import __version__
 from ..errors import DataError, LayerNotFoundError, ShapeMismatchError, StoreError
 from ._container import Container, open_container
@@ -32,6 +31,7 @@ FORMAT_VERSION = 1
 TARGET_CHUNK_BYTES = 8 * 1024**2
 # Column stats widen rows to float64 this many values at a time (4 MiB), in one reused buffer.
 STATS_SLAB_ITEMS = 1 << 19
+STATS_KINDS = ("sum", "sumsq")
 
 
 def chunk_rows(width: int, itemsize: int, n: int, target: int = TARGET_CHUNK_BYTES) -> int:
@@ -131,7 +131,9 @@ class ActivationStore:
             yield start, self.read_rows(name, start, min(start + step, self.n_samples))
 
     def has_stats(self, name: str) -> bool:
-        return self._c.has(f"stats/{escape_name(name)}/sum")
+        """Whether the layer's column stats are stored (they are written when a store is
+        complete; an incomplete one has none yet)."""
+        return self.complete and self._c.has(f"stats/{escape_name(name)}/sum")
 
     def column_sums(self, name: str) -> np.ndarray | None:
         """Float64 column sums (D,) written at import/extract, or None when absent."""
@@ -196,6 +198,7 @@ class StoreWriter:
         self._sums: dict[str, np.ndarray] = {}
         self._sumsq: dict[str, np.ndarray] = {}
         self._arrays: dict[str, Any] = {}
+        self._stats: dict[str, list[Any]] = {}
         self._wide = np.empty(0, dtype=np.float64)
         self._marked: dict[str, int] = {}
 
@@ -226,10 +229,21 @@ class StoreWriter:
             node, shape, dt, (rows, *feature_shape),
             attrs={"feature_shape": list(feature_shape), "name": name, **(attrs or {})},
         )  # fmt: skip
+        # The stats arrays exist from the start (filled by finalize), so that closing a store
+        # writes only their data.
+        self._stats[name] = self._stats_arrays(name, width)
         self.layers.append(name)
         self._sums[name] = np.zeros(width, dtype=np.float64)
         self._sumsq[name] = np.zeros(width, dtype=np.float64)
         self._c.set_attrs("", {"layers": self.layers})
+
+    def _stats_arrays(self, name: str, width: int) -> list[Any]:
+        """Handles of the layer's (width,) float64 ``sum`` and ``sumsq`` arrays, made if absent
+        (partial stores of earlier versions made them only at the end)."""
+        nodes = [f"stats/{escape_name(name)}/{kind}" for kind in STATS_KINDS]
+        return [self._c.array(node) if self._c.has(node)
+                else self._c.create_array(node, (width,), np.float64, (width,))
+                for node in nodes]  # fmt: skip
 
     def write_rows(self, name: str, start: int, block: np.ndarray) -> None:
         """Write rows [start, start + len(block)) of a layer and add them to its column stats."""
@@ -243,16 +257,14 @@ class StoreWriter:
         self._c.write_rows(arr, start, np.ascontiguousarray(block, dtype=arr.dtype))
         self._add_stats(name, block)
 
+    def layer_feature_shape(self, name: str) -> tuple[int, ...]:
+        """The feature shape of a layer (its rows' shape)."""
+        return tuple(int(s) for s in self._arrays[name].shape[1:])
+
     def layer_dtype(self, name: str) -> np.dtype[Any]:
         """The stored dtype of a layer."""
         dtype: np.dtype[Any] = np.dtype(self._arrays[name].dtype)
         return dtype
-
-    def row_buffer(self, name: str, rows: int) -> np.ndarray:
-        """A scratch (rows, *feature_shape) array in the layer's stored dtype, page-aligned:
-        rows gathered in it are written past the page cache without a staging copy."""
-        arr = self._arrays[name]
-        return aligned_empty((rows, *arr.shape[1:]), arr.dtype)
 
     def _add_stats(self, name: str, block: np.ndarray) -> None:
         """Add the float64 column sums and sums of squares of a (rows, *feature_shape) block.
@@ -282,9 +294,8 @@ class StoreWriter:
     def finalize(self) -> None:
         """Write the stats, mark the store complete, and close it."""
         for name in self.layers:
-            stats = f"stats/{escape_name(name)}"
-            self._c.write_array(f"{stats}/sum", self._sums[name])
-            self._c.write_array(f"{stats}/sumsq", self._sumsq[name])
+            for handle, values in zip(self._stats[name], (self._sums[name], self._sumsq[name]), strict=True):
+                self._c.write_rows(handle, 0, values)
         self._c.set_attrs("", {"complete": True})
         self._c.close()
 
@@ -324,6 +335,7 @@ class StoreWriter:
             n: np.zeros(math.prod(a.shape[1:]), dtype=np.float64) for n, a in writer._arrays.items()
         }
         writer._sumsq = {n: np.zeros_like(v) for n, v in writer._sums.items()}
+        writer._stats = {n: writer._stats_arrays(n, v.size) for n, v in writer._sums.items()}
         writer._wide = np.empty(0, dtype=np.float64)
         writer._marked = {name: int(k) for name, k in (attrs.get("rows_written") or {}).items()}
         return writer
