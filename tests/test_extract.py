@@ -1011,3 +1011,39 @@ def test_npy_rows_are_read_without_a_memory_map(tmp_path: Path, order: str) -> N
     assert rows.shape == (7, 3, 2)
     for start, stop in [(0, 7), (2, 5), (5, 9), (7, 7)]:
         assert np.array_equal(rows[start:stop], array[start:stop])
+
+
+def test_gil_slices_are_short_while_extracting_and_restored_after(workdir: Path, tmp_path: Path) -> None:
+    """While the writer thread runs beside the model, a thread waiting for the GIL gets it
+    within 0.5 ms; the interpreter's own setting is back afterwards, also after an error."""
+    import sys
+
+    from repsim_cli.extract.run import GIL_SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    extract_activations(
+        f"{workdir / 'tiny_models.py'}:cnn",
+        str(workdir / "images.npy"),
+        tmp_path / "s.h5",
+        ExtractOptions(layers=("conv1",), batch_size=4),
+        progress=lambda *_: seen.append(sys.getswitchinterval()),
+    )
+    assert seen and set(seen) == {min(before, GIL_SWITCH_INTERVAL)}
+    assert sys.getswitchinterval() == before
+
+    def fail(*_: object) -> None:
+        if len(seen) > 3:
+            raise KeyboardInterrupt
+        seen.append(sys.getswitchinterval())
+
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):
+        extract_activations(
+            f"{workdir / 'tiny_models.py'}:cnn",
+            str(workdir / "images.npy"),
+            tmp_path / "t.h5",
+            ExtractOptions(layers=("conv1",), batch_size=1),
+            progress=fail,
+        )
+    assert sys.getswitchinterval() == before
