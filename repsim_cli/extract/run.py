@@ -1,8 +1,9 @@
 """The streaming loop of ``repsim extract``: batches in, reduced layer rows out to a store.
 
-Memory does not grow with n: inputs are read one batch at a time, and each layer keeps at most one
-on-disk chunk of rows in memory before writing it whole (whole-chunk writes spare Zarr a
-read-modify-write of a chunk per batch). Column sums are accumulated as the chunks are written.
+Memory does not grow with n: inputs are read one batch at a time, and each layer's rows wait in a
+few buffers of one on-disk chunk each (the one being filled, and those queued for the writer)
+before being written whole (whole-chunk writes spare Zarr a read-modify-write of a chunk per
+batch, and go to disk past the page cache). Column sums are accumulated as the chunks are written.
 
 Interruption and resume. The store is written under a fixed hidden sibling name
 (``.NAME.partial.h5`` for ``NAME.h5``), marked ``complete = False``, and renamed onto the target
@@ -319,7 +320,7 @@ def _short_gil_slices() -> Iterator[None]:
     The model's thread needs the GIL between its kernels (module calls, hooks); each wait for
     the writer thread (or Zarr's event loop) to hand it over stalls every core of the forward
     pass. Measured on the Zarr store of ``bench/bench_extract.py``: 0.83 of the bare rate with
-    the default, 0.88 with 0.5 ms.
+    the default, 0.88 with 0.5 ms (two runs of the benchmark, one after the other).
     """
     previous = sys.getswitchinterval()
     sys.setswitchinterval(min(previous, GIL_SWITCH_INTERVAL))
