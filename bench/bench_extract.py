@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPEATS = 5
+REPEATS = 9
 SETTLE_SECONDS = 1.0
 TARGET = 0.85
 
