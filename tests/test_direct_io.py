@@ -254,3 +254,44 @@ def test_retain_freed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     monkeypatch.setattr(_allocator.sys, "platform", "darwin")
     assert retain_freed_memory() is False
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".h5"])
+def test_arrays_made_together_equal_arrays_made_one_by_one(tmp_path: Path, suffix: str) -> None:
+    """``create_arrays`` (one batch of metadata writes for Zarr) makes the same arrays, with the
+    same metadata, as ``create_array`` one at a time; existing parent groups keep their attrs."""
+    import json
+
+    from repsim_cli.store._container import ArraySpec
+
+    specs = [
+        ArraySpec("layers/a", (100, 3, 4), np.dtype(np.float32), (32, 3, 4), {"reduction": "flatten", "n": [1, 2]}),
+        ArraySpec("stats/a/sum", (12,), np.dtype(np.float64), (12,)),
+        ArraySpec("layers/b", (100, 5), np.dtype(np.float16), (100, 5), {}),
+    ]
+    paths = {}
+    for how in ("together", "one-by-one"):
+        paths[how] = tmp_path / f"{how}{suffix}"
+        with open_container(paths[how], "w") as c:
+            c.set_attrs("", {"kept": True})
+            c.write_array("samples/ids", np.arange(100))
+            if how == "together":
+                handles = c.create_arrays(specs)
+            else:
+                handles = [c.create_array(s.node, s.shape, s.dtype, s.chunks, s.attrs) for s in specs]
+            for spec, handle in zip(specs, handles, strict=True):
+                assert tuple(handle.shape) == spec.shape and handle.dtype == spec.dtype
+                assert tuple(handle.chunks) == spec.chunks
+                c.write_rows(handle, 0, np.ones(spec.shape, spec.dtype))
+    for how, path in paths.items():
+        with open_container(path) as c:
+            assert c.get_attrs("") == {"kept": True}, how
+            assert c.get_attrs("layers/a") == {"reduction": "flatten", "n": [1, 2]}
+            np.testing.assert_array_equal(c.read_array("samples/ids"), np.arange(100))
+            for spec in specs:
+                np.testing.assert_array_equal(c.read_array(spec.node), np.ones(spec.shape, spec.dtype))
+    if suffix == ".zarr":
+        def metadata(root: Path) -> dict[str, object]:
+            return {str(p.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.rglob("zarr.json"))}
+
+        assert metadata(paths["together"]) == metadata(paths["one-by-one"])

@@ -43,7 +43,7 @@ from .._warnings import RepsimWarning
 from ..errors import DataError, RepsimError, StoreError
 from ..store import StoreWriter, open_store
 from ..store._container import backend_for
-from ..store.base import TARGET_CHUNK_BYTES
+from ..store.base import TARGET_CHUNK_BYTES, LayerSpec
 from ._torch import require_torch
 from .hooks import LayerCapture, LayerListing, layer_names, list_layer_outputs, match_layers
 from .inputs import InputSource, open_inputs
@@ -399,7 +399,7 @@ def _start_run(
                                inputs.n)  # fmt: skip
         attrs = {"reduction": applied, "module": module_type, "output": note,
                  "attention_mask": used_mask}  # fmt: skip
-        layouts.append((name, feature_shape, attrs, rows))
+        layouts.append(LayerSpec(name, feature_shape, store_dtype, attrs, rows))
         layers[name] = _LayerChunks(name, rows, inputs.n, feature_shape, store_dtype,
                                     label=f"{label}: layer {name!r}")  # fmt: skip
 
@@ -407,8 +407,7 @@ def _start_run(
         remove_path(path)
         writer = StoreWriter(path, inputs.ids, source=source)
         try:
-            for name, feature_shape, attrs, rows in layouts:
-                writer.add_layer(name, feature_shape, store_dtype, attrs, rows_per_chunk=rows)
+            writer.add_layers(layouts)
             writer.flush()
         except BaseException:
             writer.abort()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import abc
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,17 @@ def backend_for(path: Path) -> str:
 def _plain(value: Any) -> Any:
     """Turn numpy scalars/arrays inside attribute values into JSON-compatible Python objects."""
     return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """An array to make with :meth:`Container.create_arrays` (as in :meth:`Container.create_array`)."""
+
+    node: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    chunks: tuple[int, ...] | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Container(abc.ABC):
@@ -67,6 +79,10 @@ class Container(abc.ABC):
     ) -> Any:
         """Create an array (parents created as needed) with attributes ``attrs`` and return a
         sliceable handle."""
+
+    def create_arrays(self, specs: Sequence[ArraySpec]) -> list[Any]:
+        """Make several arrays (parents as needed); their handles, in order."""
+        return [self.create_array(s.node, s.shape, s.dtype, s.chunks, s.attrs) for s in specs]
 
     @abc.abstractmethod
     def array(self, node: str) -> Any:
@@ -346,6 +362,18 @@ class _ZarrContainer(Container):
             handle = handle.with_config({"write_empty_chunks": True})
         handle[start : start + len(block)] = block
 
+    def create_arrays(self, specs: Sequence[ArraySpec]) -> list[Any]:
+        """All in one batch of concurrent metadata writes (``zarr.create_hierarchy``, which also
+        makes the missing parent groups), with the metadata :meth:`create_array` writes; one
+        array at a time where this zarr lacks it or an array is not a plain chunked one."""
+        nodes = _zarr_array_metadata(specs) if specs else None
+        if nodes is None:
+            return super().create_arrays(specs)
+        from zarr.api.synchronous import create_hierarchy
+
+        made = dict(create_hierarchy(store=self._group.store, nodes=nodes))
+        return [made[spec.node] for spec in specs]
+
     def _raw_chunk_rows(self, handle: Any, block: np.ndarray) -> int:
         if not _plain_row_chunks(handle, block):
             return 0
@@ -367,6 +395,31 @@ class _ZarrContainer(Container):
 
     def close(self) -> None:
         pass
+
+
+def _zarr_array_metadata(specs: Sequence[ArraySpec]) -> dict[str, Any] | None:
+    """Zarr v3 metadata of numeric arrays chunked as given, uncompressed, zero-filled (what
+    :meth:`_ZarrContainer.create_array` makes), by node; None when some spec is not such an
+    array or this zarr lacks the classes."""
+    if any(s.chunks is None or not all(s.shape) or np.dtype(s.dtype).kind not in "fiu"
+           for s in specs):  # fmt: skip
+        return None
+    try:
+        from zarr.codecs import BytesCodec
+        from zarr.core.dtype import parse_dtype
+        from zarr.core.metadata.v3 import ArrayV3Metadata
+    except ImportError:
+        return None
+    return {
+        s.node: ArrayV3Metadata(
+            shape=s.shape, data_type=parse_dtype(np.dtype(s.dtype), zarr_format=3),
+            chunk_grid={"name": "regular", "configuration": {"chunk_shape": s.chunks}},
+            chunk_key_encoding={"name": "default", "configuration": {"separator": "/"}},
+            fill_value=0, codecs=[BytesCodec()], dimension_names=None, storage_transformers=(),
+            attributes={k: _plain(v) for k, v in s.attrs.items()},
+        )
+        for s in specs
+    }
 
 
 def _raw_zarr_chunks(handle: Any) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import DataError, LayerNotFoundError, ShapeMismatchError, StoreError
-from ._container import Container, open_container
+from ._container import ArraySpec, Container, open_container
 from ._names import escape_name
 
 FORMAT = "activations"
@@ -37,6 +37,19 @@ STATS_KINDS = ("sum", "sumsq")
 def chunk_rows(width: int, itemsize: int, n: int, target: int = TARGET_CHUNK_BYTES) -> int:
     """Rows per chunk so that one chunk of a (n, width) array is about ``target`` bytes."""
     return max(1, min(n, target // max(1, width * itemsize)))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A layer to declare with :meth:`StoreWriter.add_layers`: rows of ``feature_shape`` in
+    ``dtype`` (non-float types are stored as float32/64), its attributes, and rows per chunk
+    (None: the writer's default)."""
+
+    name: str
+    feature_shape: tuple[int, ...]
+    dtype: Any
+    attrs: dict[str, Any] = field(default_factory=dict)
+    rows_per_chunk: int | None = None
 
 
 @dataclass(frozen=True)
@@ -211,39 +224,52 @@ class StoreWriter:
         ``rows_per_chunk`` sets the rows per chunk of this layer (default: the writer's
         ``chunk_rows``, else chunks of about 8 MiB).
         """
-        if name in self.layers:
-            raise StoreError(f"{self.path}: layer {name!r} given twice")
-        if not name:
-            raise StoreError(f"{self.path}: empty layer name")
-        dt = np.dtype(dtype)
-        if dt.kind != "f":
-            dt = np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
-        width = math.prod(feature_shape)
-        wanted = rows_per_chunk or self.chunk_rows
-        rows = min(wanted, self.n_samples) if wanted else chunk_rows(
-            width, dt.itemsize, self.n_samples
-        )
-        node = f"layers/{escape_name(name)}"
-        shape = (self.n_samples, *feature_shape)
-        self._arrays[name] = self._c.create_array(
-            node, shape, dt, (rows, *feature_shape),
-            attrs={"feature_shape": list(feature_shape), "name": name, **(attrs or {})},
-        )  # fmt: skip
-        # The stats arrays exist from the start (filled by finalize), so that closing a store
-        # writes only their data.
-        self._stats[name] = self._stats_arrays(name, width)
-        self.layers.append(name)
-        self._sums[name] = np.zeros(width, dtype=np.float64)
-        self._sumsq[name] = np.zeros(width, dtype=np.float64)
+        self.add_layers([LayerSpec(name, tuple(feature_shape), dtype, attrs or {}, rows_per_chunk)])
+
+    def add_layers(self, specs: Sequence[LayerSpec]) -> None:
+        """Declare several layers at once (see :meth:`add_layer`): their arrays, and each one's
+        stats arrays (filled by :meth:`finalize`, so that closing writes only their data), are
+        made in one call to the backend (one batch of metadata writes for Zarr)."""
+        arrays, made = [], []
+        for spec in specs:
+            name = spec.name
+            if name in self.layers or name in made:
+                raise StoreError(f"{self.path}: layer {name!r} given twice")
+            if not name:
+                raise StoreError(f"{self.path}: empty layer name")
+            dt = np.dtype(spec.dtype)
+            if dt.kind != "f":
+                dt = np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
+            width = math.prod(spec.feature_shape)
+            wanted = spec.rows_per_chunk or self.chunk_rows
+            rows = (min(wanted, self.n_samples) if wanted
+                    else chunk_rows(width, dt.itemsize, self.n_samples))  # fmt: skip
+            attrs = {"feature_shape": list(spec.feature_shape), "name": name, **spec.attrs}
+            arrays.append(ArraySpec(f"layers/{escape_name(name)}", (self.n_samples, *spec.feature_shape),
+                                    dt, (rows, *spec.feature_shape), attrs))  # fmt: skip
+            arrays += [ArraySpec(node, (width,), np.dtype(np.float64), (width,))
+                       for node in self._stats_nodes(name)]  # fmt: skip
+            made.append(name)
+        handles = self._c.create_arrays(arrays)
+        for i, name in enumerate(made):
+            self._arrays[name] = handles[3 * i]
+            self._stats[name] = handles[3 * i + 1 : 3 * i + 3]
+            width = math.prod(handles[3 * i].shape[1:])
+            self._sums[name] = np.zeros(width, dtype=np.float64)
+            self._sumsq[name] = np.zeros(width, dtype=np.float64)
+        self.layers += made
         self._c.set_attrs("", {"layers": self.layers})
 
     def _stats_arrays(self, name: str, width: int) -> list[Any]:
         """Handles of the layer's (width,) float64 ``sum`` and ``sumsq`` arrays, made if absent
         (partial stores of earlier versions made them only at the end)."""
-        nodes = [f"stats/{escape_name(name)}/{kind}" for kind in STATS_KINDS]
         return [self._c.array(node) if self._c.has(node)
                 else self._c.create_array(node, (width,), np.float64, (width,))
-                for node in nodes]  # fmt: skip
+                for node in self._stats_nodes(name)]  # fmt: skip
+
+    @staticmethod
+    def _stats_nodes(name: str) -> list[str]:
+        return [f"stats/{escape_name(name)}/{kind}" for kind in STATS_KINDS]
 
     def write_rows(self, name: str, start: int, block: np.ndarray) -> None:
         """Write rows [start, start + len(block)) of a layer and add them to its column stats."""
