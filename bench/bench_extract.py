@@ -170,7 +170,7 @@ def main(argv: list[str]) -> None:
                 f"{med(rates[key], 1):>10,.0f} {cpu_ratio:>6.2f} {mb:>13,.1f}"
             )
         verdict = "meets" if worst >= TARGET else "misses"
-        print(f"lowest wall-clock ratio {worst:.2f}: {verdict} the target of {TARGET}")
+        print(f"lowest wall-clock ratio {worst:.3f}: {verdict} the target of {TARGET}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
