@@ -8,9 +8,8 @@ Extraction records the block outputs (``pool1`` 32x16x16, ``pool2`` 64x8x8, ``ga
 process, with the allocator setting extraction makes applied from the start. Every extraction
 follows a bare run of its own, and the order of the four rotates every repeat; a ratio is the
 median over repeats of (extraction rate / the rate of the bare run just before), so that changes
-in machine load hit both sides alike. Each store is deleted
-between runs and the disk left to settle (sync, 1 s), so that no run pays for the previous one's
-deletion. Target: ratio >= 0.85.
+in machine load hit both sides alike. Each store is deleted between runs and the disk left to
+settle (sync, 1 s), so that no run pays for the previous one's deletion. Target: ratio >= 0.85.
 
 Usage: .venv/bin/python bench/bench_extract.py [n] [batch]
 """
@@ -133,7 +132,8 @@ def main(argv: list[str]) -> None:
         for repeat in range(REPEATS):
             # Each extraction right after its own bare run, and the order rotated every repeat,
             # so that neither a change in machine load nor a place in the sequence favours one.
-            for suffix, reduction in configs[repeat:] + configs[:repeat]:
+            turn = repeat % len(configs)
+            for suffix, reduction in configs[turn:] + configs[:turn]:
                 bare = bare_forward(spec, inputs, batch)
                 rates["bare"].append(bare)
                 key = f"{suffix[1:]}:{reduction}"

@@ -225,10 +225,10 @@ class _LayerChunks:
             size = min(self.chunk_rows, self.n - self.start)
             if self._current is None:
                 self._current = self._buffer()
-            take = min(size - self.held, len(rows) - first)
-            _copy_rows(self._current[self.held : self.held + take], rows[first : first + take])
-            self.held += take
-            first += take
+            count = min(size - self.held, len(rows) - first)
+            _copy_rows(self._current[self.held : self.held + count], rows[first : first + count])
+            self.held += count
+            first += count
             if self.held == size:
                 self._full.append((self.start, self._current, size))
                 self._current, self.start, self.held = None, self.start + size, 0

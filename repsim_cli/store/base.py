@@ -230,10 +230,12 @@ class StoreWriter:
         """Declare several layers at once (see :meth:`add_layer`): their arrays, and each one's
         stats arrays (filled by :meth:`finalize`, so that closing writes only their data), are
         made in one call to the backend (one batch of metadata writes for Zarr)."""
-        arrays, made = [], []
+        arrays: list[ArraySpec] = []
+        made: list[tuple[str, int]] = []  # (name, width), in order
+        per_layer = 1 + len(STATS_KINDS)  # the layer's array, then its stats arrays
         for spec in specs:
             name = spec.name
-            if name in self.layers or name in made:
+            if name in self.layers or any(name == m for m, _ in made):
                 raise StoreError(f"{self.path}: layer {name!r} given twice")
             if not name:
                 raise StoreError(f"{self.path}: empty layer name")
@@ -249,15 +251,13 @@ class StoreWriter:
                                     dt, (rows, *spec.feature_shape), attrs))  # fmt: skip
             arrays += [ArraySpec(node, (width,), np.dtype(np.float64), (width,))
                        for node in self._stats_nodes(name)]  # fmt: skip
-            made.append(name)
+            made.append((name, width))
         handles = self._c.create_arrays(arrays)
-        for i, name in enumerate(made):
-            self._arrays[name] = handles[3 * i]
-            self._stats[name] = handles[3 * i + 1 : 3 * i + 3]
-            width = math.prod(handles[3 * i].shape[1:])
+        for i, (name, width) in enumerate(made):
+            self._arrays[name], *self._stats[name] = handles[i * per_layer : (i + 1) * per_layer]
             self._sums[name] = np.zeros(width, dtype=np.float64)
             self._sumsq[name] = np.zeros(width, dtype=np.float64)
-        self.layers += made
+        self.layers += [name for name, _ in made]
         self._c.set_attrs("", {"layers": self.layers})
 
     def _stats_arrays(self, name: str, width: int) -> list[Any]:
