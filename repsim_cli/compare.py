@@ -5,9 +5,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,13 @@ from ._progress import ProgressFn, no_progress
 from ._version import __version__
 from .engine import GramEngine, LayerCost, LayerRef, Plan, make_plan
 from .engine.plan import Side
-from .errors import LayerNotFoundError, ShapeMismatchError
+from .errors import LayerNotFoundError, RepsimError, ShapeMismatchError
 from .metrics import MetricSpec, parse_spec
+from .metrics._linalg import warn_notes
+from .metrics.contract import CellBlock, LayerContext, SharedCache
 from .results import MetricResult, Results
-from .schedule import Journal, Shard, covering_blocks, matrix_cells, shard_cells
+from .schedule import Cell, Journal, Shard, covering_blocks, shard_cells
+from .states import StateStore
 from .store import ActivationStore, open_store
 
 
@@ -61,42 +65,189 @@ def check_aligned(a: ActivationStore, b: ActivationStore) -> None:
         )
 
 
+PAIRINGS = ("all", "first", "consecutive")
+
+
+@dataclass(frozen=True)
+class Model:
+    """One network's activation store in a comparison, with the layers selected from it."""
+
+    name: str
+    store: ActivationStore
+    layers: list[str]
+
+
+def model_name(text: str) -> tuple[str | None, str]:
+    """Split a ``NAME=PATH`` store argument into (NAME, PATH); a bare path gives (None, PATH)."""
+    name, sep, path = text.partition("=")
+    if sep and name and "/" not in name and not Path(text).exists():
+        return name, path
+    return None, text
+
+
+def model_pairs(n_models: int, pairing: str = "all", within: bool = False) -> list[tuple[int, int]]:
+    """Which (model_a, model_b) blocks a run computes, in order.
+
+    One model: itself. ``all``: every unordered pair of distinct models (i < j); ``first``: the first
+    against each other; ``consecutive``: (i, i + 1), a checkpoint series. ``within`` adds each model
+    against itself.
+    """
+    if pairing not in PAIRINGS:
+        raise RepsimError(f"--pairs {pairing!r}: expected one of {', '.join(PAIRINGS)}")
+    if n_models == 1:
+        return [(0, 0)]
+    if pairing == "all":
+        pairs = [(i, j) for i in range(n_models) for j in range(i + 1, n_models)]
+    elif pairing == "first":
+        pairs = [(0, j) for j in range(1, n_models)]
+    else:
+        pairs = [(i, i + 1) for i in range(n_models - 1)]
+    if within:
+        pairs += [(i, i) for i in range(n_models)]
+    return sorted(pairs)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each model-pair block sits in the results matrix.
+
+    With one block (one store with itself, or two stores) the rows are model a's layers and the
+    columns model b's, as a two-store comparison has always been. With several blocks, rows and
+    columns both list every model's layers in model order, and block (i, j) is the submatrix of
+    model i's rows and model j's columns; cells outside the requested blocks are not computed.
+    """
+
+    rows: list[LayerRef]
+    cols: list[LayerRef]
+    row_models: list[int]
+    col_models: list[int]
+    pairs: list[tuple[int, int]]
+
+    def block_ranges(self, pair: tuple[int, int]) -> tuple[list[int], list[int]]:
+        """Row and column indices of one model pair's block."""
+        i, j = pair
+        return ([r for r, m in enumerate(self.row_models) if m == i],
+                [c for c, m in enumerate(self.col_models) if m == j])  # fmt: skip
+
+    def upper_only(self, pair: tuple[int, int]) -> bool:
+        """A block whose rows and columns are the same layers: a symmetric metric needs j ≥ i."""
+        rows, cols = self.block_ranges(pair)
+        return [self.rows[r].key for r in rows] == [self.cols[c].key for c in cols]
+
+    def cells(self, symmetric: bool) -> list[Cell]:
+        """Every cell the requested blocks need, row-major (mirrored cells of symmetric metrics
+        within a self block excluded)."""
+        out: set[Cell] = set()
+        for pair in self.pairs:
+            rows, cols = self.block_ranges(pair)
+            upper = symmetric and self.upper_only(pair)
+            for a, r in enumerate(rows):
+                out.update((r, c) for b, c in enumerate(cols) if not upper or b >= a)
+        return sorted(out)
+
+    def mirror(self, symmetric: bool, *arrays: NDArray[Any] | None) -> None:
+        """Fill the lower triangle of each symmetric self block from its upper triangle."""
+        if not symmetric:
+            return
+        for pair in self.pairs:
+            if not self.upper_only(pair):
+                continue
+            rows, cols = self.block_ranges(pair)
+            for arr in arrays:
+                if arr is None:
+                    continue
+                for a in range(len(rows)):
+                    for b in range(a):
+                        arr[rows[a], cols[b]] = arr[rows[b], cols[a]]
+
+
 @dataclass
 class Comparison:
-    """A prepared comparison: stores, layer refs, metrics and the engine plan."""
+    """A prepared comparison: models, their layers' refs, metrics, the engine plan and the states.
 
-    refs_a: list[LayerRef]
-    refs_b: list[LayerRef]
+    ``counts`` tells how often each per-layer stage ran (engine statistics, shared intermediates
+    and metric states), so tests can check that no layer is prepared twice.
+    """
+
+    models: list[Model]
+    layout: Layout
     specs: list[MetricSpec]
     plan: Plan
     engine: GramEngine
     attrs: dict[str, Any]
+    states: StateStore = field(default_factory=lambda: StateStore(0))
+    shared: SharedCache = field(default_factory=SharedCache)
 
     @property
-    def self_compare(self) -> bool:
-        """One store compared with itself over the same layer list (symmetric metrics: j ≥ i)."""
-        return [r.key for r in self.refs_a] == [r.key for r in self.refs_b]
+    def refs_a(self) -> list[LayerRef]:
+        return self.layout.rows
+
+    @property
+    def refs_b(self) -> list[LayerRef]:
+        return self.layout.cols
+
+    @property
+    def counts(self) -> Counter[str]:
+        total: Counter[str] = Counter(self.engine.counts)
+        total.update(self.shared.counts)
+        total.update(self.states.counts)
+        return total
 
     def journal_header(self, shard: Shard | None) -> dict[str, Any]:
         """What a resume journal must match: stores, layers, metrics with parameters, shard."""
         header = {
-            "stores": [self.attrs["store_a"], self.attrs["store_b"]],
-            "fingerprints": [self.attrs["fingerprint_a"], self.attrs["fingerprint_b"]],
+            "stores": list(self.attrs["stores"]), "fingerprints": list(self.attrs["fingerprints"]),
+            "models": list(self.attrs["models"]), "pairs": [list(p) for p in self.layout.pairs],
             "layers_a": [r.name for r in self.refs_a], "layers_b": [r.name for r in self.refs_b],
             "metrics": [[s.text, s.params] for s in self.specs], "shard": str(shard) if shard else None,
+            "precision": self.plan.compute_dtype,
         }  # fmt: skip
         normalised: dict[str, Any] = json.loads(json.dumps(header, sort_keys=True))
         return normalised
+
+    def state(self, spec: MetricSpec, ref: LayerRef) -> Any:
+        """The metric's state of one layer: prepared once per run, then kept or spilled."""
+        info = spec.info
+        return self.states.get(
+            info.key_of(spec.params), ref.key,
+            lambda: info.prepare(LayerContext(self.engine, ref, self.shared), spec.params),
+        )
+
+    def _block(self, spec: MetricSpec, rows: list[int], cols: list[int], wanted: set[Cell]) -> CellBlock:
+        """Cells of one (rows × cols) block: the metric's batched ``block`` when it has one, else one
+        ``pair`` call per wanted cell (a layer with itself gets the identity when it is exact)."""
+        info = spec.info
+        states_a = [self.state(spec, self.refs_a[i]) for i in rows]
+        states_b = [self.state(spec, self.refs_b[j]) for j in cols]
+        if info.block is not None:
+            return info.block(states_a, states_b, spec.params)
+        out = CellBlock(np.full((len(rows), len(cols)), np.nan))
+        for bi, i in enumerate(rows):
+            for bj, j in enumerate(cols):
+                if (i, j) not in wanted:
+                    continue
+                if info.identity_exact and self.refs_a[i].key == self.refs_b[j].key:
+                    out.value[bi, bj] = info.identity
+                    continue
+                cell = info.pair(states_a[bi], states_b[bj], spec.params)
+                out.value[bi, bj] = cell.value
+                if cell.std_error is not None:
+                    if out.std_error is None:
+                        out.std_error = np.full(out.value.shape, np.nan)
+                    out.std_error[bi, bj] = cell.std_error
+                if cell.note:
+                    out.notes.add(cell.note)
+        return out
 
     def run(
         self, shard: Shard | None = None, journal: Journal | None = None, resume: bool = False
     ) -> Results:
         """Compute the cells of every metric matrix (all, or shard K/N's share) and return them.
 
-        Each layer's statistics are computed once and reused. With a ``journal``, finished cells
-        are appended to it as they complete; with ``resume``, cells it already holds (from a killed
-        run of the same comparison) are taken from it instead of being recomputed.
-        Cells outside the shard are NaN with ``computed`` False.
+        Each layer's state is prepared once per metric and reused by every pair it enters. With a
+        ``journal``, finished cells are appended to it as they complete; with ``resume``, cells it
+        already holds (from a killed run of the same comparison) are taken from it instead of
+        being recomputed. Cells outside the shard are NaN with ``computed`` False.
         """
         done = journal.load() if journal is not None and resume else {}
         if journal is not None:
@@ -106,8 +257,8 @@ class Comparison:
         if shard is not None:
             res.attrs["shard"] = str(shard)
         for s_idx, spec in enumerate(self.specs):
-            upper_only = spec.info.symmetric and self.self_compare
-            cells = shard_cells(matrix_cells(la, lb, upper_only), shard)
+            symmetric = spec.info.symmetric
+            cells = shard_cells(self.layout.cells(symmetric), shard)
             value = np.full((la, lb), np.nan)
             std_error: NDArray[np.float64] | None = None
             computed = np.zeros((la, lb), dtype=bool)
@@ -122,72 +273,99 @@ class Comparison:
                 else:
                     pending.append((i, j))
             wanted = set(pending)
+            notes: set[str] = set()
             for rows, cols in covering_blocks(pending, by_row=not spec.info.batched):
-                block = spec.info.matrix(
-                    self.engine, [self.refs_a[i] for i in rows], [self.refs_b[j] for j in cols], spec.params
-                )
-                block_se = None
-                if isinstance(block, tuple):  # Monte Carlo metrics return (value, standard error)
-                    block, block_se = block
-                    std_error = np.full((la, lb), np.nan) if std_error is None else std_error
+                block = self._block(spec, rows, cols, wanted)
+                notes |= block.notes
+                if block.std_error is not None and std_error is None:
+                    std_error = np.full((la, lb), np.nan)
                 finished = []
                 for bi, i in enumerate(rows):
                     for bj, j in enumerate(cols):
                         if (i, j) not in wanted:
                             continue
-                        value[i, j] = block[bi, bj]
+                        value[i, j] = block.value[bi, bj]
                         computed[i, j] = True
                         se = None
-                        if block_se is not None and std_error is not None:
-                            se = float(block_se[bi, bj])
+                        if block.std_error is not None and std_error is not None:
+                            se = float(block.std_error[bi, bj])
                             std_error[i, j] = se
                         finished.append((s_idx, i, j, float(value[i, j]), se))
                 if journal is not None:
                     journal.write(finished)
-            if upper_only:
-                lower = np.tril_indices(la, -1)
-                value[lower] = value.T[lower]
-                computed[lower] = computed.T[lower]
-                if std_error is not None:
-                    std_error[lower] = std_error.T[lower]
+            warn_notes(spec.name, notes)
+            self.layout.mirror(symmetric, value, std_error)
+            self.layout.mirror(symmetric, computed)
             res.metrics[spec.text] = MetricResult(
-                spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=spec.info.symmetric,
+                spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=symmetric,
                 params=dict(spec.params), value=value, std_error=std_error,
                 computed=None if computed.all() else computed,
             )  # fmt: skip
         return res
 
+    def close(self, keep_cache: bool = False) -> None:
+        """Release the engine's statistics and the states, and remove their disk caches."""
+        self.engine.close(keep_cache)
+        self.states.close(keep_cache)
 
-def prepare_comparison(
-    store_a: ActivationStore,
-    store_b: ActivationStore | None,
+
+def _layer_key(index: int) -> str:
+    """Key prefix of a model's layers: a, b, c, ... (m26, m27, ... past z)."""
+    return chr(ord("a") + index) if index < 26 else f"m{index}"
+
+
+def prepare_models(
+    models: Sequence[tuple[str, ActivationStore]],
     metrics: Sequence[str | MetricSpec],
     *,
-    layers_a: Sequence[str] | None = None,
-    layers_b: Sequence[str] | None = None,
+    layers: Sequence[Sequence[str] | None] | None = None,
+    pairs: str = "all",
+    within: bool = False,
     memory: int | None = None,
     precision: str | None = None,
     side: str = "auto",
     progress: ProgressFn = no_progress,
     block_rows: int | None = None,
     cache_dir: str | Path | None = None,
+    model_pairs_override: Sequence[tuple[int, int]] | None = None,
 ) -> Comparison:
-    """Validate the inputs and plan the work (nothing heavy is computed yet).
+    """Validate N named stores and plan their comparison (nothing heavy is computed yet).
 
-    ``block_rows`` overrides the feature side's rows per block (tests use it to vary chunking);
-    ``cache_dir`` is where Grams spill when they do not fit ``memory`` (default: the temp dir).
+    ``layers``: per model, the layer globs to use (None: all). ``pairs``/``within``: which model
+    pairs (:func:`model_pairs`). Every layer of every store enters the engine once, however many
+    pairs it is part of. ``block_rows`` overrides the feature side's rows per block (tests use it to
+    vary chunking); ``cache_dir`` is where Grams and states spill when they exceed ``memory``.
     """
+    if not models:
+        raise RepsimError("compare needs at least one store")
+    names = [name for name, _ in models]
+    dup = next((nm for nm in names if names.count(nm) > 1), None)
+    if dup is not None:
+        raise RepsimError(f"two stores are both named {dup!r}; name them NAME=PATH")
     specs = [m if isinstance(m, MetricSpec) else parse_spec(m) for m in metrics]
-    same_store = store_b is None or Path(store_b.path).resolve() == Path(store_a.path).resolve()
-    b = store_a if store_b is None else store_b
-    if not same_store:
-        check_aligned(store_a, b)
-    names_a = select_layers(store_a, layers_a)
-    names_b = select_layers(b, layers_b if layers_b is not None or store_b is not None else layers_a)
-    prefix_b = "a" if same_store else "b"
-    refs_a = [LayerRef(f"a:{n}", store_a, n) for n in names_a]
-    refs_b = [LayerRef(f"{prefix_b}:{n}", b, n) for n in names_b]
-    unique = list({r.key: r for r in (*refs_a, *refs_b)}.values())
+    stores = [store for _, store in models]
+    for store in stores[1:]:
+        check_aligned(stores[0], store)
+    globs = list(layers) if layers is not None else [None] * len(models)
+    chosen = [Model(name, store, select_layers(store, g)) for (name, store), g in zip(models, globs, strict=True)]
+    paths = [Path(store.path).resolve() for store in stores]
+    owner = [paths.index(p) for p in paths]  # a store given twice shares its layers' states
+    refs = [
+        [LayerRef(f"{_layer_key(owner[m])}:{name}", model.store, name) for name in model.layers]
+        for m, model in enumerate(chosen)
+    ]
+    pair_list = list(model_pairs_override) if model_pairs_override is not None else model_pairs(
+        len(models), pairs, within)
+    if len(pair_list) == 1:
+        i, j = pair_list[0]
+        layout = Layout(refs[i], refs[j], [i] * len(refs[i]), [j] * len(refs[j]), pair_list)
+    else:
+        flat = [r for model_refs in refs for r in model_refs]
+        owners = [m for m, model_refs in enumerate(refs) for _ in model_refs]
+        layout = Layout(flat, flat, owners, owners, pair_list)
+    used = {r.key for c in (layout.rows, layout.cols) for r in c}
+    unique = [r for r in dict.fromkeys(r for model_refs in refs for r in model_refs) if r.key in used]
+    unique = list({r.key: r for r in unique}.values())
     costs = [
         LayerCost(r.key, f"{Path(r.store.path).name}:{r.name}", r.width,
                   r.store.info(r.name).dtype.itemsize, r.store.has_stats(r.name),
@@ -197,30 +375,63 @@ def prepare_comparison(
     allowed: set[Side] = {"sample", "feature"}
     for spec in specs:
         allowed &= set(spec.info.sides)
-    symmetric_self = same_store and names_a == names_b
-    n_pairs = len(refs_a) * (len(refs_a) + 1) // 2 if symmetric_self else len(refs_a) * len(refs_b)
+    n_pairs = len(layout.cells(symmetric=True))
+    n = stores[0].n_samples
     metric_flops = {
-        s.text: s.info.cost(store_a.n_samples, len(unique), n_pairs, s.params)
-        for s in specs if s.info.cost is not None
-    }  # fmt: skip
+        s.text: s.info.cost(n, len(unique), n_pairs, s.params) for s in specs if s.info.cost is not None
+    }
     if precision is None and any(s.info.prefers_float64 for s in specs):
         precision = "float64"
     plan = make_plan(
-        store_a.n_samples, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
+        n, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
         full_gram=not all(s.info.inner_products_only for s in specs),
         layer_cache_grams=sum({s.name: s.info.layer_cache_grams for s in specs}.values()),
     )  # fmt: skip
+    store_paths = [str(store.path) for store in stores]
+    fingerprints = [store.fingerprint() for store in stores]
+    first_a, first_b = layout.pairs[0]
     attrs = {
-        "store_a": str(store_a.path), "store_b": str(b.path),
-        "fingerprint_a": store_a.fingerprint(), "fingerprint_b": b.fingerprint(),
-        "n_samples": store_a.n_samples, "side": plan.side, "compute_dtype": plan.compute_dtype,
+        "store_a": store_paths[first_a], "store_b": store_paths[first_b],
+        "fingerprint_a": fingerprints[first_a], "fingerprint_b": fingerprints[first_b],
+        "models": names, "stores": store_paths, "fingerprints": fingerprints,
+        "row_models": list(layout.row_models), "col_models": list(layout.col_models),
+        "model_pairs": [list(p) for p in layout.pairs],
+        "n_samples": n, "side": plan.side, "compute_dtype": plan.compute_dtype,
         "command": " ".join(["repsim", *sys.argv[1:]]) if sys.argv else "",
         "versions": {"repsim": __version__, "numpy": np.__version__},
     }  # fmt: skip
     engine = GramEngine(unique, plan, progress, cache_dir=cache_dir)
-    return Comparison(refs_a, refs_b, specs, plan, engine, attrs)
+    state_budget = max(0, plan.budget - plan.peak_bytes)
+    return Comparison(chosen, layout, specs, plan, engine, attrs, StateStore(state_budget, cache_dir))
+
+
+def prepare_comparison(
+    store_a: ActivationStore,
+    store_b: ActivationStore | None,
+    metrics: Sequence[str | MetricSpec],
+    *,
+    layers_a: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
+    **options: Any,
+) -> Comparison:
+    """Two stores (or one store with itself): :func:`prepare_models` with one model pair.
+
+    Layers of B default to ``layers_a`` when ``store_b`` is None, else to all of B's layers.
+    """
+    globs_b = layers_b if layers_b is not None or store_b is not None else layers_a
+    b = store_a if store_b is None else store_b
+    same_store = Path(b.path).resolve() == Path(store_a.path).resolve()
+    if same_store and select_layers(store_a, layers_a) == select_layers(b, globs_b):
+        return prepare_models([(Path(store_a.path).stem, store_a)], metrics, layers=[layers_a], **options)
+    name_a, name_b = Path(store_a.path).stem, Path(b.path).stem
+    if name_a == name_b:
+        name_a, name_b = str(store_a.path), str(b.path)
+    if name_a == name_b:
+        name_b += "#2"
+    return prepare_models([(name_a, store_a), (name_b, b)], metrics, layers=[layers_a, globs_b],
+                          model_pairs_override=[(0, 1)], **options)  # fmt: skip
 
 
 def compare_stores(
@@ -243,4 +454,4 @@ def compare_stores(
         try:
             return comparison.run(shard=shard)
         finally:
-            comparison.engine.close()
+            comparison.close()

@@ -3,7 +3,7 @@
 Every metric in those families is a function of each layer's *spectrum* and of one per-pair
 *coupling* matrix. Write the centred layer as Xc = U diag(s) Vᵀ (thin SVD, s descending):
 
-* per layer (once, through ``engine.derived``): the squared singular values s² with either the
+* per layer (once per run, as the metric's state :class:`LayerBasis`): the squared singular values s² with either the
   left vectors U (n×r, sample side: ``eigh`` of the centred Gram Kc = XcXcᵀ) or the right vectors
   V (p×r, feature side: ``eigh`` of the covariance XcᵀXc) — :class:`Spectrum`;
 * per pair: C = U_aᵀU_b (r_a×r_b), from U_aᵀU_b on the sample side and from
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +33,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._warnings import RepsimWarning
-from ..engine import GramEngine, LayerRef
 from ..errors import DataError
+from .contract import LayerContext, StateCost
 
 Float64 = NDArray[np.float64]
 
@@ -45,7 +45,7 @@ RANK_RTOL = 1e-10
 DEAD_UNIT_RTOL = 1e-10
 # ‖Xc‖²_F ≤ this × ‖X‖²_F: constant up to round-off (the engine uses the same rule).
 CONSTANT_RTOL = 1e-20
-SPECTRUM = "centred_spectrum"  # engine.derived name, shared by every metric of these families
+SPECTRUM = "centred_spectrum"  # shared per-layer intermediate of every metric of these families
 
 
 @dataclass(frozen=True)
@@ -218,94 +218,85 @@ def unit_projection(spec: Spectrum, xc: Float64) -> Float64:
     return spec.left.T @ xc
 
 
-# ---------------------------------------------------------------- engine inputs
-def layer_spectrum(engine: GramEngine, ref: LayerRef) -> Spectrum:
-    """The layer's :class:`Spectrum` on the engine's planned side, computed once per layer."""
-    if engine.plan.side == "feature":
-        return engine.derived(
-            ref, SPECTRUM,
-            lambda: build_spectrum(engine.cross_product(ref, ref), side="feature", n=engine.n,
-                                   width=ref.width, dtype=engine.dtype),
-        )  # fmt: skip
-    return engine.derived(
-        ref, SPECTRUM,
-        lambda: build_spectrum(engine.centered_gram(ref), side="sample", n=engine.n,
-                               width=ref.width, dtype=engine.dtype),
-    )  # fmt: skip
+# ---------------------------------------------------------------- per-layer state
+@dataclass(frozen=True)
+class LayerBasis:
+    """The per-layer state of the CCA, Procrustes/shape and regression families.
+
+    ``spectrum``: the layer's :class:`Spectrum` (built once per layer per run and shared by every
+    metric of these families); ``n``: samples; ``width``: p. ``projection`` G = UᵀXc (r, p) and
+    ``mean`` (p,) are kept for PWCCA only. On the feature side the coupling needs the engine's
+    cross-product XcᵀYc, so the state keeps the ``engine`` and its ``ref`` (and is ``pinned``: its
+    arrays are p×r, small; it is never spilled). Sample-side states hold U (n×r) and may spill.
+    """
+
+    spectrum: Spectrum
+    n: int
+    width: int
+    mean: Float64 | None = None
+    projection: Float64 | None = None
+    engine: Any = None
+    ref: Any = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.engine is not None
 
 
-def layer_coupling(
-    engine: GramEngine, ref_a: LayerRef, ref_b: LayerRef, ka: int | None = None,
-    kb: int | None = None,
-) -> Float64:  # fmt: skip
-    """C = U_aᵀU_b (ka, kb) for one pair of layers, on the engine's planned side."""
-    a, b = layer_spectrum(engine, ref_a), layer_spectrum(engine, ref_b)
-    if engine.plan.side == "feature":
-        return coupling(a, b, engine.cross_product(ref_a, ref_b), ka, kb)
-    return coupling(a, b, None, ka, kb)
+def layer_spectrum(layer: LayerContext) -> Spectrum:
+    """The layer's :class:`Spectrum` on the engine's planned side, shared by the metrics of a run."""
+    if layer.side == "feature":
+        return layer.shared(SPECTRUM, lambda: build_spectrum(
+            layer.centered_covariance(), side="feature", n=layer.n, width=layer.width,
+            dtype=layer.dtype))  # fmt: skip
+    return layer.shared(SPECTRUM, lambda: build_spectrum(
+        layer.centered_gram(), side="sample", n=layer.n, width=layer.width, dtype=layer.dtype))  # fmt: skip
 
 
-def layer_projection(engine: GramEngine, ref: LayerRef) -> Float64:
-    """G = UᵀXc (r, p) float64, once per layer: free on the feature side, one streamed pass over
-    the layer's row blocks on the sample side (G = Σ_blocks U[rows]ᵀ(block − mean))."""
-    spec = layer_spectrum(engine, ref)
-
-    def project() -> Float64:
+def prepare_basis(
+    layer: LayerContext, params: Mapping[str, Any], projection: bool = False
+) -> LayerBasis:
+    """The per-layer stage: spectrum (and, with ``projection``, G = UᵀXc and the column means)."""
+    spec = layer_spectrum(layer)
+    proj = mean = None
+    if projection:
+        mean = layer.mean()
         if spec.right is not None:
-            return spec.s[:, None] * spec.right.T
-        assert spec.left is not None
-        mean = engine.mean(ref)
-        out = np.zeros((spec.left.shape[1], ref.width))
-        for start, block in engine.blocks(ref):
-            rows = slice(start, start + block.shape[0])
-            out += spec.left[rows].T @ (np.asarray(block, dtype=np.float64) - mean)
-        return out
-
-    return engine.derived(ref, "unit_projection", project)
-
-
-# ---------------------------------------------------------------- matrices and warnings
-PairFn = Callable[[GramEngine, LayerRef, LayerRef, Mapping[str, Any]], tuple[float, str | None]]
+            proj = spec.s[:, None] * spec.right.T
+        else:
+            assert spec.left is not None
+            proj = np.zeros((spec.left.shape[1], layer.width))
+            for start, block in layer.blocks():
+                rows = slice(start, start + block.shape[0])
+                proj += spec.left[rows].T @ (np.asarray(block, dtype=np.float64) - mean)
+    feature = layer.side == "feature"
+    return LayerBasis(spec, layer.n, layer.width, mean, proj,
+                      layer.engine if feature else None, layer.ref if feature else None)  # fmt: skip
 
 
+def basis_coupling(
+    a: LayerBasis, b: LayerBasis, ka: int | None = None, kb: int | None = None
+) -> Float64:
+    """C = U_aᵀU_b (ka, kb) for one pair of layer states, on the side their spectra were built."""
+    if a.engine is not None and b.engine is not None:
+        return coupling(a.spectrum, b.spectrum, a.engine.cross_product(a.ref, b.ref), ka, kb)
+    return coupling(a.spectrum, b.spectrum, None, ka, kb)
+
+
+def basis_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """A spectrum: eigh of Kc (n×n, sample side) or of XcᵀXc (p×p, feature side); U is n×r."""
+    if side == "sample":
+        r = min(n, width)
+        return StateCost(bytes=8.0 * (n * r + r), flops=4.0 * n**3)
+    return StateCost(bytes=8.0 * (width * width + width), flops=4.0 * width**3)
+
+
+# ---------------------------------------------------------------- warnings
 def warn_notes(metric: str, notes: set[str], stacklevel: int = 3) -> None:
     """One :class:`RepsimWarning` per distinct degeneracy note. The text is the same for every
     call, so Python's default filter shows it once however many cells or row blocks it affects."""
     for note in sorted(notes):
         warnings.warn(f"{metric}: {note}", RepsimWarning, stacklevel=stacklevel)
-
-
-def pair_matrix(
-    metric: str, pair: PairFn, symmetric: bool, identity: float
-) -> Callable[..., Float64]:
-    """Matrix function from a per-pair function returning (value, note or None).
-
-    A layer compared with itself (same key) gets ``identity`` exactly. A symmetric metric on the
-    same layer list computes the upper triangle and mirrors it. Notes are gathered and emitted as
-    one warning per kind after the block is done.
-    """
-
-    def matrix(
-        engine: GramEngine, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef],
-        params: Mapping[str, Any],
-    ) -> Float64:  # fmt: skip
-        out = np.full((len(refs_a), len(refs_b)), np.nan)
-        same = symmetric and [r.key for r in refs_a] == [r.key for r in refs_b]
-        notes: set[str] = set()
-        for i, ra in enumerate(refs_a):
-            for j, rb in enumerate(refs_b):
-                if same and j < i:
-                    out[i, j] = out[j, i]
-                elif ra.key == rb.key:
-                    out[i, j] = identity
-                else:
-                    out[i, j], note = pair(engine, ra, rb, params)
-                    if note:
-                        notes.add(note)
-        warn_notes(metric, notes)
-        return out
-
-    return matrix
 
 
 def warn_dense(metric: str, note: str | None) -> None:

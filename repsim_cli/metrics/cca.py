@@ -32,24 +32,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..engine import GramEngine, LayerRef
 from ..errors import MetricParameterError
 from ._linalg import (
     DEAD_UNIT_RTOL,
     FORCED_NOTE,
     RANK_RTOL,
     Float64,
+    LayerBasis,
     Spectrum,
+    basis_cost,
+    basis_coupling,
     dense_pair,
     forced_ones,
-    layer_coupling,
-    layer_projection,
-    layer_spectrum,
-    pair_matrix,
+    prepare_basis,
     singular_values,
     unit_projection,
     warn_dense,
 )
+from .contract import Cell, LayerContext
 from .registry import MetricInfo, Param, register
 
 CCA_CITATION = "Hotelling 1936; as google/svcca cca_core (Raghu et al. 2017, arXiv:1706.05806)"
@@ -247,39 +247,41 @@ def pwcca_similarity(x: ArrayLike, y: ArrayLike, side: str = "a") -> float:
     return value
 
 
-# ---------------------------------------------------------------- engine
-def _cca_pair(
-    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
-) -> tuple[float, str | None]:
-    a, b = layer_spectrum(engine, ra), layer_spectrum(engine, rb)
+# ---------------------------------------------------------------- pair stage
+def cca_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
+    """Mean canonical correlation of two layer states."""
     eps = params["epsilon"]
-    if all_forced(a.rank(eps), b.rank(eps), engine.n):
-        return 1.0, FORCED_NOTE
-    c = layer_coupling(engine, ra, rb, a.rank(eps), b.rank(eps))
-    return mean_cca(c, a, b, engine.n, params["stat"], eps)
+    ka, kb = a.spectrum.rank(eps), b.spectrum.rank(eps)
+    if all_forced(ka, kb, a.n):
+        return Cell(1.0, note=FORCED_NOTE)
+    value, note = mean_cca(basis_coupling(a, b, ka, kb), a.spectrum, b.spectrum, a.n, params["stat"], eps)
+    return Cell(value, note=note)
 
 
-def _svcca_pair(
-    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
-) -> tuple[float, str | None]:
+def svcca_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
+    """SVCCA of two layer states."""
     keep = DEFAULT_KEEP if params["keep"] is None else params["keep"]
-    ka, note_a = pca_dims(layer_spectrum(engine, ra), keep, params["dims"])
-    kb, note_b = pca_dims(layer_spectrum(engine, rb), keep, params["dims"])
-    c = layer_coupling(engine, ra, rb, ka, kb)
-    return svcca_value(c, ka, kb, engine.n, (note_a, note_b))
+    ka, note_a = pca_dims(a.spectrum, keep, params["dims"])
+    kb, note_b = pca_dims(b.spectrum, keep, params["dims"])
+    value, note = svcca_value(basis_coupling(a, b, ka, kb), ka, kb, a.n, (note_a, note_b))
+    return Cell(value, note=note)
 
 
-def _pwcca_pair(
-    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
-) -> tuple[float, str | None]:
-    a, b = layer_spectrum(engine, ra), layer_spectrum(engine, rb)
-    ka, kb = a.rank(RANK_RTOL), b.rank(RANK_RTOL)
-    if all_forced(ka, kb, engine.n):
-        return 1.0, FORCED_NOTE
+def pwcca_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
+    """PWCCA of two layer states (weights from ``params["side"]``)."""
+    ka, kb = a.spectrum.rank(RANK_RTOL), b.spectrum.rank(RANK_RTOL)
+    if all_forced(ka, kb, a.n):
+        return Cell(1.0, note=FORCED_NOTE)
     side = choose_side(params["side"], ka, kb)
-    ref = ra if side == "a" else rb
-    c = layer_coupling(engine, ra, rb, ka, kb)
-    return pwcca_value(c, a, b, layer_projection(engine, ref), engine.mean(ref), side, engine.n)
+    chosen = a if side == "a" else b
+    assert chosen.projection is not None and chosen.mean is not None
+    value, note = pwcca_value(basis_coupling(a, b, ka, kb), a.spectrum, b.spectrum,
+                              chosen.projection, chosen.mean, side, a.n)  # fmt: skip
+    return Cell(value, note=note)
+
+
+def _prepare_weighted(layer: LayerContext, params: Mapping[str, Any]) -> LayerBasis:
+    return prepare_basis(layer, params, projection=True)
 
 
 # ---------------------------------------------------------------- parameters and registration
@@ -325,8 +327,11 @@ register(
         citation=CCA_CITATION,
         summary="mean canonical correlation over min(rank_a, rank_b) directions",
         sides=("sample", "feature"), prefers_float64=True,
-        matrix=pair_matrix("cca", _cca_pair, True, 1.0),
-        dense=cca_similarity, validate=_check_cca_params, range_text="[0, 1]", cost=_cost,
+        prepare=prepare_basis, pair=cca_pair, state_cost=basis_cost,
+        state_key=lambda params: ("basis",), identity=1.0, identity_exact=True,
+        invariances=("orthogonal", "isotropic_scaling", "translation", "permutation",
+                     "invertible_linear"),
+        validate=_check_cca_params, range_text="[0, 1]", cost=_cost,
     )
 )  # fmt: skip
 register(
@@ -342,8 +347,10 @@ register(
         citation=SVCCA_CITATION,
         summary="mean canonical correlation of the principal components keeping 99% of variance",
         sides=("sample", "feature"), prefers_float64=True,
-        matrix=pair_matrix("svcca", _svcca_pair, True, 1.0),
-        dense=svcca_similarity, validate=_check_svcca_params, range_text="[0, 1]", cost=_cost,
+        prepare=prepare_basis, pair=svcca_pair, state_cost=basis_cost,
+        state_key=lambda params: ("basis",), identity=1.0, identity_exact=True,
+        invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
+        validate=_check_svcca_params, range_text="[0, 1]", cost=_cost,
     )
 )  # fmt: skip
 register(
@@ -357,8 +364,10 @@ register(
         citation=PWCCA_CITATION,
         summary="projection-weighted mean canonical correlation (weights from one side)",
         sides=("sample", "feature"), prefers_float64=True,
-        matrix=pair_matrix("pwcca", _pwcca_pair, False, 1.0),
-        dense=pwcca_similarity, validate=lambda p: _check_side(p["side"]),
+        prepare=_prepare_weighted, pair=pwcca_pair, state_cost=basis_cost,
+        state_key=lambda params: ("basis", "projection"), identity=1.0, identity_exact=True,
+        invariances=("orthogonal", "translation", "permutation"),
+        validate=lambda p: _check_side(p["side"]),
         range_text="[0, 1]", cost=_cost,
     )
 )  # fmt: skip

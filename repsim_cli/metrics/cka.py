@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._warnings import RepsimWarning
 from ..engine import GramEngine, LayerRef
 from ..errors import DataError
+from .contract import Cell, CellBlock, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
 
 CITATION = "Kornblith et al. 2019, ICML (arXiv:1905.00414); debiased: Song et al. 2012 / Nguyen et al. 2021"
@@ -86,27 +88,55 @@ def linear_cka(x: ArrayLike, y: ArrayLike, debiased: bool = False) -> float:
     return float(cka_from_hsic(h, hx, hy)[0, 0])
 
 
-def cka_matrix(
-    engine: GramEngine, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef], params: Mapping[str, Any]
-) -> NDArray[np.float64]:
-    """All-pairs linear CKA from the engine's Gram inner products (one GEMM on the sample side)."""
+@dataclass(frozen=True)
+class GramHandle:
+    """A layer's state for the inner-product metrics: a handle to its centred Gram, which the engine
+    holds (packed, stacked, spilled or tiled, within the budget), and its centred row norms
+    q = diag(Kc) (n,) float64. ``pinned``: it lives with the engine and is never spilled."""
+
+    engine: GramEngine
+    ref: LayerRef
+    sqnorms: NDArray[np.float64]
+    pinned: bool = True
+
+
+def prepare_gram(layer: LayerContext, params: Mapping[str, Any]) -> GramHandle:
+    """The per-layer stage of linear CKA: the engine's centred Gram (or covariance) and row norms."""
+    if params.get("debiased") and layer.n < 4:
+        raise DataError(f"debiased CKA needs at least 4 samples, got n={layer.n}")
+    return GramHandle(layer.engine, layer.ref, layer.row_sqnorms())
+
+
+def cka_block(
+    states_a: Sequence[GramHandle], states_b: Sequence[GramHandle], params: Mapping[str, Any]
+) -> CellBlock:
+    """Every pair's linear CKA from the engine's Gram inner products (one GEMM per group of layers
+    on the sample side); each cell's value is the same whatever block it is computed in."""
+    engine = states_a[0].engine
     n = engine.n
-    if params["debiased"] and n < 4:
-        raise DataError(f"debiased CKA needs at least 4 samples, got n={n}")
+    refs_a, refs_b = [s.ref for s in states_a], [s.ref for s in states_b]
     h = engine.gram_inner_matrix(refs_a, refs_b)
-    same = [r.key for r in refs_a] == [r.key for r in refs_b]
-    h_aa = np.diag(h).copy() if same else np.array([engine.gram_inner(r, r) for r in refs_a])
-    h_bb = h_aa if same else np.array([engine.gram_inner(r, r) for r in refs_b])
+    h_aa = np.array([engine.gram_inner(r, r) for r in refs_a])
+    h_bb = np.array([engine.gram_inner(r, r) for r in refs_b])
     if params["debiased"]:
-        qa = np.stack([engine.row_sqnorms(r) for r in refs_a])
-        qb = qa if same else np.stack([engine.row_sqnorms(r) for r in refs_b])
-        sa, sb = qa.sum(axis=1), qb.sum(axis=1)
+        qa, qb = [s.sqnorms for s in states_a], [s.sqnorms for s in states_b]
+        sa, sb = np.array([q.sum() for q in qa]), np.array([q.sum() for q in qb])
         # Per-pair dot products (not one GEMM) so a cell's value never depends on the block shape.
         qq = np.array([[float(np.dot(x, y)) for y in qb] for x in qa])
         h = debias(h, qq, sa[:, None], sb[None, :], n)
         h_aa = debias(h_aa, np.array([float(np.dot(x, x)) for x in qa]), sa, sa, n)
         h_bb = debias(h_bb, np.array([float(np.dot(x, x)) for x in qb]), sb, sb, n)
-    return cka_from_hsic(h, h_aa[:, None], h_bb[None, :])
+    return CellBlock(cka_from_hsic(h, h_aa[:, None], h_bb[None, :]))
+
+
+def cka_pair(a: GramHandle, b: GramHandle, params: Mapping[str, Any]) -> Cell:
+    """One pair's linear CKA (the 1×1 case of :func:`cka_block`)."""
+    return Cell(float(cka_block([a], [b], params).value[0, 0]))
+
+
+def gram_handle_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """The handle holds the row norms; the Gram itself is the engine's (planned separately)."""
+    return StateCost(bytes=8.0 * n, flops=0.0)
 
 
 register(
@@ -119,8 +149,13 @@ register(
         citation=CITATION,
         summary="linear centred kernel alignment",
         sides=("sample", "feature"),
-        matrix=cka_matrix,
-        dense=linear_cka,
+        prepare=prepare_gram,
+        pair=cka_pair,
+        block=cka_block,
+        state_cost=gram_handle_cost,
+        state_key=lambda params: ("gram_handle",),
+        identity=1.0,
+        invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
         batched=True,
         inner_products_only=True,
         aliases=("cka_linear", "linear_cka"),

@@ -22,18 +22,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..engine import GramEngine, LayerRef
 from ..errors import MetricParameterError
 from ._linalg import (
     RANK_RTOL,
     Float64,
+    LayerBasis,
     Spectrum,
+    basis_cost,
+    basis_coupling,
     dense_pair,
-    layer_coupling,
-    layer_spectrum,
-    pair_matrix,
+    prepare_basis,
     singular_values,
 )
+from .contract import Cell
 from .registry import MetricInfo, Param, register
 
 PROCRUSTES_CITATION = "Ding, Denain & Steinhardt 2021, NeurIPS (arXiv:2108.01661)"
@@ -131,21 +132,17 @@ def shape_distance(x: ArrayLike, y: ArrayLike, alpha: float = 1.0, score: str = 
     return shape_value(pair.c[:ka, :kb], pair.a, pair.b, alpha, score, width)
 
 
-# ---------------------------------------------------------------- engine
-def _procrustes_pair(
-    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
-) -> tuple[float, str | None]:
-    c = layer_coupling(engine, ra, rb)
-    return procrustes_value(c, layer_spectrum(engine, ra), layer_spectrum(engine, rb)), None
+# ---------------------------------------------------------------- pair stage
+def procrustes_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
+    """Squared Procrustes distance of two layer states."""
+    return Cell(procrustes_value(basis_coupling(a, b), a.spectrum, b.spectrum))
 
 
-def _shape_pair(
-    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
-) -> tuple[float, str | None]:
-    a, b = layer_spectrum(engine, ra), layer_spectrum(engine, rb)
-    c = layer_coupling(engine, ra, rb, a.rank(RANK_RTOL), b.rank(RANK_RTOL))
-    width = max(ra.width, rb.width)
-    return shape_value(c, a, b, params["alpha"], params["score"], width), None
+def shape_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
+    """Shape metric of two layer states."""
+    ka, kb = a.spectrum.rank(RANK_RTOL), b.spectrum.rank(RANK_RTOL)
+    c = basis_coupling(a, b, ka, kb)
+    return Cell(shape_value(c, a.spectrum, b.spectrum, params["alpha"], params["score"], max(a.width, b.width)))
 
 
 def _check_shape_params(params: Mapping[str, Any]) -> None:
@@ -168,8 +165,10 @@ register(
         name="procrustes", kind="distance", symmetric=True, bounds=(0.0, 2.0), params=(),
         citation=PROCRUSTES_CITATION,
         summary="squared orthogonal Procrustes distance of centred, normalised layers",
-        sides=("sample", "feature"), matrix=pair_matrix("procrustes", _procrustes_pair, True, 0.0),
-        dense=procrustes_distance, range_text="[0, 2] (squared distance)", cost=_cost,
+        sides=("sample", "feature"), prepare=prepare_basis, pair=procrustes_pair,
+        state_cost=basis_cost, state_key=lambda params: ("basis",), identity=0.0, identity_exact=True,
+        invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
+        range_text="[0, 2] (squared distance)", cost=_cost,
     )
 )  # fmt: skip
 register(
@@ -183,8 +182,10 @@ register(
         ),
         citation=SHAPE_CITATION,
         summary="angular shape metric after partial whitening and optimal rotation",
-        sides=("sample", "feature"), matrix=pair_matrix("shape", _shape_pair, True, 0.0),
-        dense=shape_distance, validate=_check_shape_params,
+        sides=("sample", "feature"), prepare=prepare_basis, pair=shape_pair,
+        state_cost=basis_cost, state_key=lambda params: ("basis",), identity=0.0, identity_exact=True,
+        invariances=("orthogonal", "translation", "permutation"), is_metric=True,
+        validate=_check_shape_params,
         range_text="[0, π/2] radians (score=euclidean: [0, ∞))", cost=_cost,
     )
 )  # fmt: skip

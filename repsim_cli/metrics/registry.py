@@ -5,19 +5,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..engine import GramEngine, LayerRef
 from ..engine.plan import Side
 from ..errors import MetricParameterError, UnknownMetricError
+from .contract import Cell, CellBlock, LayerContext, StateCost
 
 Kind = Literal["similarity", "distance"]
-MatrixFn = Callable[[GramEngine, Sequence[LayerRef], Sequence[LayerRef], Mapping[str, Any]], NDArray[np.float64]]
-PairFn = Callable[[GramEngine, LayerRef, LayerRef, Mapping[str, Any]], float]
+PrepareFn = Callable[[LayerContext, Mapping[str, Any]], Any]
+PairFn = Callable[[Any, Any, Mapping[str, Any]], Cell]
+BlockFn = Callable[[Sequence[Any], Sequence[Any], Mapping[str, Any]], CellBlock]
+# state_cost(n, width, side, params) -> StateCost
+StateCostFn = Callable[[int, int, Side, Mapping[str, Any]], StateCost]
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,16 @@ class Param:
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """Everything repsim knows about a metric.
+    """Everything repsim knows about a metric (see :mod:`repsim_cli.metrics.contract`).
 
-    ``matrix(engine, refs_a, refs_b, params)`` returns the (len(refs_a), len(refs_b)) float64 matrix;
-    ``dense(X, Y, **params)`` is the in-memory function on (n, p) and (n, q) arrays.
-    ``sides`` lists the engine sides that provide what the metric needs.
+    ``prepare(layer, params)`` builds one layer's state; ``pair(state_a, state_b, params)`` one
+    :class:`Cell`; ``block(states_a, states_b, params)``, when given, a whole :class:`CellBlock` with
+    the same values as ``pair``. ``state_cost(n, width, side, params)`` declares a state's bytes and
+    build flops; ``state_key(params)`` names the state, so metrics (or parameter settings) with the
+    same key share one state per layer. ``identity`` is the value of a layer with itself; with
+    ``identity_exact`` the comparison writes it for a layer paired with itself without computing.
+    ``dense(X, Y, **params)`` is the in-memory function on (n, p) and (n, q) arrays (it runs the
+    same prepare/pair code). ``sides`` lists the engine sides that provide what the metric needs.
     """
 
     name: str
@@ -81,8 +89,19 @@ class MetricInfo:
     citation: str
     summary: str
     sides: tuple[Side, ...]
-    matrix: MatrixFn
-    dense: Callable[..., float]
+    prepare: PrepareFn
+    pair: PairFn
+    state_cost: StateCostFn
+    identity: float
+    dense: Callable[..., float] | None = None
+    block: BlockFn | None = None
+    state_key: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
+    identity_exact: bool = False
+    # Which invariances the metric has (tested by the contract test): any of "orthogonal",
+    # "isotropic_scaling", "translation", "permutation" (of features), "invertible_linear".
+    invariances: tuple[str, ...] = ()
+    # A true metric (distance satisfying the triangle inequality); tested on random triples.
+    is_metric: bool = False
     aliases: tuple[str, ...] = ()
     validate: Callable[[dict[str, Any]], None] | None = None
     range_text: str = ""
@@ -100,6 +119,12 @@ class MetricInfo:
     layer_cache_grams: float = 0.0
     # Work after the Gram statistics, for --dry-run: cost(n, n_layers, n_pairs, params) -> flops.
     cost: Callable[[int, int, int, Mapping[str, Any]], float] | None = None
+
+    def key_of(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The name a state of this metric with these parameters is cached under."""
+        if self.state_key is not None:
+            return self.state_key(params)
+        return (self.name, *sorted((k, repr(v)) for k, v in params.items()))
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -127,7 +152,12 @@ _ALIASES: dict[str, str] = {}
 
 
 def register(info: MetricInfo) -> MetricInfo:
-    """Add a metric to the registry (names and aliases must be new)."""
+    """Add a metric to the registry (names and aliases must be new). A metric without its own
+    ``dense`` gets one that runs its prepare/pair stages on the two arrays."""
+    if info.dense is None:
+        from ..arrays import dense_function
+
+        info = replace(info, dense=dense_function(info.name))
     for name in (info.name, *info.aliases):
         if name in REGISTRY or name in _ALIASES:
             raise ValueError(f"metric name {name!r} registered twice")
@@ -163,23 +193,3 @@ def parse_spec(text: str) -> MetricSpec:
     if info.validate is not None:
         info.validate(params)
     return MetricSpec(text=text, info=info, params=params)
-
-
-def pairwise(pair: PairFn, symmetric: bool) -> MatrixFn:
-    """Build a matrix function from a per-pair one; a symmetric metric on the same layer list fills
-    the upper triangle (diagonal included) and mirrors it."""
-
-    def matrix(
-        engine: GramEngine, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef], params: Mapping[str, Any]
-    ) -> NDArray[np.float64]:
-        out = np.full((len(refs_a), len(refs_b)), np.nan)
-        same = symmetric and [r.key for r in refs_a] == [r.key for r in refs_b]
-        for i, ra in enumerate(refs_a):
-            for j, rb in enumerate(refs_b):
-                if same and j < i:
-                    out[i, j] = out[j, i]
-                    continue
-                out[i, j] = pair(engine, ra, rb, params)
-        return out
-
-    return matrix

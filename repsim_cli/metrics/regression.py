@@ -23,17 +23,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..engine import GramEngine, LayerRef
 from ._linalg import (
+    LayerBasis,
+    basis_cost,
+    basis_coupling,
+    prepare_basis,
     RANK_RTOL,
     Float64,
     Spectrum,
     dense_pair,
-    layer_coupling,
-    layer_spectrum,
-    pair_matrix,
     warn_dense,
 )
+from .contract import Cell
 from .registry import MetricInfo, register
 
 CITATION = "Kornblith et al. 2019, ICML §4 (arXiv:1905.00414); sklearn r2_score variance_weighted"
@@ -70,12 +71,11 @@ def linreg_r2(x: ArrayLike, y: ArrayLike) -> float:
     return value
 
 
-def _linreg_pair(
-    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
-) -> tuple[float, str | None]:
-    a, b = layer_spectrum(engine, ra), layer_spectrum(engine, rb)
-    c = layer_coupling(engine, ra, rb, a.rank(RANK_RTOL), None)
-    return r2_value(c, a, b, engine.n)
+def linreg_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
+    """R² of predicting layer b's state from layer a's."""
+    c = basis_coupling(a, b, a.spectrum.rank(RANK_RTOL), None)
+    value, note = r2_value(c, a.spectrum, b.spectrum, a.n)
+    return Cell(value, note=note)
 
 
 def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> float:
@@ -90,7 +90,9 @@ register(
         citation=CITATION,
         summary="R² of predicting layer b (column) from layer a (row), least squares with intercept",
         sides=("sample", "feature"), prefers_float64=True,
-        matrix=pair_matrix("linreg", _linreg_pair, False, 1.0),
-        dense=linreg_r2, range_text="[0, 1]", cost=_cost,
+        prepare=prepare_basis, pair=linreg_pair, state_cost=basis_cost,
+        state_key=lambda params: ("basis",), identity=1.0, identity_exact=True,
+        invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
+        range_text="[0, 1]", cost=_cost,
     )
 )  # fmt: skip
