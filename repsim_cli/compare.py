@@ -213,6 +213,24 @@ class Comparison:
             lambda: info.prepare(LayerContext(self.engine, ref, self.shared), spec.params),
         )
 
+    def prepare_states(self, pending: Sequence[Sequence[Cell]]) -> None:
+        """The prepare stage: every layer a pending cell needs gets its state for each metric,
+        layer by layer, so that intermediates shared by several metrics' states (a spectrum, an
+        RDM, neighbour lists) are held for one layer at a time and then dropped."""
+        wanted: dict[str, tuple[LayerRef, list[MetricSpec]]] = {}
+        for spec, cells in zip(self.specs, pending, strict=True):
+            for i, j in cells:
+                for ref in (self.refs_a[i], self.refs_b[j]):
+                    entry = wanted.setdefault(ref.key, (ref, []))
+                    if spec not in entry[1]:
+                        entry[1].append(spec)
+        order = {r.key: k for k, r in enumerate(self.engine.refs)}
+        for key in sorted(wanted, key=lambda k: order.get(k, 0)):
+            ref, specs = wanted[key]
+            for spec in specs:
+                self.state(spec, ref)
+            self.shared.drop_layer(key)
+
     def _block(self, spec: MetricSpec, rows: list[int], cols: list[int], wanted: set[Cell]) -> CellBlock:
         """Cells of one (rows × cols) block: the metric's batched ``block`` when it has one, else one
         ``pair`` call per wanted cell (a layer with itself gets the identity when it is exact)."""
@@ -256,9 +274,13 @@ class Comparison:
         res = Results([r.name for r in self.refs_a], [r.name for r in self.refs_b], attrs=dict(self.attrs))
         if shard is not None:
             res.attrs["shard"] = str(shard)
+        cells_of = [shard_cells(self.layout.cells(s.info.symmetric), shard) for s in self.specs]
+        self.prepare_states([
+            [c for c in cells if (s_idx, *c) not in done] for s_idx, cells in enumerate(cells_of)
+        ])
         for s_idx, spec in enumerate(self.specs):
             symmetric = spec.info.symmetric
-            cells = shard_cells(self.layout.cells(symmetric), shard)
+            cells = cells_of[s_idx]
             value = np.full((la, lb), np.nan)
             std_error: NDArray[np.float64] | None = None
             computed = np.zeros((la, lb), dtype=bool)

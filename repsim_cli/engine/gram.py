@@ -10,9 +10,9 @@ extra pass), and provides, per the :class:`~repsim_cli.engine.plan.Plan`:
   triangles, in the GEMM dtype;
 * feature side: ``cross_product(ref_a, ref_b)`` = Xcᵀ Yc (D_a×D_b float64) from one joint pass
   over all layers;
-* both sides: ``row_sqnorms(ref)`` (‖xc_i‖², the diagonal of Kc), ``gram_inner`` via the identity
-  ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩, and ``derived(ref, name, fn)``, a per-layer cache for metrics
-  (eigendecompositions, distances, ranks) that counts how often each is computed.
+* both sides: ``row_sqnorms(ref)`` (‖xc_i‖², the diagonal of Kc) and ``gram_inner`` via the
+  identity ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩. What metrics derive from these per layer (eigenbases,
+  distances, ranks) are the metrics' states, kept by the comparison (:mod:`repsim_cli.states`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import math
 import shutil
 import tempfile
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,7 +38,6 @@ from .stats import Moments, accumulate_block, centered_block, finalize
 from .tiles import tiled_inner_products
 from .triangles import pack_upper, triangle_inner_block, triangle_offsets, triangle_size, upper_rows
 
-T = TypeVar("T")
 Float64 = NDArray[np.float64]
 
 # ‖Xc‖²_F ≤ this × ‖X‖²_F means the layer is constant up to round-off (METRICS §1, edge cases).
@@ -90,7 +89,7 @@ class GramEngine:
         self._joint: Float64 | None = None
         self._offsets: dict[str, tuple[int, int]] = {}
         self._row_sqnorms: dict[str, Float64] = {}
-        self._derived: dict[tuple[str, str], Any] = {}
+        self._row_term_cache: dict[str, tuple[Float64, Float64]] = {}
         self._inner_blocks: dict[tuple[int, int], Float64] = {}
         self._pair_inner: dict[tuple[int, int], float] = {}
 
@@ -414,7 +413,10 @@ class GramEngine:
                 rowsum[start : start + len(xc)] = xc.sum(axis=1)
             return v, rowsum
 
-        return self.derived(ref, "row_terms", build)
+        if ref.key not in self._row_term_cache:
+            self.counts["row_terms:" + ref.key] += 1
+            self._row_term_cache[ref.key] = build()
+        return self._row_term_cache[ref.key]
 
     def gram(self, ref: LayerRef, center: str = "units") -> Float64:
         """The n×n linear kernel of a layer, float64, by how it is centred.
@@ -422,30 +424,20 @@ class GramEngine:
         ``center="units"``: Kc = XcXcᵀ with every unit (column) centred — the engine's own Gram
         (do not modify it). ``"none"``: the raw K = XXᵀ. ``"stimuli"``: each sample's features centred
         across units, K − ssᵀ/D with s the raw row sums. The last two are rebuilt from Kc with the
-        exact rank-one terms (Kc + v1ᵀ + 1vᵀ + ‖μ‖²11ᵀ, v = Xcμ), once per layer and cached.
+        exact rank-one terms (Kc + v1ᵀ + 1vᵀ + ‖μ‖²11ᵀ, v = Xcμ) on each call (O(n²), not cached:
+        the metric states built from them are what the comparison keeps).
         """
         if center == "units":
             return self.centered_gram(ref)
         if center not in {"none", "stimuli"}:
             raise ValueError(f"center must be 'units', 'none' or 'stimuli', not {center!r}")
 
-        def build() -> Float64:
-            kc = self.centered_gram(ref)
-            v, rowsum_c = self._row_terms(ref)
-            mean = self.mean(ref)
-            k = kc + (v[:, None] + v[None, :]) + float(mean @ mean)  # exactly symmetric
-            if center == "stimuli":
-                s = rowsum_c + float(mean.sum())
-                k -= np.outer(s, s) / ref.width
-            return k
-
-        return self.derived(ref, f"gram_{center}", build)
-
-    def derived(self, ref: LayerRef, name: str, compute: Callable[[], T]) -> T:
-        """Per-layer cache: ``compute()`` runs once per (layer, name); counted in ``counts``."""
-        key = (ref.key, name)
-        if key not in self._derived:
-            self.counts[f"{name}:{ref.key}"] += 1
-            self._derived[key] = compute()
-        return self._derived[key]  # type: ignore[no-any-return]
+        kc = self.centered_gram(ref)
+        v, rowsum_c = self._row_terms(ref)
+        mean = self.mean(ref)
+        k = kc + (v[:, None] + v[None, :]) + float(mean @ mean)  # exactly symmetric
+        if center == "stimuli":
+            s = rowsum_c + float(mean.sum())
+            k -= np.outer(s, s) / ref.width
+        return k
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from .contract import Cell, CellBlock, LayerContext, StateCost
 from .registry import (
     REGISTRY,
+    BlockFn,
     MetricInfo,
     MetricSpec,
     Param,
+    PairFn,
+    PrepareFn,
     get_metric,
-    pairwise,
     parse_spec,
     register,
 )  # fmt: skip
@@ -26,4 +29,7 @@ for _family in _FAMILIES:
     if importlib.util.find_spec(f"{__name__}.{_family}") is not None:
         importlib.import_module(f"{__name__}.{_family}")
 
-__all__ = ["REGISTRY", "MetricInfo", "MetricSpec", "Param", "get_metric", "pairwise", "parse_spec", "register"]
+__all__ = [
+    "REGISTRY", "BlockFn", "Cell", "CellBlock", "LayerContext", "MetricInfo", "MetricSpec", "PairFn",
+    "Param", "PrepareFn", "StateCost", "get_metric", "parse_spec", "register",
+]  # fmt: skip

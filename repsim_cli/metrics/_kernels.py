@@ -8,8 +8,8 @@ that the chunked engine path and the in-memory path run the same arithmetic afte
 * double centring (HKH) and Székely–Rizzo U-centring;
 * "alignment" matrices: for metrics of the form ⟨v_a, v_b⟩ / √(⟨v_a, v_a⟩⟨v_b, v_b⟩) over one
   per-layer vector v (a centred kernel, a double-centred distance matrix, centred RDM ranks), the
-  per-layer vectors come from :meth:`GramEngine.derived` (once per layer) and each pair is one dot
-  product.
+  per-layer vector is the metric's state (:class:`VectorState`, once per layer) and each pair is
+  one dot product.
 
 References
 ----------
@@ -21,19 +21,18 @@ dissimilarities", Ann. Statist. 42(6) (U-centring).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._warnings import RepsimWarning
-from ..engine import GramEngine, LayerRef
 from ..engine.gram import CONSTANT_RTOL
 from ..engine.stats import double_center
 from ..errors import DataError
+from .contract import StateCost
 
 Float64 = NDArray[np.float64]
-VectorFn = Callable[[LayerRef], "Float64 | None"]
 
 # A squared distance below ROUNDOFF_FACTOR·eps·(q_i + q_j) is indistinguishable from round-off of
 # the Gram product it came from (q: the squared row norms), so it is taken as an exact 0.
@@ -41,7 +40,6 @@ ROUNDOFF_FACTOR = 64.0
 
 __all__ = [
     "ROUNDOFF_FACTOR",
-    "alignment_matrix",
     "as_matrix",
     "centered_gram_dense",
     "double_center",
@@ -50,6 +48,9 @@ __all__ = [
     "roundoff_rtol",
     "squared_distances",
     "u_center",
+    "vector_cost",
+    "vector_ratio",
+    "vector_state",
 ]
 
 
@@ -141,46 +142,41 @@ def ratio_matrix(h_ab: Float64, h_aa: Float64, h_bb: Float64, what: str) -> Floa
     return out
 
 
-def alignment_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    name: str,
-    compute_vector: VectorFn,
-) -> tuple[Float64, Float64, Float64]:
-    """Inner products of per-layer vectors for every cell: (h_ab (La, Lb), h_aa (La,), h_bb (Lb,)).
+@dataclass(frozen=True)
+class VectorState:
+    """Per-layer state of the "alignment" metrics ⟨v_a, v_b⟩/√(⟨v_a, v_a⟩⟨v_b, v_b⟩): the layer's
+    1-D float64 vector (None for a layer already reported degenerate, whose cells are NaN) and its
+    self inner product."""
 
-    ``compute_vector(ref)`` builds a layer's 1-D float64 vector, or returns None for a layer it
-    reported degenerate (its cells are NaN). Vector and self inner product are cached per layer
-    under ``name`` (:meth:`GramEngine.derived`), so however the scheduler splits the matrix into
-    blocks each layer's work is done once, and a cell's value does not depend on the block: each
-    is one ``np.dot`` of the two layers' vectors.
-    """
+    vector: Float64 | None
+    self_inner: float
 
-    def vector(ref: LayerRef) -> Float64 | None:
-        return engine.derived(ref, name, lambda: compute_vector(ref))
 
-    def self_inner(ref: LayerRef) -> float:
-        def compute() -> float:
-            v = vector(ref)
-            return float("nan") if v is None else float(np.dot(v, v))
+def vector_state(vector: Float64 | None) -> VectorState:
+    """Wrap a per-layer vector with its self inner product (NaN for a degenerate layer)."""
+    if vector is None:
+        return VectorState(None, float("nan"))
+    return VectorState(vector, float(np.dot(vector, vector)))
 
-        return engine.derived(ref, name + "|self", compute)
 
-    def inner(ra: LayerRef, rb: LayerRef) -> float:
-        if ra.key == rb.key:
-            return self_inner(ra)
-        u, v = vector(ra), vector(rb)
-        return float("nan") if u is None or v is None else float(np.dot(u, v))
+NOT_POSITIVE_NOTE = "the self-similarity term of a layer is not positive; the value is NaN"
 
-    same = [r.key for r in refs_a] == [r.key for r in refs_b]
-    h_ab = np.full((len(refs_a), len(refs_b)), np.nan)
-    for i, ra in enumerate(refs_a):
-        for j, rb in enumerate(refs_b):
-            h_ab[i, j] = h_ab[j, i] if same and j < i else inner(ra, rb)
-    h_aa = np.array([self_inner(r) for r in refs_a])
-    h_bb = np.array([self_inner(r) for r in refs_b])
-    return h_ab, h_aa, h_bb
+
+def vector_ratio(a: VectorState, b: VectorState) -> tuple[float, str | None]:
+    """⟨v_a, v_b⟩/√(h_aa·h_bb) for two states (one dot product); a self term ≤ 0 that is not
+    NaN gives NaN with a note."""
+    if a.vector is None or b.vector is None:
+        return float("nan"), None
+    h = a.self_inner if a is b else float(np.dot(a.vector, b.vector))
+    denom = a.self_inner * b.self_inner
+    if not denom > 0:
+        return float("nan"), NOT_POSITIVE_NOTE
+    return h / float(np.sqrt(denom)), None
+
+
+def vector_cost(n: int, width: int, side: str, params: object) -> StateCost:
+    """An n×n per-layer matrix built in O(n²) (times a small constant)."""
+    return StateCost(bytes=8.0 * n * n, flops=40.0 * n * n)
 
 
 def pair_ratio(u: Float64 | None, v: Float64 | None, what: str) -> float:

@@ -36,10 +36,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..engine import GramEngine, LayerRef
 from ..engine.gram import CONSTANT_RTOL
 from ..errors import DataError, MetricParameterError
-from ._kernels import Float64, alignment_matrix, as_matrix, ratio_matrix, u_center
+from ._kernels import (
+    Float64,
+    VectorState,
+    as_matrix,
+    ratio_matrix,
+    u_center,
+    vector_ratio,
+    vector_state,
+)
+from .contract import Cell, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
 
 CITATION = "Nguyen, Raghu & Kornblith 2021, ICLR (arXiv:2010.15327); HSIC_u: Song et al. 2012"
@@ -152,33 +160,31 @@ def minibatch_cka_all_pairs(
     return ratio_matrix(h, diag, diag, "cka_minibatch")
 
 
-def cka_minibatch_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    params: Mapping[str, Any],
-) -> Float64:
-    """All-pairs minibatch CKA: each layer's batch-kernel vector once, one dot product per cell."""
-    batch_size, seed = int(params["batch_size"]), int(params["seed"])
-    batches = minibatches(engine.n, batch_size, seed)
-    name = f"minibatch_kernels[batch_size={batch_size},seed={seed}]"
-
-    def compute(ref: LayerRef) -> Float64:
-        xc = engine.centered_data(ref)
-        _check_centered_layer(xc, engine.n * float(engine.mean(ref) @ engine.mean(ref)), ref)
-        return batch_kernel_vector(_rows_gram(xc), batches)
-
-    return ratio_matrix(*alignment_matrix(engine, refs_a, refs_b, name, compute), "cka_minibatch")
+def prepare_minibatch(layer: LayerContext, params: Mapping[str, Any]) -> VectorState:
+    """The per-layer stage: the layer's stacked U-centred batch kernels (no n×n Gram)."""
+    batches = minibatches(layer.n, int(params["batch_size"]), int(params["seed"]))
+    xc = layer.centered_data()
+    mean = layer.mean()
+    _check_centered_layer(xc, layer.n * float(mean @ mean), layer.label)
+    return vector_state(batch_kernel_vector(_rows_gram(xc), batches))
 
 
-def _check_centered_layer(xc: NDArray[np.floating], n_mean_sq: float, ref: LayerRef) -> None:
+def minibatch_pair(a: VectorState, b: VectorState, params: Mapping[str, Any]) -> Cell:
+    """Minibatch CKA of two layer states: one dot product."""
+    value, note = vector_ratio(a, b)
+    return Cell(value, note=note)
+
+
+def _state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    m = min(int(params["batch_size"]), n)
+    return StateCost(bytes=8.0 * n * m, flops=10.0 * n * m * width)
+
+
+def _check_centered_layer(xc: NDArray[np.floating], n_mean_sq: float, label: str) -> None:
     """The engine's constant-layer test from the centred layer: ‖Xc‖² ≤ 1e-20·(‖Xc‖² + n‖μ‖²)."""
     centred = float(np.einsum("ij,ij->", xc, xc, dtype=np.float64))
     if not centred > CONSTANT_RTOL * (centred + n_mean_sq):
-        raise DataError(
-            f"{ref.store.path}: layer {ref.name!r}: constant layer (zero variance); "
-            "similarity is undefined"
-        )
+        raise DataError(f"{label}: constant layer (zero variance); similarity is undefined")
 
 
 def _validate(params: dict[str, Any]) -> None:
@@ -207,8 +213,11 @@ register(
         citation=CITATION,
         summary="linear CKA from unbiased HSIC averaged over seeded minibatches",
         sides=("sample", "feature"),
-        matrix=cka_minibatch_matrix,
-        dense=minibatch_cka,
+        prepare=prepare_minibatch,
+        pair=minibatch_pair,
+        state_cost=_state_cost,
+        identity=1.0,
+        invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
         validate=_validate,
         range_text=RANGE_TEXT,
         cost=_cost,

@@ -32,11 +32,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._warnings import RepsimWarning
-from ..engine import GramEngine, LayerRef
 from ..errors import DataError, MetricParameterError
 from ._kernels import (
     Float64,
-    alignment_matrix,
+    VectorState,
     centered_gram_dense,
     double_center,
     pair_ratio,
@@ -44,7 +43,11 @@ from ._kernels import (
     roundoff_rtol,
     squared_distances,
     u_center,
+    vector_cost,
+    vector_ratio,
+    vector_state,
 )  # fmt: skip
+from .contract import Cell, LayerContext
 from .registry import MetricInfo, Param, register
 
 CITATION = (
@@ -137,22 +140,19 @@ def rbf_cka(x: ArrayLike, y: ArrayLike, threshold: float = 1.0, debiased: bool =
     return pair_ratio(u, v, "cka_rbf")
 
 
-def cka_rbf_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    params: Mapping[str, Any],
-) -> Float64:
-    """All-pairs RBF CKA: each layer's centred kernel once, then one inner product per cell."""
+def prepare_rbf(layer: LayerContext, params: Mapping[str, Any]) -> VectorState:
+    """The per-layer stage: the layer's centred (or U-centred) RBF kernel, flattened."""
     threshold, debiased = float(params["threshold"]), bool(params["debiased"])
-    _check_n(engine.n, debiased)
-    rtol = roundoff_rtol(engine.dtype)
-    name = f"rbf_kernel[threshold={threshold:g},debiased={debiased}]"
+    _check_n(layer.n, debiased)
+    kernel = rbf_centered_kernel(layer.centered_gram(), threshold, debiased,
+                                 roundoff_rtol(layer.dtype), layer.label)  # fmt: skip
+    return vector_state(kernel)
 
-    def compute(ref: LayerRef) -> Float64 | None:
-        return rbf_centered_kernel(engine.centered_gram(ref), threshold, debiased, rtol, ref.label)
 
-    return ratio_matrix(*alignment_matrix(engine, refs_a, refs_b, name, compute), "cka_rbf")
+def rbf_pair(a: VectorState, b: VectorState, params: Mapping[str, Any]) -> Cell:
+    """RBF CKA of two layer states: one inner product."""
+    value, note = vector_ratio(a, b)
+    return Cell(value, note=note)
 
 
 def _validate(params: dict[str, Any]) -> None:
@@ -182,8 +182,11 @@ register(
         citation=CITATION,
         summary="RBF-kernel CKA, bandwidth from the median squared distance (diagonal included)",
         sides=("sample",),
-        matrix=cka_rbf_matrix,
-        dense=rbf_cka,
+        prepare=prepare_rbf,
+        pair=rbf_pair,
+        state_cost=vector_cost,
+        identity=1.0,
+        invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
         validate=_validate,
         range_text=RANGE_TEXT,
         cost=_cost,

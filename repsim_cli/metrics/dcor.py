@@ -31,17 +31,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..engine import GramEngine, LayerRef
 from ..errors import DataError
 from ._kernels import (
     Float64,
-    alignment_matrix,
+    VectorState,
     centered_gram_dense,
     double_center,
     ratio_matrix,
     roundoff_rtol,
     squared_distances,
+    vector_cost,
+    vector_ratio,
+    vector_state,
 )  # fmt: skip
+from .contract import Cell, LayerContext
 from .registry import MetricInfo, register
 
 CITATION = (
@@ -95,20 +98,15 @@ def distance_correlation(x: ArrayLike, y: ArrayLike) -> float:
     return float(_root(ratio)[0, 0])
 
 
-def dcor_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    params: Mapping[str, Any],
-) -> Float64:
-    """All-pairs distance correlation: each layer's centred distances once, one dot per cell."""
-    rtol = roundoff_rtol(engine.dtype)
+def prepare_dcor(layer: LayerContext, params: Mapping[str, Any]) -> VectorState:
+    """The per-layer stage: the double-centred distance matrix, flattened."""
+    return vector_state(centered_distances(layer.centered_gram(), roundoff_rtol(layer.dtype)))
 
-    def compute(ref: LayerRef) -> Float64:
-        return centered_distances(engine.centered_gram(ref), rtol)
 
-    h = alignment_matrix(engine, refs_a, refs_b, "centered_distances", compute)
-    return _root(ratio_matrix(*h, "dcor"))
+def dcor_pair(a: VectorState, b: VectorState, params: Mapping[str, Any]) -> Cell:
+    """Distance correlation of two layer states: √ of the ratio (NaN below 0)."""
+    ratio, note = vector_ratio(a, b)
+    return Cell(float(_root(np.array([[ratio]]))[0, 0]), note=note)
 
 
 def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> float:
@@ -126,8 +124,11 @@ register(
         citation=CITATION,
         summary="distance correlation (V-statistic), the square root",
         sides=("sample",),
-        matrix=dcor_matrix,
-        dense=distance_correlation,
+        prepare=prepare_dcor,
+        pair=dcor_pair,
+        state_cost=vector_cost,
+        identity=1.0,
+        invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
         range_text="[0, 1]",
         cost=_cost,
     )

@@ -49,9 +49,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._warnings import RepsimWarning
-from ..engine import GramEngine, LayerRef
 from ..errors import DataError, MetricParameterError
-from ._kernels import Float64, as_matrix, centered_gram_dense, ratio_matrix, roundoff_rtol
+from ._kernels import (
+    NOT_POSITIVE_NOTE,
+    Float64,
+    as_matrix,
+    centered_gram_dense,
+    ratio_matrix,
+    roundoff_rtol,
+)
+from .contract import Cell, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
 
 CITATION_KNN = "Huh et al. 2024, ICML (arXiv:2405.07987), platonic-rep mutual_knn"
@@ -257,72 +264,56 @@ def cknna(x: ArrayLike, y: ArrayLike, k: int = 10, normalize: bool = True) -> fl
                               "cknna")[0, 0])  # fmt: skip
 
 
-def _layer_neighbours(engine: GramEngine, ref: LayerRef, k: int, normalize: bool) -> Neighbours:
-    rtol = roundoff_rtol(engine.dtype)
-    return engine.derived(
-        ref, f"knn[k={k},normalize={normalize}]",
-        lambda: nearest_neighbours(engine.gram(ref, "none"), k, normalize, rtol, ref.label),
-    )  # fmt: skip
+def _layer_neighbours(layer: LayerContext, k: int, normalize: bool) -> Neighbours:
+    """A layer's neighbour lists, shared by mutual k-NN and CKNNA with the same k and normalize."""
+    rtol = roundoff_rtol(layer.dtype)
+    return layer.shared(
+        f"knn[k={k},normalize={normalize}]",
+        lambda: nearest_neighbours(layer.gram("none"), k, normalize, rtol, layer.label),
+    )
 
 
-def _pairs(refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef]) -> bool:
-    return [r.key for r in refs_a] == [r.key for r in refs_b]
-
-
-def mutual_knn_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    params: Mapping[str, Any],
-) -> Float64:
-    """All-pairs mutual k-NN: each layer's neighbour lists once, one intersection per cell."""
+def prepare_knn(layer: LayerContext, params: Mapping[str, Any]) -> Neighbours:
+    """The per-layer stage of mutual k-NN: the layer's k nearest neighbours."""
     k, normalize = int(params["k"]), bool(params["normalize"])
-    _check_k(engine.n, k, "mutual_knn")
-    _warn_trivial(engine.n, k)
-    same = _pairs(refs_a, refs_b)
-    out = np.full((len(refs_a), len(refs_b)), np.nan)
-    for i, ra in enumerate(refs_a):
-        for j, rb in enumerate(refs_b):
-            if same and j < i:
-                out[i, j] = out[j, i]
-            else:
-                out[i, j] = mutual_knn_pair(
-                    _layer_neighbours(engine, ra, k, normalize),
-                    _layer_neighbours(engine, rb, k, normalize),
-                )
-    return out
+    _check_k(layer.n, k, "mutual_knn")
+    _warn_trivial(layer.n, k)
+    return _layer_neighbours(layer, k, normalize)
 
 
-def cknna_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    params: Mapping[str, Any],
-) -> Float64:
-    """All-pairs CKNNA: neighbour lists and self terms once per layer, one masked HSIC per cell."""
+def knn_pair(a: Neighbours, b: Neighbours, params: Mapping[str, Any]) -> Cell:
+    """Mutual k-NN of two layer states: one intersection of the neighbour codes."""
+    return Cell(mutual_knn_pair(a, b))
+
+
+@dataclass(frozen=True)
+class KernelNeighbours:
+    """The per-layer state of CKNNA: neighbour lists and the layer's masked-HSIC self term."""
+
+    neighbours: Neighbours
+    self_term: float
+
+
+def prepare_cknna(layer: LayerContext, params: Mapping[str, Any]) -> KernelNeighbours:
+    """The per-layer stage of CKNNA: neighbour lists and the self term."""
     k, normalize = int(params["k"]), bool(params["normalize"])
-    _check_k(engine.n, k, "cknna")
+    _check_k(layer.n, k, "cknna")
+    nbrs = _layer_neighbours(layer, k, normalize)
+    return KernelNeighbours(nbrs, masked_hsic(nbrs, nbrs))
 
-    def nbrs(ref: LayerRef) -> Neighbours:
-        return _layer_neighbours(engine, ref, k, normalize)
 
-    def self_term(ref: LayerRef) -> float:
-        name = f"cknna_self[k={k},normalize={normalize}]"
-        return engine.derived(ref, name, lambda: masked_hsic(nbrs(ref), nbrs(ref)))
+def cknna_pair(a: KernelNeighbours, b: KernelNeighbours, params: Mapping[str, Any]) -> Cell:
+    """CKNNA of two layer states: one masked HSIC over the shared neighbours."""
+    h = a.self_term if a is b else masked_hsic(a.neighbours, b.neighbours)
+    denom = a.self_term * b.self_term
+    if not denom > 0:
+        return Cell(float("nan"), note=NOT_POSITIVE_NOTE)
+    return Cell(h / float(np.sqrt(denom)))
 
-    same = _pairs(refs_a, refs_b)
-    h = np.full((len(refs_a), len(refs_b)), np.nan)
-    for i, ra in enumerate(refs_a):
-        for j, rb in enumerate(refs_b):
-            if same and j < i:
-                h[i, j] = h[j, i]
-            elif ra.key == rb.key:
-                h[i, j] = self_term(ra)
-            else:
-                h[i, j] = masked_hsic(nbrs(ra), nbrs(rb))
-    h_aa = np.array([self_term(r) for r in refs_a])
-    h_bb = np.array([self_term(r) for r in refs_b])
-    return ratio_matrix(h, h_aa, h_bb, "cknna")
+
+def _state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """Neighbour codes and values (n·k each) from an n×n similarity pass."""
+    return StateCost(bytes=16.0 * n * int(params["k"]), flops=10.0 * n * n)
 
 
 def _validate_for(metric: str, min_k: int):  # type: ignore[no-untyped-def]
@@ -356,8 +347,11 @@ register(
         citation=CITATION_KNN,
         summary="mean fraction of shared k nearest neighbours",
         sides=("sample",),
-        matrix=mutual_knn_matrix,
-        dense=mutual_knn,
+        prepare=prepare_knn,
+        pair=knn_pair,
+        state_cost=_state_cost,
+        identity=1.0,
+        invariances=("orthogonal", "isotropic_scaling", "permutation"),
         validate=_validate_for("mutual_knn", 1),
         range_text="[0, 1]",
         cost=_cost,
@@ -375,8 +369,11 @@ register(
         citation=CITATION_CKNNA,
         summary="unbiased-HSIC alignment of the kernels restricted to shared k-NN (uncentred)",
         sides=("sample",),
-        matrix=cknna_matrix,
-        dense=cknna,
+        prepare=prepare_cknna,
+        pair=cknna_pair,
+        state_cost=_state_cost,
+        identity=1.0,
+        invariances=("orthogonal", "isotropic_scaling", "permutation"),
         validate=_validate_for("cknna", 2),
         range_text="1 for identical layers; typically [−1, 1], not bounded in theory",
         cost=_cost,

@@ -42,8 +42,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._warnings import RepsimWarning
-from ..engine import GramEngine, LayerRef
 from ..errors import DataError, MetricParameterError, ShapeMismatchError
+from .contract import Cell, CellBlock, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
 
 Float64 = NDArray[np.float64]
@@ -180,12 +180,11 @@ def linear_kernel(x: ArrayLike, center: str = "none") -> Float64:
 class ReadoutLayer:
     """One layer's prior predictive: Σ' = I + scale·K with its inverse Cholesky factor.
 
-    ``load_kernel()`` returns the layer's (n, n) float64 kernel K (never modified; the engine's
-    cached or spilled Gram, so no copy is held here), ``scale`` is 1/(b·tr K), and ``chol_inv`` is
-    L⁻¹ (lower triangular, (n, n) float64, Fortran order) with Σ' = L Lᵀ.
+    ``kernel`` is the layer's (n, n) float64 kernel K (never modified), ``scale`` is 1/(b·tr K),
+    and ``chol_inv`` is L⁻¹ (lower triangular, (n, n) float64, Fortran order) with Σ' = L Lᵀ.
     """
 
-    load_kernel: Callable[[], Float64]
+    kernel: Float64
     scale: float
     trace: float
     chol_inv: Float64
@@ -195,12 +194,15 @@ class ReadoutLayer:
     def n(self) -> int:
         return int(self.chol_inv.shape[0])
 
+    def load_kernel(self) -> Float64:
+        """The layer's kernel K (n, n) float64."""
+        return self.kernel
+
 
 def readout_layer(
     kernel: ArrayLike,
     b: float,
     label: str = "kernel",
-    load_kernel: Callable[[], Float64] | None = None,
     check_psd: bool = True,
 ) -> ReadoutLayer:
     """Check a kernel and factor its Σ' = I + K/(b·tr K) (the per-layer work, O(n³)).
@@ -214,8 +216,6 @@ def readout_layer(
         Signal budget (> 0, may be ``inf``).
     label : str
         Names the layer in error messages.
-    load_kernel : callable, optional
-        Returns the same kernel again when a pair needs it (default: keep ``kernel``).
     check_psd : bool
         Check that K is positive semi-definite up to PSD_RTOL·tr K (one more Cholesky, n³/3);
         the engine's kernels are X Xᵀ by construction and skip it.
@@ -257,7 +257,7 @@ def readout_layer(
         raise DataError(f"{label}: Cholesky factor of Σ' is singular")
     # dtrtri leaves the zero upper triangle of ``chol`` as it is and returns Fortran order, the
     # layout dtrmm wants: no copy per pair
-    return ReadoutLayer(load_kernel or (lambda: k), scale, trace, chol_inv, label)
+    return ReadoutLayer(k, scale, trace, chol_inv, label)
 
 
 def _check_positive_semidefinite(k: Float64, trace: float, label: str) -> None:
@@ -855,111 +855,59 @@ def bayes_hellinger_distance(
     return _hellinger(mu)
 
 
-# ------------------------------------------------------------------------------------------- engine
-def _engine_b(engine: GramEngine, params: Mapping[str, Any]) -> float:
-    return resolve_b(engine.n, params.get("b"), params.get("a"))
+# -------------------------------------------------------------------------------------- two stages
+def prepare_readout(layer: LayerContext, params: Mapping[str, Any]) -> ReadoutLayer:
+    """The per-layer stage: the layer's kernel (centred as ``params["center"]``) and the inverse
+    Cholesky factor of its Σ' (O(n³))."""
+    b = resolve_b(layer.n, params.get("b"), params.get("a"))
+    kernel = layer.gram(params["center"])
+    return readout_layer(kernel, b, layer.label, check_psd=False)
 
 
-def _engine_layer(engine: GramEngine, ref: LayerRef, params: Mapping[str, Any]) -> ReadoutLayer:
-    b = _engine_b(engine, params)
-    center = params["center"]
-    label = f"{ref.store.path}: layer {ref.name!r}"
-
-    def load() -> Float64:
-        return engine.gram(ref, center=center)
-
-    return engine.derived(
-        ref,
-        f"bayes_layer:{center}:b={b!r}",
-        lambda: readout_layer(load(), b, label, load, check_psd=False),
-    )
+def _pair_shifts(a: ReadoutLayer, b: ReadoutLayer) -> Float64:
+    return np.zeros(0) if a is b else spectral_shifts(a, b)
 
 
-def _engine_shifts(
-    engine: GramEngine, ra: LayerRef, rb: LayerRef, params: Mapping[str, Any]
-) -> Float64:
-    """A pair's shifts, computed once per comparison (cached under the smaller key)."""
-    if ra.key == rb.key:
-        return np.zeros(0)
-    first, second = sorted((ra, rb), key=lambda r: r.key)
-    b = _engine_b(engine, params)
-    return engine.derived(
-        first,
-        f"bayes_pair:{params['center']}:b={b!r}:{second.key}",
-        lambda: spectral_shifts(
-            _engine_layer(engine, first, params), _engine_layer(engine, second, params)
-        ),
-    )
+def tv_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell:
+    """``bayes_tv`` of two layer states (exact, Imhof's integral)."""
+    return Cell(_total_variation(_pair_shifts(a, b), a.n, f"{a.label} vs {b.label}"))
 
 
-def _cells(refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef]) -> list[tuple[int, int]]:
-    """Cells to compute: the upper triangle when both sides list the same layers (all four
-    metrics are symmetric), else every cell."""
-    same = [r.key for r in refs_a] == [r.key for r in refs_b]
-    return [(i, j) for i in range(len(refs_a)) for j in range(len(refs_b)) if not same or j >= i]
+def kl_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell:
+    """``bayes_kl`` of two layer states."""
+    return Cell(_symmetric_kl(_pair_shifts(a, b)))
 
 
-def _fill(
-    shape: tuple[int, int], cells: list[tuple[int, int]], values: Sequence[float], mirror: bool
-) -> Float64:
-    out = np.full(shape, np.nan)
-    for (i, j), v in zip(cells, values, strict=True):
-        out[i, j] = v
-        if mirror:
-            out[j, i] = v
-    return out
+def hellinger_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell:
+    """``bayes_hellinger`` of two layer states."""
+    return Cell(_hellinger(_pair_shifts(a, b)))
 
 
-def _closed_form_matrix(fn: Callable[[Float64], float]) -> Callable[..., Float64]:
-    def matrix(
-        engine: GramEngine,
-        refs_a: Sequence[LayerRef],
-        refs_b: Sequence[LayerRef],
-        params: Mapping[str, Any],
-    ) -> Float64:
-        cells = _cells(refs_a, refs_b)
-        values = [fn(_engine_shifts(engine, refs_a[i], refs_b[j], params)) for i, j in cells]
-        same = [r.key for r in refs_a] == [r.key for r in refs_b]
-        return _fill((len(refs_a), len(refs_b)), cells, values, same)
-
-    return matrix
-
-
-def tv_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    params: Mapping[str, Any],
-) -> Float64:
-    """All-pairs ``bayes_tv``, (La, Lb) float64, from the engine's kernels (O(n³) a pair)."""
-    cells = _cells(refs_a, refs_b)
-    values = []
-    for i, j in cells:
-        mu = _engine_shifts(engine, refs_a[i], refs_b[j], params)
-        values.append(_total_variation(mu, engine.n, f"{refs_a[i].label} vs {refs_b[j].label}"))
-    same = [r.key for r in refs_a] == [r.key for r in refs_b]
-    return _fill((len(refs_a), len(refs_b)), cells, values, same)
-
-
-def js_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    params: Mapping[str, Any],
-) -> tuple[Float64, Float64]:
-    """All-pairs ``bayes_js``: (distance, standard error), each (La, Lb) float64.
-
-    One Monte Carlo pass serves every pair (common random numbers: one draw per chunk, one GEMM).
-    """
-    cells = _cells(refs_a, refs_b)
-    shifts = [_engine_shifts(engine, refs_a[i], refs_b[j], params) for i, j in cells]
-    est = monte_carlo(shifts, engine.n, int(params["samples"]), int(params["seed"]))
-    same = [r.key for r in refs_a] == [r.key for r in refs_b]
-    shape = (len(refs_a), len(refs_b))
+def js_block(
+    states_a: Sequence[ReadoutLayer], states_b: Sequence[ReadoutLayer], params: Mapping[str, Any]
+) -> CellBlock:
+    """``bayes_js`` for a block: one Monte Carlo pass serves every pair (common random numbers;
+    each pair's value is bitwise the same whichever pairs share the pass)."""
+    shifts = [_pair_shifts(a, b) for a in states_a for b in states_b]
+    n = states_a[0].n
+    est = monte_carlo(shifts, n, int(params["samples"]), int(params["seed"]))
     empty = np.array([s.size == 0 for s in shifts])
-    value = np.where(empty, 0.0, est.js_distance)
-    error = np.where(empty, 0.0, est.js_distance_std_error)
-    return _fill(shape, cells, value.tolist(), same), _fill(shape, cells, error.tolist(), same)
+    shape = (len(states_a), len(states_b))
+    value = np.where(empty, 0.0, est.js_distance).reshape(shape)
+    error = np.where(empty, 0.0, est.js_distance_std_error).reshape(shape)
+    return CellBlock(value, error)
+
+
+def js_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell:
+    """``bayes_js`` of two layer states, with its Monte Carlo standard error."""
+    block = js_block([a], [b], params)
+    assert block.std_error is not None
+    return Cell(float(block.value[0, 0]), float(block.std_error[0, 0]))
+
+
+def _state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """The kernel and L⁻¹ (n×n each); Cholesky and its inverse (n³/3 each)."""
+    return StateCost(bytes=16.0 * n * n, flops=(2.0 / 3.0) * float(n) ** 3)
 
 
 def _cost(js: bool) -> Callable[[int, int, int, Mapping[str, Any]], float]:
@@ -1001,9 +949,9 @@ _JS_PARAMS = (
 def _register(
     name: str,
     summary: str,
-    matrix: Any,
-    dense: Callable[..., float],
+    pair: Any,
     *,
+    block: Any = None,
     bounds: tuple[float, float] = (0.0, 1.0),
     range_text: str = "[0, 1]",
     js: bool = False,
@@ -1018,8 +966,15 @@ def _register(
             citation=CITATION,
             summary=summary,
             sides=("sample",),
-            matrix=matrix,
-            dense=dense,
+            prepare=prepare_readout,
+            pair=pair,
+            block=block,
+            state_cost=_state_cost,
+            state_key=lambda params: ("readout", params["center"], repr(params.get("b")),
+                                      repr(params.get("a"))),
+            identity=0.0,
+            identity_exact=True,
+            invariances=("orthogonal", "permutation"),
             validate=_validator(name),
             range_text=range_text,
             # per layer: L⁻¹, and the engine's rebuilt kernel for center=none|stimuli
@@ -1032,28 +987,25 @@ def _register(
 _register(
     "bayes_tv",
     "total variation of linear-readout prior predictives (exact)",
-    tv_matrix,
-    bayes_tv_distance,
+    tv_pair,
 )
 _register(
     "bayes_js",
     "√(JS divergence, bits) of linear-readout prior predictives (Monte Carlo)",
-    js_matrix,
-    bayes_js_distance,
+    js_pair,
+    block=js_block,
     range_text="[0, 1] ± standard error",
     js=True,
 )
 _register(
     "bayes_kl",
     "symmetrised KL divergence of linear-readout prior predictives",
-    _closed_form_matrix(_symmetric_kl),
-    bayes_kl_divergence,
+    kl_pair,
     bounds=(0.0, math.inf),
     range_text="[0, ∞) nats",
 )
 _register(
     "bayes_hellinger",
     "Hellinger distance of linear-readout prior predictives",
-    _closed_form_matrix(_hellinger),
-    bayes_hellinger_distance,
+    hellinger_pair,
 )

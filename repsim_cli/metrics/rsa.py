@@ -44,17 +44,19 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._warnings import RepsimWarning
-from ..engine import GramEngine, LayerRef
 from ..errors import DataError
 from ._kernels import (
     Float64,
-    alignment_matrix,
+    VectorState,
     as_matrix,
     centered_gram_dense,
     ratio_matrix,
     roundoff_rtol,
     squared_distances,
+    vector_ratio,
+    vector_state,
 )  # fmt: skip
+from .contract import Cell, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
 
 CITATION = (
@@ -235,36 +237,31 @@ def rsa(x: ArrayLike, y: ArrayLike, rdm: str = "correlation", compare: str = "sp
     return float(ratio_matrix(h, np.array([u @ u]), np.array([v @ v]), "rsa")[0, 0])
 
 
-def rsa_matrix(
-    engine: GramEngine,
-    refs_a: Sequence[LayerRef],
-    refs_b: Sequence[LayerRef],
-    params: Mapping[str, Any],
-) -> Float64:
-    """All-pairs RSA: each layer's RDM and its ranks once, then one dot product per cell."""
+def prepare_rsa(layer: LayerContext, params: Mapping[str, Any]) -> VectorState:
+    """The per-layer stage: the layer's RDM (shared by every comparison method of the run), then
+    its comparison vector (ranks for Spearman/Kendall, centred for Pearson)."""
     rdm, compare = str(params["rdm"]), str(params["compare"])
-    rtol = roundoff_rtol(engine.dtype)
+    rtol = roundoff_rtol(layer.dtype)
 
-    def layer_rdm(ref: LayerRef) -> tuple[Float64 | None, float]:
-        def compute() -> tuple[Float64 | None, float]:
-            ks = engine.gram(ref, "stimuli") if rdm == "correlation" else None
-            return _layer_rdm(engine.centered_gram(ref), ks, ref.width, rdm, rtol, ref.label)
+    def build_rdm() -> tuple[Float64 | None, float]:
+        ks = layer.gram("stimuli") if rdm == "correlation" else None
+        return _layer_rdm(layer.centered_gram(), ks, layer.width, rdm, rtol, layer.label)
 
-        return engine.derived(ref, f"rdm[{rdm}]", compute)
+    vec, tolerance = layer.shared(f"rdm[{rdm}]", build_rdm)
+    return vector_state(None if vec is None else comparison_vector(vec, compare, tolerance, layer.label))
 
-    def compute(ref: LayerRef) -> Float64 | None:
-        vec, tolerance = layer_rdm(ref)
-        return None if vec is None else comparison_vector(vec, compare, tolerance, ref.label)
 
-    name = f"rdm_compare[{rdm},{compare}]"
-    if compare == "kendall":
+def rsa_pair(a: VectorState, b: VectorState, params: Mapping[str, Any]) -> Cell:
+    """RSA of two layer states: Kendall's τ-b, or one normalised dot product."""
+    if params["compare"] == "kendall":
+        return Cell(float(_kendall_matrix([a.vector], [b.vector], same=False)[0, 0]))
+    value, note = vector_ratio(a, b)
+    return Cell(value, note=note)
 
-        def vector_of(ref: LayerRef) -> Float64 | None:
-            return engine.derived(ref, name, lambda: compute(ref))
 
-        same = [r.key for r in refs_a] == [r.key for r in refs_b]
-        return _kendall_matrix([vector_of(r) for r in refs_a], [vector_of(r) for r in refs_b], same)
-    return ratio_matrix(*alignment_matrix(engine, refs_a, refs_b, name, compute), "rsa")
+def _rsa_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    pairs = n * (n - 1) / 2.0
+    return StateCost(bytes=8.0 * pairs, flops=float(pairs * (np.log2(max(pairs, 2.0)) + 10)))
 
 
 def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> float:
@@ -301,8 +298,11 @@ register(
         citation=CITATION,
         summary="correlation between the two layers' RDMs (upper triangles)",
         sides=("sample",),
-        matrix=rsa_matrix,
-        dense=rsa,
+        prepare=prepare_rsa,
+        pair=rsa_pair,
+        state_cost=_rsa_cost,
+        identity=1.0,
+        invariances=("isotropic_scaling", "permutation"),
         range_text="[−1, 1]",
         cost=_cost,
     )
