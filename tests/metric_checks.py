@@ -186,17 +186,29 @@ def check_each_layer_computed_once(
     make_store: StoreFactory, specs: Sequence[str], prefixes: Iterable[str], n: int = 20
 ) -> None:
     """An all-pairs run of ``specs`` over five layers (n samples, widths 3..7): every per-layer
-    statistic named in ``prefixes`` is computed exactly once for each layer (``engine.counts``)."""
+    stage whose name starts with one of ``prefixes`` (engine statistics such as ``gram``, shared
+    intermediates such as ``rdm[correlation]``, metric states ``prepare(...)``) ran exactly once
+    for each layer (``comparison.counts``), and each prefix matched something."""
     rng = np.random.default_rng(0)
     layers = {f"l{i}": rng.standard_normal((n, 3 + i)) for i in range(5)}
     with open_store(make_store(layers)) as store:
         comparison = prepare_comparison(store, None, specs)
         comparison.run()
-        counts = comparison.engine.counts
+        counts = comparison.counts
     for prefix in prefixes:
-        done = {k: v for k, v in counts.items() if k.startswith(prefix + ":")}
-        assert sorted(done) == sorted(f"{prefix}:a:{name}" for name in layers), (prefix, done)
-        assert set(done.values()) == {1}, (prefix, done)
+        by_stage: dict[str, dict[str, int]] = {}
+        for key, count in counts.items():
+            if key.startswith("prepare:"):
+                stage, scope, name = key[len("prepare:"):].rsplit(":", 2)
+                stage = "prepare" + stage
+            else:
+                stage, scope, name = key.rsplit(":", 2)
+            if stage.startswith(prefix):
+                by_stage.setdefault(stage, {})[f"{scope}:{name}"] = count
+        assert by_stage, (prefix, sorted(counts))
+        for stage, done in by_stage.items():
+            assert sorted(done) == sorted(f"a:{name}" for name in layers), (stage, done)
+            assert set(done.values()) == {1}, (stage, done)
 
 
 def check_float32_offset(make_store: StoreFactory, spec: str, atol: float) -> None:

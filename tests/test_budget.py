@@ -14,7 +14,7 @@ import pytest
 from reference import cka_dense
 
 from repsim_cli.compare import prepare_comparison
-from repsim_cli.metrics import REGISTRY, MetricInfo, pairwise, register
+from repsim_cli.metrics import REGISTRY, Cell, MetricInfo, StateCost, register
 from repsim_cli.metrics.cka import linear_cka
 from repsim_cli.store import open_store
 
@@ -55,14 +55,18 @@ def test_tiled_sample_side_is_exact(make_store, backend, memory) -> None:
 def full_gram_metric():
     """A test metric that needs whole Grams: CKA computed from the n×n Grams themselves."""
 
-    def pair(engine, ra, rb, params):
-        ka, kb = engine.centered_gram(ra), engine.centered_gram(rb)
+    def prepare(layer, params):
+        return np.array(layer.centered_gram())  # the whole Gram is this metric's state
+
+    def pair(ka, kb, params):
         ab = float(np.vdot(ka, kb))
-        return ab / np.sqrt(float(np.vdot(ka, ka)) * float(np.vdot(engine.centered_gram(rb), kb)))
+        return Cell(ab / np.sqrt(float(np.vdot(ka, ka)) * float(np.vdot(kb, kb))))
 
     info = register(MetricInfo(
         name="test_gram_cka", kind="similarity", symmetric=True, bounds=(0.0, 1.0), params=(),
-        citation="test", summary="test", sides=("sample",), matrix=pairwise(pair, True), dense=linear_cka,
+        citation="test", summary="test", sides=("sample",), prepare=prepare, pair=pair,
+        state_cost=lambda n, width, side, params: StateCost(8.0 * n * n, 0.0), identity=1.0,
+        dense=linear_cka,
     ))
     yield info
     del REGISTRY[info.name]
@@ -81,7 +85,8 @@ def test_spilled_grams_are_exact_and_cleaned_up(make_store, tmp_path, full_gram_
         assert comparison.engine.cache_path is not None
         assert len(list(comparison.engine.cache_path.glob("gram*.npy"))) == 5
         assert max(v for k, v in comparison.engine.counts.items() if k.startswith("gram:")) == 1
-        comparison.engine.close()
+        assert comparison.states.counts  # whole-Gram states beyond the budget spill too
+        comparison.close()
     assert list((tmp_path / "cache").iterdir()) == []
     np.testing.assert_allclose(res.metrics["test_gram_cka"].value, dense_matrix(layers), atol=1e-10)
 

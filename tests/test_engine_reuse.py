@@ -1,8 +1,8 @@
-"""An all-pairs run over L layers does L per-layer computations, not L² (DESIGN §1).
+"""An all-pairs run over L layers does L per-layer computations, not L².
 
-The engine counts every per-layer statistic it computes (``engine.counts``: Grams, covariances and
-everything that goes through ``engine.derived``); the eigendecomposition itself is instrumented
-too, so a metric that bypassed the cache would be caught.
+The comparison counts every per-layer stage it runs (``comparison.counts``: the engine's Grams and
+covariances, shared intermediates such as the spectrum, and each metric state); the
+eigendecomposition itself is instrumented too, so a metric that bypassed its state would be caught.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SPECS = [
     "cka", "cka:debiased=true", "cca", "cca:stat=mean_rho2", "svcca", "svcca:dims=2", "pwcca",
     "pwcca:side=b", "pwcca:side=narrower", "procrustes", "shape", "shape:alpha=0.5", "linreg",
 ]  # fmt: skip
-PER_LAYER = ("gram", "cov", linalg.SPECTRUM, "unit_projection")
+PER_LAYER = ("gram", "cov", linalg.SPECTRUM, "prepare")
 
 
 def layers(seed, n, widths, prefix):
@@ -53,16 +53,20 @@ def run(path_a, path_b, side):
         b = stack.enter_context(open_store(path_b)) if path_b is not None else None
         comparison = prepare_comparison(a, b, SPECS, side=side, block_rows=5)
         results = comparison.run()
-        return comparison.engine, results
+        return comparison, results
 
 
-def per_layer_counts(engine):
-    """{(statistic, layer key): times computed} for the per-layer statistics."""
+def per_layer_counts(comparison):
+    """{(statistic, layer key): times computed} for the per-layer stages (a metric state counts
+    as ``prepare`` plus its state key)."""
     out = {}
-    for key, count in engine.counts.items():
-        stat, _, layer = key.partition(":")
-        if stat in PER_LAYER:
-            out[(stat, layer)] = count
+    for key, count in comparison.counts.items():
+        stat, _, rest = key.partition(":")
+        if stat == "prepare":
+            state, scope, name = rest.rsplit(":", 2)
+            out[(stat + state, f"{scope}:{name}")] = count
+        elif stat in PER_LAYER:
+            out[(stat, rest)] = count
     return out
 
 
@@ -70,12 +74,12 @@ def per_layer_counts(engine):
 def test_all_pairs_over_one_store_compute_each_layer_once(make_store, eigh_calls, side):
     n_layers = 5
     path = make_store(layers(0, 24, (3, 4, 5, 6, 7), "l"), chunk_rows=5)
-    engine, results = run(path, None, side)
-    counts = per_layer_counts(engine)
+    comparison, results = run(path, None, side)
+    counts = per_layer_counts(comparison)
     keys = {f"a:l{i}" for i in range(n_layers)}
     assert all(c == 1 for c in counts.values()), counts
     assert {layer for (stat, layer) in counts if stat == linalg.SPECTRUM} == keys
-    assert {layer for (stat, layer) in counts if stat == "unit_projection"} == keys
+    assert {layer for (stat, layer) in counts if stat == "prepare('basis', 'projection')"} == keys
     base = "gram" if side == "sample" else "cov"
     assert {layer for (stat, layer) in counts if stat == base} == keys
     assert sum(eigh_calls.values()) == n_layers  # not n_layers² (or one per pair and metric)
@@ -87,8 +91,8 @@ def test_all_pairs_over_one_store_compute_each_layer_once(make_store, eigh_calls
 def test_two_stores_compute_each_layer_once(make_store, eigh_calls, side):
     path_a = make_store(layers(1, 24, (3, 5, 6), "a"), chunk_rows=7)
     path_b = make_store(layers(2, 24, (4, 6), "b"), chunk_rows=7)
-    engine, _ = run(path_a, path_b, side)
-    counts = per_layer_counts(engine)
+    comparison, _ = run(path_a, path_b, side)
+    counts = per_layer_counts(comparison)
     assert all(c == 1 for c in counts.values()), counts
     assert len({layer for (stat, layer) in counts if stat == linalg.SPECTRUM}) == 5
     assert sum(eigh_calls.values()) == 5
@@ -106,5 +110,4 @@ def test_counting_catches_a_metric_that_recomputes_per_pair(make_store, eigh_cal
                 linalg.build_spectrum(
                     engine.cross_product(ra, ra), side="feature", n=engine.n, width=ra.width
                 )
-                linalg.layer_coupling(engine, ra, rb)
-    assert sum(eigh_calls.values()) == len(refs) ** 2 + len(refs)
+    assert sum(eigh_calls.values()) == len(refs) ** 2

@@ -87,7 +87,7 @@ def test_engine_equals_in_memory(make_store, backend, chunk_rows) -> None:
 
 
 def test_each_layer_computed_once(make_store) -> None:
-    check_each_layer_computed_once(make_store, ["dcor"], ("centered_distances", "gram"))
+    check_each_layer_computed_once(make_store, ["dcor"], ("prepare('dcor'", "gram"))
 
 
 # ------------------------------------------------------------------ degenerate input

@@ -212,12 +212,7 @@ def test_two_stores(make_store) -> None:
 
 
 def test_each_layer_computed_once(make_store) -> None:
-    prefixes = (
-        "rbf_kernel[threshold=1,debiased=False]",
-        "rbf_kernel[threshold=0.5,debiased=True]",
-        "minibatch_kernels[batch_size=8,seed=2]",
-        "gram",
-    )
+    prefixes = ("prepare('cka_rbf'", "prepare('cka_minibatch'", "gram")
     check_each_layer_computed_once(make_store, SPECS, prefixes, n=24)
 
 

@@ -170,7 +170,7 @@ def test_engine_equals_in_memory(make_store, backend, chunk_rows) -> None:
 
 
 def test_neighbours_computed_once_per_layer_for_both_metrics(make_store) -> None:
-    prefixes = ("knn[k=10,normalize=True]", "cknna_self[k=10,normalize=True]", "gram_none")
+    prefixes = ("knn[k=10,normalize=True]", "prepare('mutual_knn'", "prepare('cknna'", "gram")
     check_each_layer_computed_once(make_store, ["mutual_knn", "cknna"], prefixes)
 
 

@@ -154,9 +154,10 @@ def test_engine_equals_in_memory(make_store, backend, chunk_rows) -> None:
 def test_each_layer_computed_once(make_store) -> None:
     prefixes = (
         "rdm[correlation]",
-        "rdm_compare[correlation,spearman]",
-        "rdm_compare[correlation,kendall]",
-        "gram_stimuli",
+        "prepare('rsa', 'correlation', 'spearman')",
+        "prepare('rsa', 'correlation', 'kendall')",
+        "gram",
+        "row_terms",
     )
     specs = ["rsa", "rsa:compare=pearson", "rsa:compare=kendall"]
     check_each_layer_computed_once(make_store, specs, prefixes)

@@ -87,7 +87,7 @@ def command(
             memory=memory, precision=precision, side=side, progress=progress,
             cache_dir=cache_dir or (Path(out).parent if out != "-" else None),
         )  # fmt: skip
-        stack.callback(comparison.engine.close, keep_cache)
+        stack.callback(comparison.close, keep_cache)
         if dry_run:
             plan = comparison.plan
             click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.describe())

@@ -299,6 +299,7 @@ register(
         summary="correlation between the two layers' RDMs (upper triangles)",
         sides=("sample",),
         prepare=prepare_rsa,
+        state_key=lambda params: ("rsa", params["rdm"], params["compare"]),
         pair=rsa_pair,
         state_cost=_rsa_cost,
         identity=1.0,
