@@ -78,11 +78,34 @@ class Model:
 
 
 def model_name(text: str) -> tuple[str | None, str]:
-    """Split a ``NAME=PATH`` store argument into (NAME, PATH); a bare path gives (None, PATH)."""
+    """Split a ``NAME=PATH`` store argument into (NAME, PATH); a bare path gives (None, PATH).
+
+    A path that exists as written is a path even if it contains ``=``.
+    """
     name, sep, path = text.partition("=")
     if sep and name and "/" not in name and not Path(text).exists():
         return name, path
     return None, text
+
+
+def read_store_list(args: Sequence[str], list_file: str | Path | None = None) -> list[tuple[str | None, str]]:
+    """The stores of a comparison: ``[NAME=]PATH`` arguments, then the lines of ``list_file``
+    (blank lines and lines starting with ``#`` ignored), as (name or None, path)."""
+    texts = list(args)
+    if list_file is not None:
+        try:
+            lines = Path(list_file).read_text().splitlines()
+        except OSError as exc:
+            raise RepsimError(f"{list_file}: cannot read the store list ({exc.strerror})") from None
+        texts += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [model_name(t) for t in texts]
+
+
+def default_model_name(path: str, all_paths: Sequence[str]) -> str:
+    """A model's default name: its file stem, or the path itself where stems collide."""
+    stem = Path(path).stem
+    clashes = [p for p in all_paths if Path(p).stem == stem]
+    return stem if len(clashes) <= 1 else path
 
 
 def model_pairs(n_models: int, pairing: str = "all", within: bool = False) -> list[tuple[int, int]]:

@@ -10,7 +10,14 @@ Results store layout (HDF5 ``.h5`` or Zarr ``.zarr``)::
     /metrics/<escaped spec>/computed   optional (La, Lb) uint8: which cells a shard computed
     /metrics/<escaped spec>    attrs: spec, name, params, kind, symmetric
 
-CSV (long format): ``metric,layer_a,layer_b,value,std_error`` where ``metric`` is the spec as given.
+Root attributes name the models (networks) a comparison covers: ``models`` (names), ``stores``
+(paths), ``fingerprints``, ``model_pairs`` (the (i, j) blocks computed) and ``row_models`` /
+``col_models`` (the model of each row and column). A one- or two-store comparison is one block;
+an N-store one lists every model's layers on both axes, and block (i, j) is model i's rows by
+model j's columns.
+
+CSV (long format): ``metric,layer_a,layer_b,value,std_error,model_a,model_b`` where ``metric`` is
+the spec as given (the model columns come last so that scripts reading the first five keep working).
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from .store._names import escape_name
 
 FORMAT = "similarity"
 FORMAT_VERSION = 1
-CSV_HEADER = ("metric", "layer_a", "layer_b", "value", "std_error")
+CSV_HEADER = ("metric", "layer_a", "layer_b", "value", "std_error", "model_a", "model_b")
+SUMMARIES = ("max", "matched", "mean")
 
 
 @dataclass
@@ -62,6 +70,124 @@ class Results:
     metrics: dict[str, MetricResult] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
 
+    # ---------------------------------------------------------------- models
+    @property
+    def models(self) -> list[str]:
+        """Model names, in order (results written before models were recorded: the store stems)."""
+        if "models" in self.attrs:
+            return [str(m) for m in self.attrs["models"]]
+        stores = [self.attrs.get("store_a", "a"), self.attrs.get("store_b", "b")]
+        names = [Path(str(s)).stem for s in stores]
+        return names[:1] if stores[0] == stores[1] else names
+
+    @property
+    def row_models(self) -> list[int]:
+        """The model index of each row (layer of side a)."""
+        return [int(m) for m in self.attrs.get("row_models", [0] * len(self.layers_a))]
+
+    @property
+    def col_models(self) -> list[int]:
+        """The model index of each column (layer of side b)."""
+        default = 0 if len(self.models) == 1 else 1
+        return [int(m) for m in self.attrs.get("col_models", [default] * len(self.layers_b))]
+
+    @property
+    def model_pairs(self) -> list[tuple[int, int]]:
+        """The (model_a, model_b) blocks this comparison computed."""
+        pairs = self.attrs.get("model_pairs")
+        if pairs is None:
+            return [(self.row_models[0] if self.row_models else 0,
+                     self.col_models[0] if self.col_models else 0)]  # fmt: skip
+        return [(int(i), int(j)) for i, j in pairs]
+
+    @property
+    def multi_block(self) -> bool:
+        """True when the matrix holds several model-pair blocks (an N-store comparison)."""
+        return len(self.model_pairs) > 1
+
+    def model_index(self, name: str) -> int:
+        """Index of a model by name; the error lists the models."""
+        if name not in self.models:
+            raise ResultsError(f"no model {name!r} in the results; models: {', '.join(self.models)}")
+        return self.models.index(name)
+
+    def block(self, model_a: str | int, model_b: str | int) -> Results:
+        """The (model_a rows × model_b columns) block as a one-block :class:`Results`.
+
+        A block not computed directly is taken transposed from (model_b, model_a) for symmetric
+        metrics (asymmetric metrics stay NaN there, marked not computed).
+        """
+        ia = model_a if isinstance(model_a, int) else self.model_index(model_a)
+        ib = model_b if isinstance(model_b, int) else self.model_index(model_b)
+        rows = [r for r, m in enumerate(self.row_models) if m == ia]
+        cols = [c for c, m in enumerate(self.col_models) if m == ib]
+        flipped = (ia, ib) not in self.model_pairs and (ib, ia) in self.model_pairs
+        if flipped:
+            rows_t = [r for r, m in enumerate(self.row_models) if m == ib]
+            cols_t = [c for c, m in enumerate(self.col_models) if m == ia]
+        elif (ia, ib) not in self.model_pairs:
+            raise ResultsError(
+                f"models {self.models[ia]!r} and {self.models[ib]!r} were not compared; "
+                f"blocks: {', '.join(f'{self.models[i]},{self.models[j]}' for i, j in self.model_pairs)}"
+            )
+        out = Results([self.layers_a[r] for r in rows], [self.layers_b[c] for c in cols],
+                      attrs={k: v for k, v in self.attrs.items()
+                             if k not in ("row_models", "col_models", "model_pairs", "models")})  # fmt: skip
+        out.attrs.update(models=[self.models[ia]] if ia == ib else [self.models[ia], self.models[ib]],
+                         row_models=[0] * len(rows), col_models=[0 if ia == ib else 1] * len(cols),
+                         model_pairs=[[0, 0 if ia == ib else 1]])  # fmt: skip
+        stores = self.attrs.get("stores")
+        if stores is not None:
+            out.attrs["store_a"], out.attrs["store_b"] = stores[ia], stores[ib]
+        for spec, m in self.metrics.items():
+            def take(arr: NDArray[Any] | None, symmetric: bool = m.symmetric) -> NDArray[Any] | None:
+                if arr is None:
+                    return None
+                if flipped:
+                    if not symmetric:
+                        return np.full((len(rows), len(cols)), np.nan if arr.dtype.kind == "f" else False)
+                    return np.asarray(arr[np.ix_(rows_t, cols_t)]).T.copy()
+                return np.asarray(arr[np.ix_(rows, cols)]).copy()
+
+            value = take(m.value)
+            computed = None if m.computed is None else take(m.computed)
+            if flipped and not m.symmetric:
+                computed = np.zeros(value.shape, dtype=bool)  # type: ignore[union-attr]
+            out.metrics[spec] = MetricResult(
+                spec=m.spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
+                value=value,  # type: ignore[arg-type]
+                std_error=take(m.std_error), computed=computed,
+            )  # fmt: skip
+        return out
+
+    def summary(self, spec: str | None, how: str) -> NDArray[np.float64]:
+        """A model × model matrix summarising each block of one metric: ``max`` (best cell; the
+        minimum for a distance), ``matched`` (mean over layers whose names match) or ``mean``.
+        Blocks not compared are NaN; the diagonal is NaN unless models were compared within."""
+        if how not in SUMMARIES:
+            raise ResultsError(f"--summary {how!r}: expected one of {', '.join(SUMMARIES)}")
+        m = self.get(spec)
+        k = len(self.models)
+        out = np.full((k, k), np.nan)
+        for i in range(k):
+            for j in range(k):
+                if (i, j) not in self.model_pairs and (j, i) not in self.model_pairs:
+                    continue
+                blk = self.block(i, j)
+                values = blk.get(m.spec).value
+                if np.isnan(values).all():
+                    continue
+                if how == "max":
+                    out[i, j] = np.nanmin(values) if m.kind == "distance" else np.nanmax(values)
+                elif how == "mean":
+                    out[i, j] = float(np.nanmean(values))
+                else:
+                    matched = [values[a, blk.layers_b.index(name)]
+                               for a, name in enumerate(blk.layers_a) if name in blk.layers_b]  # fmt: skip
+                    if matched and not np.isnan(matched).all():
+                        out[i, j] = float(np.nanmean(matched))
+        return out
+
     def get(self, spec: str | None) -> MetricResult:
         """The result for a spec text (or the only/first metric when ``spec`` is None)."""
         if not self.metrics:
@@ -87,18 +213,26 @@ def csv_text(results: Results, spec: str | None = None) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     metrics = [results.get(spec)] if spec is not None else list(results.metrics.values())
+    models, rows, cols = results.models, results.row_models, results.col_models
+    pairs = set(results.model_pairs)
     for m in metrics:
         for i, la in enumerate(results.layers_a):
             for j, lb in enumerate(results.layers_b):
-                if not m.is_computed(i, j):
+                if not m.is_computed(i, j) or (rows[i], cols[j]) not in pairs:
                     continue
                 se = "" if m.std_error is None else format_value(m.std_error[i, j])
-                writer.writerow((m.spec, la, lb, format_value(m.value[i, j]), se))
+                writer.writerow((m.spec, la, lb, format_value(m.value[i, j]), se,
+                                 models[rows[i]], models[cols[j]]))  # fmt: skip
     return buf.getvalue()
 
 
 def wide_csv_text(results: Results, spec: str | None = None) -> str:
     """One metric as a matrix: header ``layer_a,<layers_b...>``, one row per layer of A."""
+    if results.multi_block:
+        raise ResultsError(
+            "a wide CSV holds one model pair; choose one with --models A,B "
+            f"(models: {', '.join(results.models)})"
+        )
     m = results.get(spec)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -189,11 +323,27 @@ def _read_csv(path: Path) -> Results:
     if not rows or tuple(rows[0][:4]) != CSV_HEADER[:4]:
         raise ResultsError(f"{path}: not a repsim results CSV (header must start {','.join(CSV_HEADER[:4])})")
     body = rows[1:]
-    layers_a = list(dict.fromkeys(r[1] for r in body))
-    layers_b = list(dict.fromkeys(r[2] for r in body))
-    ia = {name: i for i, name in enumerate(layers_a)}
-    ib = {name: i for i, name in enumerate(layers_b)}
-    res = Results(layers_a=layers_a, layers_b=layers_b)
+    with_models = len(rows[0]) >= 7 and tuple(rows[0][5:7]) == CSV_HEADER[5:7]
+    if with_models and any(len(r) < 7 for r in body):
+        raise ResultsError(f"{path}: a row has fewer than 7 columns")
+    if not with_models:
+        body = [[*r[:5], *([""] * (5 - len(r[:5]))), "a", "b"] for r in body]
+    models = list(dict.fromkeys(m for r in body for m in (r[5], r[6])))
+    key_a = list(dict.fromkeys((r[5], r[1]) for r in body))
+    key_b = list(dict.fromkeys((r[6], r[2]) for r in body))
+    pairs = sorted({(models.index(r[5]), models.index(r[6])) for r in body})
+    if len(pairs) > 1:  # an N-model CSV: both axes list every model's layers
+        keys = list(dict.fromkeys([*key_a, *key_b]))
+        keys.sort(key=lambda k: models.index(k[0]))
+        key_a = key_b = keys
+    ia = {k: i for i, k in enumerate(key_a)}
+    ib = {k: i for i, k in enumerate(key_b)}
+    attrs: dict[str, Any] = {}
+    if with_models:
+        attrs = {"models": models, "model_pairs": [list(p) for p in pairs],
+                 "row_models": [models.index(k[0]) for k in key_a],
+                 "col_models": [models.index(k[0]) for k in key_b]}  # fmt: skip
+    res = Results(layers_a=[k[1] for k in key_a], layers_b=[k[1] for k in key_b], attrs=attrs)
     for r in body:
         m = res.metrics.get(r[0])
         if m is None:
@@ -203,14 +353,15 @@ def _read_csv(path: Path) -> Results:
                 value=np.full((len(layers_a), len(layers_b)), np.nan),
             )  # fmt: skip
             _fill_kind(m)
+        cell = ia[(r[5], r[1])], ib[(r[6], r[2])]
         try:
-            m.value[ia[r[1]], ib[r[2]]] = float(r[3])
+            m.value[cell] = float(r[3])
         except (ValueError, IndexError):
             raise ResultsError(f"{path}: bad row {','.join(r)!r}") from None
-        if len(r) > 4 and r[4]:
+        if r[4]:
             if m.std_error is None:
                 m.std_error = np.full_like(m.value, np.nan)
-            m.std_error[ia[r[1]], ib[r[2]]] = float(r[4])
+            m.std_error[cell] = float(r[4])
     return res
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .._progress import progress_context
-from ..compare import prepare_comparison
+from ..compare import default_model_name, prepare_comparison, prepare_models, read_store_list
 from ..errors import RepsimError, ResultsError
 from ..results import write_results
 from ..schedule import Journal, parse_shard, shard_from_env
@@ -28,8 +28,15 @@ def journal_path(out: str) -> Path:
 
 
 @click.command("compare")
-@click.argument("store_a", metavar="STORE_A")
-@click.argument("store_b", metavar="[STORE_B]", required=False)
+@click.argument("store_args", metavar="STORE... ", nargs=-1)
+@click.option("--stores", "stores_file", type=click.Path(dir_okay=False), default=None,
+              help="A file listing stores, one [NAME=]PATH per line (with or after STORE...).")
+@click.option("--pairs", "pairing", type=click.Choice(["all", "first", "consecutive"]), default="all",
+              help="Which model pairs with 3+ stores: every pair (default), the first against each "
+                   "other, or consecutive ones (checkpoints).")
+@click.option("--within", is_flag=True, help="Also compare each model with itself.")
+@click.option("--layers", "layers_all", multiple=True, metavar="GLOB",
+              help="Layers of every store to use (globs); --layers-a/--layers-b override per side.")
 @click.option("-m", "--metric", "metrics", type=MetricType(), multiple=True, required=True,
               help="NAME[:key=value,...]; repeat for several metrics (see `repsim metrics`).")
 @output_option("Results: .csv (long format), - (CSV on stdout), or .h5/.zarr (results store).")
@@ -51,21 +58,26 @@ def journal_path(out: str) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
 @quiet_option
 def command(
-    store_a: str, store_b: str | None, metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
+    store_args: tuple[str, ...], stores_file: str | None, pairing: str, within: bool,
+    layers_all: tuple[str, ...], metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
     side: str, shard_text: str | None, resume: bool, cache_dir: str | None, keep_cache: bool,
     dry_run: bool, as_json: bool, quiet: bool,
 ) -> None:
-    """Compare every layer of STORE_A with every layer of STORE_B (or of STORE_A itself).
+    """Compare every layer of each store with every layer of another (or of itself).
 
-    Cell (a, b) of each matrix compares layer a of STORE_A with layer b of STORE_B. The two stores
-    must hold the same samples in the same order. Finished cells are journalled beside the output
-    (.OUT.resume) so that --resume continues a killed run; the journal is removed on success.
+    One store: its layers with each other. Two stores A B: cell (a, b) compares layer a of A with
+    layer b of B. Three or more: every model pair (--pairs), each layer of each store read and
+    prepared once for the whole run. Name a model with NAME=PATH (default: the file stem). All
+    stores must hold the same samples in the same order. Finished cells are journalled beside the
+    output (.OUT.resume) so that --resume continues a killed run; the journal is removed on success.
 
     \b
     Examples:
       repsim compare a.h5 b.h5 -m cka -m cka:debiased=true -o cka.h5
       repsim compare a.h5 -m cka --layers-a 'conv*' -o - | head
+      repsim compare seed*.h5 -m cka -o zoo.h5            # every pair of models
+      repsim compare ckpt1.h5 ckpt2.h5 ckpt3.h5 --pairs consecutive -m cka -o ckpt.h5
       repsim compare a.h5 b.h5 -m cka -o part3.h5 --shard 3/8
       repsim compare a.h5 b.h5 -m cka -o cka.csv --dry-run
     """
@@ -74,19 +86,37 @@ def command(
     shard = parse_shard(shard_text) if shard_text else shard_from_env(os.environ)
     if resume and out == "-":
         raise RepsimError("--resume needs an output file (-o PATH), not stdout")
+    named = read_store_list(store_args, stores_file)
+    if not named:
+        raise click.UsageError("compare needs at least one store (STORE... or --stores FILE)")
     with ExitStack() as stack:
-        a = stack.enter_context(open_store(store_a))
-        b = stack.enter_context(open_store(store_b)) if store_b else None
+        opened = [(name, stack.enter_context(open_store(path))) for name, path in named]
         progress = stack.enter_context(progress_context(not quiet))
         if threads:
             from threadpoolctl import threadpool_limits
 
             stack.enter_context(threadpool_limits(limits=threads))
-        comparison = prepare_comparison(
-            a, b, metrics, layers_a=layers_a or None, layers_b=layers_b or None,
+        options: dict[str, Any] = dict(
             memory=memory, precision=precision, side=side, progress=progress,
             cache_dir=cache_dir or (Path(out).parent if out != "-" else None),
         )  # fmt: skip
+        if len(opened) <= 2 and not within and not any(name for name, _ in named):
+            comparison = prepare_comparison(
+                opened[0][1], opened[1][1] if len(opened) == 2 else None, metrics,
+                layers_a=layers_a or layers_all or None,
+                layers_b=layers_b or layers_all or None, **options,
+            )  # fmt: skip
+        else:
+            if (layers_a or layers_b) and len(opened) > 2:
+                raise RepsimError("--layers-a/--layers-b need one or two stores; use --layers")
+            names = [name or default_model_name(path, [p for _, p in named]) for name, path in named]
+            globs = [list(layers_a or layers_all) or None] + [
+                list(layers_b or layers_all) or None if len(opened) == 2 else list(layers_all) or None
+            ] * (len(opened) - 1)
+            comparison = prepare_models(
+                [(nm, store) for nm, (_, store) in zip(names, opened, strict=True)], metrics,
+                layers=globs[: len(opened)], pairs=pairing, within=within, **options,
+            )  # fmt: skip
         stack.callback(comparison.close, keep_cache)
         if dry_run:
             plan = comparison.plan

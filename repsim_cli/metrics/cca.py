@@ -49,7 +49,7 @@ from ._linalg import (
     unit_projection,
     warn_dense,
 )
-from .contract import Cell, LayerContext
+from .contract import Cell, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
 
 CCA_CITATION = "Hotelling 1936; as google/svcca cca_core (Raghu et al. 2017, arXiv:1706.05806)"
@@ -284,6 +284,13 @@ def _prepare_weighted(layer: LayerContext, params: Mapping[str, Any]) -> LayerBa
     return prepare_basis(layer, params, projection=True)
 
 
+def _weighted_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """The basis, plus G = UᵀXc (r×p) and the means (p); G costs a pass on the sample side."""
+    base = basis_cost(n, width, side, params)
+    r = min(n, width)
+    return StateCost(base.bytes + 8.0 * (r * width + width), base.flops + 2.0 * n * r * width)
+
+
 # ---------------------------------------------------------------- parameters and registration
 def _check_cca_params(params: Mapping[str, Any]) -> None:
     if params["stat"] not in ("mean_rho", "mean_rho2"):
@@ -364,9 +371,11 @@ register(
         citation=PWCCA_CITATION,
         summary="projection-weighted mean canonical correlation (weights from one side)",
         sides=("sample", "feature"), prefers_float64=True,
-        prepare=_prepare_weighted, pair=pwcca_pair, state_cost=basis_cost,
+        prepare=_prepare_weighted, pair=pwcca_pair, state_cost=_weighted_cost,
         state_key=lambda params: ("basis", "projection"), identity=1.0, identity_exact=True,
-        invariances=("orthogonal", "translation", "permutation"),
+        # google/svcca adds unit i's mean to canonical direction i: no rotation or unit-order
+        # invariance survives that (repsim matches the reference; see the module docs)
+        invariances=("isotropic_scaling",),
         validate=lambda p: _check_side(p["side"]),
         range_text="[0, 1]", cost=_cost,
     )

@@ -145,6 +145,7 @@ register(
         kind="similarity",
         symmetric=True,
         bounds=(0.0, 1.0),
+        bounds_for=lambda p: (-1.0, 1.0) if p["debiased"] else (0.0, 1.0),
         params=(Param("debiased", False, bool, doc="unbiased HSIC (Song et al. 2012) U-centring"),),
         citation=CITATION,
         summary="linear centred kernel alignment",

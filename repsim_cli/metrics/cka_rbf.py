@@ -175,6 +175,7 @@ register(
         kind="similarity",
         symmetric=True,
         bounds=(0.0, 1.0),
+        bounds_for=lambda p: (-1.0, 1.0) if p["debiased"] else (0.0, 1.0),
         params=(
             Param("threshold", 1.0, float, doc="σ = threshold × median distance (paper: 0.5)"),
             Param("debiased", False, bool, doc="unbiased HSIC (Song et al. 2012) U-centring"),

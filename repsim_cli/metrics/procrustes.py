@@ -175,6 +175,7 @@ register(
     MetricInfo(
         layer_cache_grams=1,
         name="shape", kind="distance", symmetric=True, bounds=(0.0, math.pi / 2),
+        bounds_for=lambda p: (0.0, math.pi / 2) if p["score"] == "angular" else (0.0, math.inf),
         params=(
             Param("alpha", 1.0, float, doc="1: rotations only; 0: full whitening (CCA-like)"),
             Param("score", "angular", choices=("angular", "euclidean"),

@@ -905,6 +905,17 @@ def js_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell
     return Cell(float(block.value[0, 0]), float(block.std_error[0, 0]))
 
 
+def _invariances(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The kernel is trace-normalised (isotropic scaling drops out); centring across units makes it
+    translation invariant; centring each stimulus across units depends on the unit basis."""
+    center = params["center"]
+    if center == "stimuli":
+        return ("isotropic_scaling", "permutation")
+    if center == "units":
+        return ("orthogonal", "isotropic_scaling", "translation", "permutation")
+    return ("orthogonal", "isotropic_scaling", "permutation")
+
+
 def _state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
     """The kernel and L⁻¹ (n×n each); Cholesky and its inverse (n³/3 each)."""
     return StateCost(bytes=16.0 * n * n, flops=(2.0 / 3.0) * float(n) ** 3)
@@ -974,7 +985,7 @@ def _register(
                                       repr(params.get("a"))),
             identity=0.0,
             identity_exact=True,
-            invariances=("orthogonal", "permutation"),
+            invariances_for=_invariances,
             validate=_validator(name),
             range_text=range_text,
             # per layer: L⁻¹, and the engine's rebuilt kernel for center=none|stimuli

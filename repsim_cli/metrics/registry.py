@@ -102,6 +102,20 @@ class MetricInfo:
     invariances: tuple[str, ...] = ()
     # A true metric (distance satisfying the triangle inequality); tested on random triples.
     is_metric: bool = False
+    # Largest |float32-GEMM value − float64-GEMM value| promised on well-conditioned data.
+    float32_atol: float = 1e-4
+    # The invariances when they depend on the parameters (default: ``invariances``).
+    invariances_for: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
+    # The range when it depends on the parameters (default: ``bounds``).
+    bounds_for: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
+
+    def invariances_of(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The transformations (applied to both layers) that leave the value unchanged."""
+        return self.invariances if self.invariances_for is None else self.invariances_for(params)
+
+    def bounds_of(self, params: Mapping[str, Any]) -> tuple[float, float]:
+        """The metric's range for these parameters."""
+        return self.bounds if self.bounds_for is None else self.bounds_for(params)
     aliases: tuple[str, ...] = ()
     validate: Callable[[dict[str, Any]], None] | None = None
     range_text: str = ""
