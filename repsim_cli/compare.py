@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +227,54 @@ class Comparison:
         normalised: dict[str, Any] = json.loads(json.dumps(header, sort_keys=True))
         return normalised
 
+    def work(self) -> dict[str, Any]:
+        """The run's work, separately for the layer states and the pairs, per metric: states
+        (count, declared bytes, flops) and pair cells (count, flops)."""
+        out: dict[str, Any] = {}
+        n = self.plan.n
+        for spec in self.specs:
+            info = spec.info
+            cells = self.layout.cells(info.symmetric)
+            layers = {self.refs_a[i].key: self.refs_a[i] for i, _ in cells}
+            layers.update({self.refs_b[j].key: self.refs_b[j] for _, j in cells})
+            costs = [info.state_cost(n, r.width, self.plan.side, spec.params) for r in layers.values()]
+            pair_flops = info.cost(n, 0, len(cells), spec.params) if info.cost is not None else 0.0
+            out[spec.text] = {
+                "states": len(layers), "state_key": repr(info.key_of(spec.params)),
+                "state_bytes": float(sum(c.bytes for c in costs)),
+                "state_flops": float(sum(c.flops for c in costs)),
+                "cells": len(cells), "pair_flops": float(pair_flops),
+            }  # fmt: skip
+        return out
+
+    def describe(self) -> str:
+        """What ``compare --dry-run`` prints: models and blocks, the engine plan, then per metric
+        the layer states (count, bytes, flops) and the pair work, separately."""
+        from ._units import format_size
+
+        names = self.attrs["models"]
+        lines = [
+            f"models: {len(names)} ({', '.join(names)}); blocks: "
+            + ", ".join(f"{names[i]}×{names[j]}" for i, j in self.layout.pairs),
+            self.plan.describe(),
+            "layer states (prepared once per layer per run, shared by every pair):",
+        ]
+        work = self.work()
+        for spec, w in work.items():
+            lines.append(f"  {spec}: {w['states']} states {w['state_key']}, "
+                         f"{format_size(int(w['state_bytes']))}, {w['state_flops']:.3g} flops")  # fmt: skip
+        lines.append("pair work:")
+        for spec, w in work.items():
+            lines.append(f"  {spec}: {w['cells']} cells, about {w['pair_flops']:.3g} flops")
+        lines.append(f"states beyond {format_size(self.states.budget)} spill to the cache directory")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``--dry-run --json``: the engine plan's keys plus ``models``, ``blocks`` and ``work``."""
+        return {**self.plan.to_dict(), "models": list(self.attrs["models"]),
+                "blocks": [list(p) for p in self.layout.pairs], "work": self.work(),
+                "state_budget": self.states.budget}  # fmt: skip
+
     def state(self, spec: MetricSpec, ref: LayerRef) -> Any:
         """The metric's state of one layer: prepared once per run, then kept or spilled."""
         info = spec.info
@@ -373,13 +420,15 @@ def prepare_models(
     block_rows: int | None = None,
     cache_dir: str | Path | None = None,
     model_pairs_override: Sequence[tuple[int, int]] | None = None,
+    command: str = "",
 ) -> Comparison:
     """Validate N named stores and plan their comparison (nothing heavy is computed yet).
 
     ``layers``: per model, the layer globs to use (None: all). ``pairs``/``within``: which model
     pairs (:func:`model_pairs`). Every layer of every store enters the engine once, however many
     pairs it is part of. ``block_rows`` overrides the feature side's rows per block (tests use it to
-    vary chunking); ``cache_dir`` is where Grams and states spill when they exceed ``memory``.
+    vary chunking); ``cache_dir`` is where Grams and states spill when they exceed ``memory``;
+    ``command`` is recorded in the results' provenance (the CLI passes its command line).
     """
     if not models:
         raise RepsimError("compare needs at least one store")
@@ -444,7 +493,7 @@ def prepare_models(
         "row_models": list(layout.row_models), "col_models": list(layout.col_models),
         "model_pairs": [list(p) for p in layout.pairs],
         "n_samples": n, "side": plan.side, "compute_dtype": plan.compute_dtype,
-        "command": " ".join(["repsim", *sys.argv[1:]]) if sys.argv else "",
+        "command": command,
         "versions": {"repsim": __version__, "numpy": np.__version__},
     }  # fmt: skip
     engine = GramEngine(unique, plan, progress, cache_dir=cache_dir)
@@ -477,6 +526,81 @@ def prepare_comparison(
         name_b += "#2"
     return prepare_models([(name_a, store_a), (name_b, b)], metrics, layers=[layers_a, globs_b],
                           model_pairs_override=[(0, 1)], **options)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """How a comparison runs (the options of ``repsim compare`` that change neither the stores nor
+    the metrics). ``memory``: bytes (None: half the RAM); ``precision``: GEMM dtype (None: by the
+    stores' dtype); ``side``: ``auto``, ``sample`` or ``feature``; ``pairs``/``within``: which model
+    pairs; ``block_rows``: feature-side rows per block (None: planned); ``cache_dir``: where Grams
+    and states spill; ``command``: recorded in the results' provenance."""
+
+    memory: int | None = None
+    precision: str | None = None
+    side: str = "auto"
+    pairs: str = "all"
+    within: bool = False
+    block_rows: int | None = None
+    cache_dir: str | Path | None = None
+    command: str = ""
+
+
+def compare_models(
+    stores: Sequence[str | Path | tuple[str, str | Path]],
+    metrics: Sequence[str | MetricSpec],
+    *,
+    layers: Sequence[str] | None = None,
+    options: CompareOptions | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    shard: Shard | None = None,
+    progress: ProgressFn = no_progress,
+    **overrides: Any,
+) -> Results:
+    """Compare N stores (paths, or ``(name, path)``) with every metric, as ``repsim compare`` does.
+
+    ``layers``: globs selecting the layers of every store (None: all). ``options``: a
+    :class:`CompareOptions` (keyword ``overrides`` replace its fields, e.g. ``pairs="first"``).
+    With ``out``, the results are written there (``.h5``/``.zarr``/``.csv``) with a resume journal
+    beside it; ``resume=True`` continues a killed run of the same comparison. Returns the results
+    (one block per model pair; see :class:`~repsim_cli.results.Results`).
+    """
+    from .results import write_results
+
+    opts = replace(options or CompareOptions(), **overrides)
+    named = [(s if isinstance(s, tuple) else (None, s)) for s in stores]
+    paths = [str(p) for _, p in named]
+    with ExitStack() as stack:
+        opened = [
+            (name or default_model_name(str(path), paths), stack.enter_context(open_store(path)))
+            for name, path in named
+        ]  # fmt: skip
+        comparison = prepare_models(
+            opened, metrics, layers=[layers] * len(opened), pairs=opts.pairs, within=opts.within,
+            memory=opts.memory, precision=opts.precision, side=opts.side, progress=progress,
+            block_rows=opts.block_rows, cache_dir=opts.cache_dir, command=opts.command,
+        )  # fmt: skip
+        stack.callback(comparison.close)
+        journal = None
+        if out is not None:
+            journal = Journal(journal_path(out), comparison.journal_header(shard))
+        try:
+            results = comparison.run(shard=shard, journal=journal, resume=resume)
+        finally:
+            if journal is not None:
+                journal.close(remove=False)
+    if out is not None:
+        write_results(results, out)
+        assert journal is not None
+        journal.close(remove=True)
+    return results
+
+
+def journal_path(out: str | Path) -> Path:
+    """The resume journal of an output: a hidden sibling, ``.NAME.resume``."""
+    p = Path(out)
+    return p.with_name(f".{p.name}.resume")
 
 
 def compare_stores(

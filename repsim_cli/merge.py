@@ -11,7 +11,8 @@ from .errors import ResultsError
 from .results import MetricResult, Results, read_results
 
 # Attributes that must agree between shards of one comparison.
-_SAME = ("store_a", "store_b", "fingerprint_a", "fingerprint_b", "n_samples")
+_SAME = ("store_a", "store_b", "fingerprint_a", "fingerprint_b", "n_samples", "models", "stores",
+         "fingerprints", "model_pairs")
 
 
 class MissingCellsError(ResultsError):
@@ -75,15 +76,16 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
                 out.computed[i, j] = True
                 if out.std_error is not None and m.std_error is not None:
                     out.std_error[i, j] = m.std_error[i, j]
+    required = merged.block_mask()  # an N-model comparison computes its model-pair blocks only
     missing = [
         (spec, merged.layers_a[i], merged.layers_b[j])
         for spec, m in merged.metrics.items()
-        for i, j in zip(*np.nonzero(~m.computed), strict=True)  # type: ignore[operator]
+        for i, j in zip(*np.nonzero(~m.computed & required), strict=True)  # type: ignore[operator]
     ]
     if missing:
         shown = "; ".join(f"{s} ({a}, {b})" for s, a, b in missing[:20])
         more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
         raise MissingCellsError(f"{len(missing)} cells were computed by no shard: {shown}{more}", missing)
     for m in merged.metrics.values():
-        m.computed = None
+        m.computed = None if required.all() else required
     return merged

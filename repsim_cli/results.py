@@ -105,6 +105,13 @@ class Results:
         """True when the matrix holds several model-pair blocks (an N-store comparison)."""
         return len(self.model_pairs) > 1
 
+    def block_mask(self) -> NDArray[np.bool_]:
+        """(La, Lb) bool: the cells inside the computed model-pair blocks."""
+        pairs = set(self.model_pairs)
+        rows, cols = self.row_models, self.col_models
+        return np.array([[(rows[i], cols[j]) in pairs for j in range(len(cols))]
+                         for i in range(len(rows))], dtype=bool).reshape(len(rows), len(cols))  # fmt: skip
+
     def model_index(self, name: str) -> int:
         """Index of a model by name; the error lists the models."""
         if name not in self.models:
@@ -200,6 +207,20 @@ class Results:
         if len(by_name) == 1:
             return by_name[0]
         raise ResultsError(f"no metric {spec!r} in the results; available: {', '.join(self.metrics)}")
+
+
+def summary_results(results: Results, spec: str | None, how: str) -> Results:
+    """A :class:`Results` whose one matrix is :meth:`Results.summary` (rows and columns: models)."""
+    m = results.get(spec)
+    models = results.models
+    out = Results(list(models), list(models), attrs={
+        "models": ["models"], "row_models": [0] * len(models), "col_models": [0] * len(models),
+        "model_pairs": [[0, 0]], "store_a": "models", "store_b": "models", "summary": how,
+    })  # fmt: skip
+    text = f"{m.spec} [{how} per model pair]"
+    out.metrics[text] = MetricResult(spec=text, name=m.name, kind=m.kind, symmetric=m.symmetric,
+                                     params=dict(m.params), value=results.summary(m.spec, how))  # fmt: skip
+    return out
 
 
 def format_value(x: float) -> str:

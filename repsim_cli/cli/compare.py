@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,13 @@ from typing import Any
 import click
 
 from .._progress import progress_context
-from ..compare import default_model_name, prepare_comparison, prepare_models, read_store_list
+from ..compare import (
+    default_model_name,
+    journal_path,
+    prepare_comparison,
+    prepare_models,
+    read_store_list,
+)
 from ..errors import RepsimError, ResultsError
 from ..results import write_results
 from ..schedule import Journal, parse_shard, shard_from_env
@@ -19,12 +27,6 @@ from ..store import open_store
 from ._options import MetricType, SizeType, output_option, quiet_option
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
-
-
-def journal_path(out: str) -> Path:
-    """The resume journal of an output: a hidden sibling, ``.NAME.resume``."""
-    p = Path(out)
-    return p.with_name(f".{p.name}.resume")
 
 
 @click.command("compare")
@@ -99,6 +101,7 @@ def command(
         options: dict[str, Any] = dict(
             memory=memory, precision=precision, side=side, progress=progress,
             cache_dir=cache_dir or (Path(out).parent if out != "-" else None),
+            command=shlex.join(["repsim", *sys.argv[1:]]),
         )  # fmt: skip
         if len(opened) <= 2 and not within and not any(name for name, _ in named):
             comparison = prepare_comparison(
@@ -119,8 +122,7 @@ def command(
             )  # fmt: skip
         stack.callback(comparison.close, keep_cache)
         if dry_run:
-            plan = comparison.plan
-            click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.describe())
+            click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.describe())
             return
         journal = None if out == "-" else Journal(journal_path(out), comparison.journal_header(shard))
         try:

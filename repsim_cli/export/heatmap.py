@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .._atomic import atomic_path
 from ..errors import ResultsError
 from ..results import Results
+
+
+def model_spans(models: list[int]) -> list[tuple[int, int, int]]:
+    """Runs of equal model index along an axis: (model, first, stop)."""
+    spans: list[tuple[int, int, int]] = []
+    for k, m in enumerate(models):
+        if spans and spans[-1][0] == m:
+            spans[-1] = (m, spans[-1][1], k + 1)
+        else:
+            spans.append((m, k, k + 1))
+    return spans
+
+
+def mark_model_blocks(ax: Any, results: Results) -> None:
+    """Separate the model-pair blocks of an N-model matrix with lines and name each model's span
+    on both axes (above the matrix and to its right)."""
+    names = results.models
+    for axis, models in (("y", results.row_models), ("x", results.col_models)):
+        for m, first, stop in model_spans(models):
+            if first > 0:
+                (ax.axhline if axis == "y" else ax.axvline)(first - 0.5, color="white", linewidth=1.5)
+            middle = (first + stop - 1) / 2
+            if axis == "y":
+                ax.text(1.01, middle, names[m], transform=ax.get_yaxis_transform(), va="center",
+                        ha="left", fontsize=8, fontweight="bold", rotation=270)
+            else:
+                ax.text(middle, 1.01, names[m], transform=ax.get_xaxis_transform(), ha="center",
+                        va="bottom", fontsize=8, fontweight="bold")
 
 
 def write_heatmap(
@@ -56,6 +85,8 @@ def write_heatmap(
     ax.set_yticks(range(len(la)), labels=la, fontsize=font)
     ax.set_xlabel(f"B: {Path(str(results.attrs.get('store_b', 'B'))).name}")
     ax.set_ylabel(f"A: {Path(str(results.attrs.get('store_a', 'A'))).name}")
+    if results.multi_block:
+        mark_model_blocks(ax, results)
     bar = fig.colorbar(image, ax=ax, shrink=0.8)
     bar.set_label(label)
     if annotate:
