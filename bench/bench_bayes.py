@@ -1,4 +1,4 @@
-"""Bayesian readout distances (METRICS §9): one pair of kernels at n = 1000 and n = 2000.
+"""Bayesian readout distances (Schütt 2024, arXiv:2411.08739): one pair of kernels at n = 1000 and n = 2000.
 
 Prints, per n:
 - per-layer work of repsim's route (trace normalisation, PSD check, Cholesky of Σ' and its inverse);

@@ -1,4 +1,4 @@
-"""Similarity results: the in-memory record and its files (DESIGN §3).
+"""Similarity results: the in-memory record and its files (layout: docs/architecture.md).
 
 Results store layout (HDF5 ``.h5`` or Zarr ``.zarr``)::
 

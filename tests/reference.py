@@ -1,6 +1,6 @@
 """Dense, obviously-correct formulas used only by the tests (never by the package).
 
-Written from the definitions in METRICS.md §1–§2 (Gram form of Kornblith et al. 2019): build the
+Written from the published definitions (Gram form of Kornblith et al. 2019, ICML): build the
 n×n Gram matrices, centre them (HKH, or Székely–Rizzo U-centring for the debiased estimator) and
 take the normalised Frobenius inner product.
 """
@@ -38,7 +38,7 @@ def cka_dense(x: np.ndarray, y: np.ndarray, debiased: bool = False) -> float:
 
 
 def hsic_unbiased(k: np.ndarray, l: np.ndarray) -> float:
-    """Song et al. (2012) U-statistic, the explicit form (METRICS §2)."""
+    """Song et al. (2012, JMLR 13) unbiased HSIC U-statistic, the explicit form."""
     n = k.shape[0]
     kt, lt = k.copy(), l.copy()
     np.fill_diagonal(kt, 0.0)

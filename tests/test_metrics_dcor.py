@@ -92,7 +92,7 @@ def test_each_layer_computed_once(make_store) -> None:
 
 # ------------------------------------------------------------------ degenerate input
 def test_constant_layer_raises(make_store) -> None:
-    # The dcor package returns 0 here; repsim reports the layer (METRICS §0: no silent number).
+    # The dcor package returns 0 here; repsim reports the layer (an undefined value is an error, never a silent number).
     x, y = np.full((10, 3), 4.0), shifted_pair(10, 3, 3, 0)[1]
     with pytest.raises(DataError, match="constant"):
         distance_correlation(x, y)

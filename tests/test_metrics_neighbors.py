@@ -97,7 +97,7 @@ def test_cknna_is_the_mean_of_the_reference_orders(k, normalize) -> None:
 
 
 def test_reference_cknna_is_asymmetric() -> None:
-    # Why repsim averages the two orders (METRICS §0 lists cknna as symmetric).
+    # Why repsim averages the two orders (cknna is registered as symmetric).
     x, y = related(40, 5, 5, 0)
     assert abs(reference_cknna(x, y, 5) - reference_cknna(y, x, 5)) > 1e-5
 

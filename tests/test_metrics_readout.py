@@ -1,4 +1,5 @@
-"""Bayesian linear-readout distances (METRICS §9): exact TV, eigenbasis JS, closed forms.
+"""Bayesian linear-readout distances (Schütt 2024, arXiv:2411.08739): exact TV, eigenbasis JS,
+closed forms.
 
 References are built here from dense Gaussian formulas and from a direct Monte Carlo estimator on
 scipy's multivariate normal log-densities (no eigen tricks), as the reference code samples.

@@ -128,7 +128,7 @@ def test_euclidean_invariances(x, data, compare) -> None:
 )
 def test_correlation_rdm_invariances(x, data, compare) -> None:
     # Correlation RDM: invariant to shifting and positively scaling each stimulus pattern;
-    # not invariant to an orthogonal map of the units (METRICS §6).
+    # not invariant to an orthogonal map of the units (each pattern is centred across units).
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     y = x * rng.uniform(0.2, 5.0, (len(x), 1)) + rng.uniform(-50, 50, (len(x), 1))
     # Rank comparisons treat RDM entries within round-off of each other as ties; the shifts
