@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import DataError
 from .store.base import LayerInfo
+
+if TYPE_CHECKING:
+    from .store.base import ActivationStore
 
 
 class ArrayStore:
@@ -92,7 +95,9 @@ def dense_value(metric: str | Any, x: ArrayLike, y: ArrayLike, params: Mapping[s
     xa, ya = np.asarray(x), np.asarray(y)
     if xa.shape[0] != ya.shape[0]:
         raise DataError(f"X has {xa.shape[0]} samples but Y has {ya.shape[0]}")
-    stores = [("X", ArrayStore({"X": xa}, "<X>")), ("Y", ArrayStore({"Y": ya}, "<Y>"))]
+    # ArrayStore answers the reading side of ActivationStore, which is all a comparison uses
+    stores = [("X", cast("ActivationStore", ArrayStore({"X": xa}, "<X>"))),
+              ("Y", cast("ActivationStore", ArrayStore({"Y": ya}, "<Y>")))]  # fmt: skip
     comparison = prepare_models(stores, [spec], precision="float64", model_pairs_override=[(0, 1)])
     try:
         res = comparison.run()

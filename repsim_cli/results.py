@@ -371,7 +371,7 @@ def _read_csv(path: Path) -> Results:
             name = r[0].partition(":")[0]
             m = res.metrics[r[0]] = MetricResult(
                 spec=r[0], name=name, kind="similarity", symmetric=False, params={},
-                value=np.full((len(layers_a), len(layers_b)), np.nan),
+                value=np.full((len(key_a), len(key_b)), np.nan),
             )  # fmt: skip
             _fill_kind(m)
         cell = ia[(r[5], r[1])], ib[(r[6], r[2])]

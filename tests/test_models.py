@@ -192,3 +192,23 @@ def test_one_and_two_stores_unchanged_layout(zoo) -> None:
     res = compare_stores(paths[0], paths[1], ["cka"])
     assert res.models == ["seed0", "seed1"] and res.model_pairs == [(0, 1)]
     assert Path(res.attrs["store_b"]).name == "seed1.h5"
+
+
+def test_csv_results_read_back_with_their_models(zoo, tmp_path) -> None:
+    paths, _ = zoo
+    csv_out, h5_out = tmp_path / "zoo.csv", tmp_path / "zoo.h5"
+    for out in (csv_out, h5_out):
+        assert run("compare", *paths[:3], "-m", "cka", "-o", out, "-q")[0] == 0
+    from_csv, from_h5 = read_results(csv_out), read_results(h5_out)
+    assert from_csv.models == from_h5.models and from_csv.model_pairs == from_h5.model_pairs
+    for pair in from_h5.model_pairs:
+        np.testing.assert_array_equal(from_csv.block(*pair).metrics["cka"].value,
+                                      from_h5.block(*pair).metrics["cka"].value)  # fmt: skip
+    code, text, err = run("export", csv_out, "-o", "-")
+    assert code == 0, err
+    assert text == csv_out.read_text()
+    # a CSV written before the model columns existed still reads, as one block
+    old = tmp_path / "old.csv"
+    old.write_text("metric,layer_a,layer_b,value,std_error\ncka,x,y,0.5,\ncka,x,z,0.25,\n")
+    res = read_results(old)
+    assert res.layers_a == ["x"] and res.layers_b == ["y", "z"] and not res.multi_block

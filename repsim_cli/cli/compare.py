@@ -98,11 +98,11 @@ def command(
             from threadpoolctl import threadpool_limits
 
             stack.enter_context(threadpool_limits(limits=threads))
-        options: dict[str, Any] = dict(
-            memory=memory, precision=precision, side=side, progress=progress,
-            cache_dir=cache_dir or (Path(out).parent if out != "-" else None),
-            command=shlex.join(["repsim", *sys.argv[1:]]),
-        )  # fmt: skip
+        options: dict[str, Any] = {
+            "memory": memory, "precision": precision, "side": side, "progress": progress,
+            "cache_dir": cache_dir or (Path(out).parent if out != "-" else None),
+            "command": shlex.join(["repsim", *sys.argv[1:]]),
+        }  # fmt: skip
         if len(opened) <= 2 and not within and not any(name for name, _ in named):
             comparison = prepare_comparison(
                 opened[0][1], opened[1][1] if len(opened) == 2 else None, metrics,

@@ -274,7 +274,8 @@ def pwcca_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
         return Cell(1.0, note=FORCED_NOTE)
     side = choose_side(params["side"], ka, kb)
     chosen = a if side == "a" else b
-    assert chosen.projection is not None and chosen.mean is not None
+    assert chosen.projection is not None
+    assert chosen.mean is not None
     value, note = pwcca_value(basis_coupling(a, b, ka, kb), a.spectrum, b.spectrum,
                               chosen.projection, chosen.mean, side, a.n)  # fmt: skip
     return Cell(value, note=note)

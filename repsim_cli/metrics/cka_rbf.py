@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,6 @@ from ._kernels import (
     centered_gram_dense,
     double_center,
     pair_ratio,
-    ratio_matrix,
     roundoff_rtol,
     squared_distances,
     u_center,

@@ -25,7 +25,7 @@ Ann. Statist. 35(6), 2769–2794. dcor 0.7 (``dcor.distance_correlation``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np

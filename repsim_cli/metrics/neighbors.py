@@ -41,7 +41,7 @@ arXiv:2405.07987; minyoungg/platonic-rep ``metrics.py`` (``mutual_knn``, ``cknna
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 

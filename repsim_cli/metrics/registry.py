@@ -8,9 +8,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import numpy as np
-from numpy.typing import NDArray
-
 from ..engine.plan import Side
 from ..errors import MetricParameterError, UnknownMetricError
 from .contract import Cell, CellBlock, LayerContext, StateCost

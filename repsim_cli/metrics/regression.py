@@ -24,14 +24,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._linalg import (
-    LayerBasis,
-    basis_cost,
-    basis_coupling,
-    prepare_basis,
     RANK_RTOL,
     Float64,
+    LayerBasis,
     Spectrum,
+    basis_cost,
+    basis_coupling,
     dense_pair,
+    prepare_basis,
     warn_dense,
 )
 from .contract import Cell
