@@ -95,9 +95,9 @@ def command(
         opened = [(name, stack.enter_context(open_store(path))) for name, path in named]
         progress = stack.enter_context(progress_context(not quiet))
         if threads:
-            from threadpoolctl import threadpool_limits
+            from .._threads import limit_threads
 
-            stack.enter_context(threadpool_limits(limits=threads))
+            stack.enter_context(limit_threads(threads))
         options: dict[str, Any] = {
             "memory": memory, "precision": precision, "side": side, "progress": progress,
             "cache_dir": cache_dir or (Path(out).parent if out != "-" else None),
