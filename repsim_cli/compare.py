@@ -480,7 +480,7 @@ def prepare_models(
         n, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
-        full_gram=not all(s.info.inner_products_only for s in specs),
+        full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs),
         layer_cache_grams=sum({s.name: s.info.layer_cache_grams for s in specs}.values()),
     )  # fmt: skip
     store_paths = [str(store.path) for store in stores]

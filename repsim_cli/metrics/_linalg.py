@@ -223,11 +223,11 @@ def unit_projection(spec: Spectrum, xc: Float64) -> Float64:
 class LayerBasis:
     """The per-layer state of the CCA, Procrustes/shape and regression families.
 
-    ``spectrum``: the layer's :class:`Spectrum` (built once per layer per run and shared by every
-    metric of these families); ``n``: samples; ``width``: p. ``projection`` G = UᵀXc (r, p) and
-    ``mean`` (p,) are kept for PWCCA only. On the feature side the coupling needs the engine's
-    cross-product XcᵀYc, so the state keeps the ``engine`` and its ``ref`` (and is ``pinned``: its
-    arrays are p×r, small; it is never spilled). Sample-side states hold U (n×r) and may spill.
+    ``spectrum``: the layer's :class:`Spectrum` with its left vectors U (n×r) (built once per
+    layer per run, in float64, and shared by every metric of these families); ``n``: samples;
+    ``width``: p. ``projection`` G = UᵀXc (r, p) and ``mean`` (p,) are kept for PWCCA only. The
+    state needs nothing of the engine but the layer's data, whatever the engine's side or
+    precision, so a metric's value never depends on the other metrics of the run.
     """
 
     spectrum: Spectrum
@@ -235,22 +235,37 @@ class LayerBasis:
     width: int
     mean: Float64 | None = None
     projection: Float64 | None = None
-    engine: Any = None
-    ref: Any = None
 
-    @property
-    def pinned(self) -> bool:
-        return self.engine is not None
+
+def centred_float64(layer: LayerContext) -> Float64:
+    """The whole centred layer Xc (n, p) in float64, read block by block."""
+    mean = layer.mean()
+    out = np.empty((layer.n, layer.width))
+    for start, block in layer.blocks():
+        np.subtract(block, mean, out=out[start : start + block.shape[0]])
+    return out
+
+
+def data_spectrum(layer: LayerContext) -> Spectrum:
+    """The layer's :class:`Spectrum` with its left vectors U (n×r), from the centred layer itself
+    in float64 whatever the run's GEMM precision: a thin factorisation when p < n (eigh of the p×p
+    covariance, then U = XcV/s: n·p² flops instead of n³), else eigh of the n×n Gram XcXcᵀ.
+    """
+    xc = centred_float64(layer)
+    layer.check_variance(float(np.einsum("ij,ij->", xc, xc)))
+    n, width = layer.n, layer.width
+    if width < n:
+        thin = build_spectrum(xc.T @ xc, side="feature", n=n, width=width)
+        assert thin.right is not None
+        left = xc @ thin.right
+        left /= thin.s
+        return Spectrum(sq=thin.sq, left=left, right=thin.right, n=n, width=width)
+    return build_spectrum(xc @ xc.T, side="sample", n=n, width=width)
 
 
 def layer_spectrum(layer: LayerContext) -> Spectrum:
-    """The layer's :class:`Spectrum` on the engine's planned side, shared by the metrics of a run."""
-    if layer.side == "feature":
-        return layer.shared(SPECTRUM, lambda: build_spectrum(
-            layer.centered_covariance(), side="feature", n=layer.n, width=layer.width,
-            dtype=layer.dtype))  # fmt: skip
-    return layer.shared(SPECTRUM, lambda: build_spectrum(
-        layer.centered_gram(), side="sample", n=layer.n, width=layer.width, dtype=layer.dtype))  # fmt: skip
+    """The layer's :class:`Spectrum` (:func:`data_spectrum`), shared by the metrics of a run."""
+    return layer.shared(SPECTRUM, lambda: data_spectrum(layer))
 
 
 def prepare_basis(
@@ -269,26 +284,22 @@ def prepare_basis(
             for start, block in layer.blocks():
                 rows = slice(start, start + block.shape[0])
                 proj += spec.left[rows].T @ (np.asarray(block, dtype=np.float64) - mean)
-    feature = layer.side == "feature"
-    return LayerBasis(spec, layer.n, layer.width, mean, proj,
-                      layer.engine if feature else None, layer.ref if feature else None)  # fmt: skip
+    return LayerBasis(spec, layer.n, layer.width, mean, proj)
 
 
 def basis_coupling(
     a: LayerBasis, b: LayerBasis, ka: int | None = None, kb: int | None = None
 ) -> Float64:
-    """C = U_aᵀU_b (ka, kb) for one pair of layer states, on the side their spectra were built."""
-    if a.engine is not None and b.engine is not None:
-        return coupling(a.spectrum, b.spectrum, a.engine.cross_product(a.ref, b.ref), ka, kb)
+    """C = U_aᵀU_b (ka, kb) for one pair of layer states."""
     return coupling(a.spectrum, b.spectrum, None, ka, kb)
 
 
 def basis_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
-    """A spectrum: eigh of Kc (n×n, sample side) or of XcᵀXc (p×p, feature side); U is n×r."""
-    if side == "sample":
-        r = min(n, width)
-        return StateCost(bytes=8.0 * (n * r + r), flops=4.0 * n**3)
-    return StateCost(bytes=8.0 * (width * width + width), flops=4.0 * width**3)
+    """A spectrum on either side: U (n×r) and V (p×r) from the thin eigh of XcᵀXc when p < n
+    (about 3n·p² + 4p³ flops), else U from the eigh of XcXcᵀ (n²·p + 4n³)."""
+    r = min(n, width)
+    flops = 3.0 * n * width**2 + 4.0 * width**3 if width < n else n * n * width + 4.0 * n**3
+    return StateCost(bytes=8.0 * (n * r + width * r + r), flops=flops)
 
 
 # ---------------------------------------------------------------- warnings

@@ -149,6 +149,11 @@ class LayerContext:
         """Raw (start, (rows, D)) blocks of the layer in the stored dtype."""
         return self.engine.blocks(self.ref)
 
+    def check_variance(self, centred_sq: float) -> None:
+        """Raise :class:`~repsim_cli.errors.DataError` naming the layer when ‖Xc‖²_F is zero up to
+        round-off (a constant layer), by the engine's rule."""
+        self.engine._check_constant(self.ref, centred_sq)
+
     def shared(self, name: str, build: Callable[[], T]) -> T:
         """An intermediate shared by several metrics' states, built once per layer per run."""
         return self._shared.get(name, self.ref.key, build)

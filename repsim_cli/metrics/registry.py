@@ -122,9 +122,13 @@ class MetricInfo:
     # True when the metric needs only ⟨Kc_a, Kc_b⟩ and row norms (the sample side may then tile
     # instead of holding n×n Grams); False when it needs whole Grams or covariances.
     inner_products_only: bool = False
-    # Whitening metrics (CCA family, regression) amplify float32 round-off in small-variance
-    # directions: the planner then runs the GEMMs in float64 unless --precision says otherwise.
+    # A metric that asks the run for float64 GEMMs unless --precision says otherwise (none does
+    # today: the whitening metrics build their states from the data in float64 themselves, so no
+    # metric's value depends on the others requested with it).
     prefers_float64: bool = False
+    # False when the metric's prepare stage reads only the layer's data and means, never the
+    # engine's Grams or covariances (the planner then reserves no whole Grams for it).
+    needs_gram: bool = True
     # How many n×n float64 matrices the metric caches per layer on the sample side (its derived
     # statistics: kernels, distances, ranks, eigenvectors); the planner adds them to the peak.
     layer_cache_grams: float = 0.0

@@ -89,7 +89,7 @@ register(
         name="linreg", kind="similarity", symmetric=False, bounds=(0.0, 1.0), params=(),
         citation=CITATION,
         summary="R² of predicting layer b (column) from layer a (row), least squares with intercept",
-        sides=("sample", "feature"), prefers_float64=True,
+        sides=("sample", "feature"), needs_gram=False,
         prepare=prepare_basis, pair=linreg_pair, state_cost=basis_cost,
         state_key=lambda params: ("basis",), identity=1.0, identity_exact=True,
         invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
