@@ -90,21 +90,27 @@ def linear_cka(x: ArrayLike, y: ArrayLike, debiased: bool = False) -> float:
 
 @dataclass(frozen=True)
 class GramHandle:
-    """A layer's state for the inner-product metrics: a handle to its centred Gram, which the engine
-    holds (packed, stacked, spilled or tiled, within the budget), and its centred row norms
-    q = diag(Kc) (n,) float64. ``pinned``: it lives with the engine and is never spilled."""
+    """A layer's state for the inner-product metrics: a handle to its centred Gram (and row norms
+    q = diag(Kc)), which the engine holds — packed, stacked, spilled or tiled within the budget —
+    and computes for a whole group of layers at once, reading the next layer while one layer's
+    SYRK runs. ``pinned``: it lives with the engine and is never spilled."""
 
     engine: GramEngine
     ref: LayerRef
-    sqnorms: NDArray[np.float64]
     pinned: bool = True
+
+    @property
+    def sqnorms(self) -> NDArray[np.float64]:
+        """q = diag(Kc) (n,) float64."""
+        return self.engine.row_sqnorms(self.ref)
 
 
 def prepare_gram(layer: LayerContext, params: Mapping[str, Any]) -> GramHandle:
-    """The per-layer stage of linear CKA: the engine's centred Gram (or covariance) and row norms."""
+    """The per-layer stage of linear CKA: a handle to the engine's centred Gram (or covariance);
+    the engine computes it with the first block that needs it."""
     if params.get("debiased") and layer.n < 4:
         raise DataError(f"debiased CKA needs at least 4 samples, got n={layer.n}")
-    return GramHandle(layer.engine, layer.ref, layer.row_sqnorms())
+    return GramHandle(layer.engine, layer.ref)
 
 
 def cka_block(
