@@ -178,7 +178,10 @@ def masked_hsic(a: Neighbours, b: Neighbours) -> float:
     where = np.searchsorted(codes, transposed)
     where[where == codes.size] = 0
     mirrored = codes[where] == transposed if codes.size else np.zeros(0, dtype=bool)
-    trace = float(va[mirrored] @ vb[where[mirrored]])
+    # Both summation orders, added: swapping the layers then gives the same bits (a single order
+    # differs from its swap by round-off, which the cancellation below can magnify to ~1e-10).
+    partner = where[mirrored]
+    trace = 0.5 * (float(va[mirrored] @ vb[partner]) + float(vb[mirrored] @ va[partner]))
     col_a, row_a = np.bincount(cols, va, n), np.bincount(rows, va, n)
     col_b, row_b = np.bincount(cols, vb, n), np.bincount(rows, vb, n)
     # The reference's 1ᵀAB1 is not symmetric in (A, B) for asymmetric masks; the mean of both
