@@ -128,7 +128,7 @@ class SampleGrams(ABC):
 
     @abstractmethod
     def compute_row_sqnorms(self, ref: LayerRef) -> None:
-        """Do the work that records the layer's row norms with the source, in this strategy's way."""
+        """Record the layer's row norms with the source, doing the work this strategy needs."""
 
     @abstractmethod
     def close(self) -> None:

@@ -57,7 +57,7 @@ class TriangleGroups(SampleGrams):
 
     @abstractmethod
     def triangle_rows(self, layer: int, first: int, stop: int, out: Float64) -> None:
-        """Rows [first, stop) of a layer's Gram's strict upper triangle, as float64, into ``out``."""
+        """Rows [first, stop) of a layer's Gram's strict upper triangle, float64, into ``out``."""
 
     def build(self, ref: LayerRef, xc: NDArray[np.floating] | None = None) -> None:
         """One layer's SYRK, kept; ``xc`` is the centred layer when already read."""
@@ -92,7 +92,8 @@ class TriangleGroups(SampleGrams):
         block = self._blocks.get((ga, gb))
         if block is None:
             refs = self.source.refs
-            groups = [range(g * INNER_GROUP, min((g + 1) * INNER_GROUP, len(refs))) for g in (ga, gb)]
+            count = len(refs)
+            groups = [range(g * INNER_GROUP, min((g + 1) * INNER_GROUP, count)) for g in (ga, gb)]
             self.build_all([refs[idx] for idx in (*groups[0], *groups[1])])
             diags = [np.stack([self.source.row_sqnorms(refs[i]) for i in g]) for g in groups]
             block = triangle_inner_block(
@@ -195,7 +196,9 @@ class PackedGrams(TriangleGroups):
         pack_upper(gram, self._packed[index])
 
     def gram(self, ref: LayerRef) -> Float64:
-        raise RuntimeError("the packed plan holds Gram triangles only; a metric asked for a whole Gram")
+        raise RuntimeError(
+            "the packed plan holds Gram triangles only; a metric asked for a whole Gram"
+        )
 
     def triangle_rows(self, layer: int, first: int, stop: int, out: Float64) -> None:
         assert self._packed is not None

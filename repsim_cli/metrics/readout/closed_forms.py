@@ -13,6 +13,7 @@ from .spectra import _shifts_of
 
 Float64 = NDArray[np.float64]
 
+
 def _kl_pair(mu: Float64) -> tuple[float, float]:
     log_lam = np.log1p(mu)
     # λ − 1 − log λ and 1/λ − 1 + log λ, without cancellation near λ = 1

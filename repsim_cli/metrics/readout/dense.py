@@ -16,6 +16,7 @@ from .spectra import spectral_shifts
 
 Float64 = NDArray[np.float64]
 
+
 def _dense_shifts(
     x: ArrayLike, y: ArrayLike, b: float | None, a: float | None, center: str
 ) -> tuple[Float64, int]:

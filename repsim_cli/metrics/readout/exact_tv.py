@@ -21,6 +21,7 @@ Float64 = NDArray[np.float64]
 TV_ABS_TOL = 1e-9
 FALLBACK_SAMPLES = 100_000
 
+
 def _quad(
     fn: Callable[[float], float], lo: float, hi: float, **kw: Any
 ) -> tuple[float, float, bool]:

@@ -17,6 +17,7 @@ Float64 = NDArray[np.float64]
 # A kernel may be indefinite by this fraction of tr K (float32-accumulated Grams), not more.
 PSD_RTOL = 1e-6
 
+
 def linear_kernel(x: ArrayLike, center: str = "none") -> Float64:
     """The linear kernel K = X Xᵀ of activations X (n, p), float64 (n, n).
 

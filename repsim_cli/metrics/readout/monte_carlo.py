@@ -16,6 +16,7 @@ from .spectra import _shifts_of
 Float64 = NDArray[np.float64]
 LN2 = math.log(2.0)
 
+
 @dataclass(frozen=True)
 class MonteCarloEstimate:
     """Eigenbasis Monte Carlo estimates for P pairs, each (P,) float64.
@@ -84,8 +85,8 @@ def monte_carlo(
 
     References
     ----------
-    Schütt (2024), arXiv:2411.08739; Schuett-lab/BayesCompare ``_jsd`` / ``_tvd`` (which sample in the original
-    basis at O(n²) per sample, unseeded).
+    Schütt (2024), arXiv:2411.08739; Schuett-lab/BayesCompare ``_jsd`` / ``_tvd`` (which sample
+    in the original basis at O(n²) per sample, unseeded).
     """
     pairs = len(shifts)
     m_max = max((s.size for s in shifts), default=0)

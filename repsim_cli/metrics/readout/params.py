@@ -22,6 +22,7 @@ MIN_B = 1.0 / (MAX_CONDITION - 1.0)
 # a → 0 (no noise) is the only ill-conditioned regime: the noise bounds Σ's smallest eigenvalue.
 MIN_A = 1e-6
 
+
 def _check_b(b: float, prefix: str) -> None:
     if not (math.isfinite(b) and b > 0):
         raise MetricParameterError(f"{prefix}b={b!r} must be a positive finite number")
@@ -88,7 +89,8 @@ def resolve_b(n: int, b: float | None = None, a: float | None = None) -> float:
 
     References
     ----------
-    Schütt (2024), arXiv:2411.08739; Schuett-lab/BayesCompare ``cov_utils.cov_sigma`` (a = n·b / (1 + n·b)).
+    Schütt (2024), arXiv:2411.08739; Schuett-lab/BayesCompare ``cov_utils.cov_sigma``
+    (a = n·b / (1 + n·b)).
     """
     params: dict[str, Any] = {"a": a, "b": b}
     _check_params(params)

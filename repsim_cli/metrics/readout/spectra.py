@@ -20,6 +20,7 @@ Float64 = NDArray[np.float64]
 # at most 0.4 ulps for scaled and rotated copies of a layer, n = 20 to 1000).
 SNAP_ULPS = 1024.0
 
+
 def _snap_tolerance(layer: ReadoutLayer) -> float:
     """Round-off level of the shifts μ: SNAP_ULPS ulps of the bound 1 + ‖K̂‖ on cond(Σ')."""
     return SNAP_ULPS * float(np.finfo(np.float64).eps) * (1.0 + layer.scale * layer.trace)

@@ -23,6 +23,7 @@ Float64 = NDArray[np.float64]
 
 CITATION = "Schütt 2024/2025, 'Bayesian comparisons between representations' (arXiv:2411.08739)"
 
+
 def prepare_readout(layer: LayerContext, params: Mapping[str, Any]) -> ReadoutLayer:
     """The per-layer stage: the layer's kernel (centred as ``params["center"]``) and the inverse
     Cholesky factor of its Σ' (O(n³))."""
