@@ -14,6 +14,7 @@ import pytest
 from reference import cka_dense
 
 from repsim_cli.compare import prepare_comparison
+from repsim_cli.engine.strategies import Spilled, Tiled
 from repsim_cli.metrics import REGISTRY, Cell, MetricInfo, StateCost, register
 from repsim_cli.metrics.cka import linear_cka
 from repsim_cli.store import open_store
@@ -40,7 +41,7 @@ def test_tiled_sample_side_is_exact(make_store, backend, memory) -> None:
     with open_store(path) as store:
         comparison = prepare_comparison(store, None, ["cka", "cka:debiased=true"], side="sample",
                                         memory=memory, precision="float64")
-        assert comparison.plan.mode == "tiled" and comparison.plan.tile_rows < 500
+        assert isinstance(comparison.plan.strategy, Tiled) and comparison.plan.tile_rows < 500
         res = comparison.run()
         blocks = -(-500 // comparison.plan.tile_rows)
         assert comparison.engine.counts["read:a:l0"] == blocks * (blocks + 1) // 2
@@ -80,7 +81,7 @@ def test_spilled_grams_are_exact_and_cleaned_up(make_store, tmp_path, full_gram_
     with open_store(path) as store:
         comparison = prepare_comparison(store, None, ["test_gram_cka"], memory=budget,
                                         precision="float64", cache_dir=tmp_path / "cache")
-        assert comparison.plan.mode == "spilled" and comparison.plan.gram_capacity == 3
+        assert isinstance(comparison.plan.strategy, Spilled) and comparison.plan.gram_capacity == 3
         res = comparison.run()
         assert comparison.engine.cache_path is not None
         assert len(list(comparison.engine.cache_path.glob("gram*.npy"))) == 5

@@ -1,38 +1,35 @@
 """The planner: from n, each layer's width, the metrics' needs and the memory budget, choose the
-engine side, the GEMM precision and the block size, and estimate passes, bytes, flops and memory.
+engine side, the sample-side strategy, the GEMM precision and the block size, and estimate passes,
+bytes, flops and memory.
 
-Sample side: one centred Gram Kc = XcXcᵀ (n×n) per layer, all held in memory (whole, or as
-packed upper triangles when the metrics need only the inner products ⟨Kc_a, Kc_b⟩), so that all
-pairs' inner products come from one GEMM per chunk of rows. Cost ≈ Σ_l n²·D_l + L²·n².
+Sample side: one centred Gram Kc = XcXcᵀ (n×n) per layer, so that all pairs' inner products
+⟨Kc_a, Kc_b⟩ come from the Grams (Kornblith et al. 2019, eq. 3); how the Grams are held is a
+strategy (:mod:`.strategies`: stacked, packed, spilled or tiled). Cost ≈ Σ_l n²·D_l + L²·n².
 Feature side: one pass over all layers together accumulating the joint centred cross-product
-[X₁…X_L]ᵀ[X₁…X_L] ((ΣD)², float64). Cost ≈ n·(ΣD)². See DESIGN §1 and §4.
+[X₁…X_L]ᵀ[X₁…X_L] ((ΣD)², float64), from which ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩. Cost ≈ n·(ΣD)². The
+cheaper side that fits the budget wins.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from .._units import format_size
 from ..errors import BudgetError
-from .tiles import tile_rows_for, tile_working_set
-from .triangles import CHUNK_ENTRIES, triangle_size
+from .strategies import Packed, SampleStrategy, Spilled, Stacked, Tiled
+from .strategies.base import layer_working_set
 
 Side = Literal["sample", "feature"]
 FEATURE_BLOCK_BYTES = 64 * 1024**2
-# Blocks in flight while a layer streams in: the read-ahead queue and the float64 centring copy.
-READ_AHEAD_BYTES = 48 * 1024**2
-MODES = ("stacked", "tiled", "spilled", "packed")
-INNER_GROUP = 16  # layers per group in the sample-side inner-product GEMMs (GramEngine._inner_pair)
-MIN_TILE_ROWS = 64  # smaller tiles would be all Python overhead
 
 
 def default_budget() -> int:
-    """Half of the machine's physical memory (DESIGN §4)."""
+    """Half of the machine's physical memory (8 GiB assumed where it cannot be read)."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -65,20 +62,27 @@ class Plan:
     peak_bytes: int
     flops: float
     bytes_read: int
+    # How the sample side holds the centred Grams; on the feature side, whole Grams (should a
+    # metric ask for one) are held stacked.
+    strategy: SampleStrategy
     passes: dict[str, float] = field(default_factory=dict)
     pairs: int = 0
     alternatives: dict[str, dict[str, float]] = field(default_factory=dict)
     metric_flops: dict[str, float] = field(default_factory=dict)
-    # Sample side only: "packed" (every Gram's upper triangle in memory; inner products only),
-    # "stacked" (every whole Gram in memory), "tiled" (inner products tile by tile, no n×n Gram
-    # held) or "spilled" (Grams on disk in cache_dir, ``gram_capacity`` in memory).
-    mode: str = "stacked"
-    tile_rows: int = 0
-    gram_capacity: int = 0
+
+    @property
+    def tile_rows(self) -> int:
+        """Rows per tile of the tiled strategy (else 0)."""
+        return self.strategy.tile_rows
+
+    @property
+    def gram_capacity(self) -> int:
+        """Whole Grams held in memory by the spilled strategy (else 0)."""
+        return self.strategy.gram_capacity
 
     def describe(self) -> str:
         lines = [
-            f"side: {self.side}" + (f", {self.mode}" if self.side == "sample" else "")
+            f"side: {self.side}" + (f", {self.strategy.name}" if self.side == "sample" else "")
             + f" (n={self.n}, {len(self.layers)} layers, sum of widths={sum(c.width for c in self.layers)})",
             f"precision: GEMMs in {self.compute_dtype}, accumulation in float64",
             f"memory budget: {format_size(self.budget)}; estimated peak: {format_size(self.peak_bytes)}",
@@ -87,8 +91,9 @@ class Plan:
                 f"block rows: {self.block_rows or self.tile_rows}; layer pairs: {self.pairs}"
             ),
         ]
-        if self.mode == "spilled":
-            lines.append(f"Grams spill to the disk cache; {self.gram_capacity} held in memory")
+        note = self.strategy.note() if self.side == "sample" else None
+        if note:
+            lines.append(note)
         for side, alt in sorted(self.alternatives.items()):
             lines.append(
                 f"  {side} side would need: {alt['flops']:.3g} flops, "
@@ -106,7 +111,7 @@ class Plan:
             "budget": self.budget, "block_rows": self.block_rows, "peak_bytes": self.peak_bytes,
             "flops": self.flops, "bytes_read": self.bytes_read, "pairs": self.pairs,
             "passes": dict(self.passes), "metric_flops": dict(self.metric_flops),
-            "mode": self.mode, "tile_rows": self.tile_rows, "gram_capacity": self.gram_capacity,
+            "mode": self.strategy.name, "tile_rows": self.tile_rows, "gram_capacity": self.gram_capacity,
         }  # fmt: skip
 
 
@@ -117,38 +122,24 @@ def compute_dtype_for(itemsizes: Sequence[int], precision: str | None) -> str:
     return "float32"
 
 
-def _sample_side(
+def choose_sample_strategy(
     n: int, layers: Sequence[LayerCost], c: int, n_pairs: int, budget: int, full_gram: bool
-) -> dict[str, float]:
-    """Cheapest sample-side mode that fits. Metrics that need only inner products: packed, else
-    tiled; metrics that need whole Grams: stacked, else spilled."""
-    widest = max(layer.width for layer in layers)
-    gram = n * n * 8
-    # two centred layers (the next one is read while this one's SYRK runs) and a SYRK output
-    one_layer = 2 * n * widest * c + n * n * c + READ_AHEAD_BYTES
-    flops = float(sum(n * n * layer.width for layer in layers) + 2.0 * n_pairs * n * n)
+) -> SampleStrategy:
+    """The cheapest sample-side strategy that fits ``budget`` bytes, for GEMMs of itemsize ``c``.
+
+    Metrics that need whole Grams (``full_gram``): :class:`Stacked`, else :class:`Spilled`;
+    metrics that need only inner products: :class:`Packed`, else :class:`Tiled`. When not even
+    spilling fits, :class:`Stacked` is returned and :func:`make_plan` reports that it does not fit.
+    """
     if full_gram:
-        stacked = {"peak_bytes": float(len(layers) * gram + one_layer), "flops": flops,
-                   "mode": float(MODES.index("stacked")), "passes": 1.0}
-        if stacked["peak_bytes"] <= budget or budget < 2 * gram + one_layer:
-            return stacked  # (the latter: not even spilling fits; make_plan reports it)
-        capacity = (budget - one_layer) // gram
-        return {"peak_bytes": float(capacity * gram + one_layer), "flops": flops,
-                "mode": float(MODES.index("spilled")), "capacity": float(capacity), "passes": 1.0}
-    # the triangles in the GEMM dtype, the float64 diagonals, two groups' chunk buffers
-    chunk = min(CHUNK_ENTRIES, max(n, triangle_size(n)))
-    held = len(layers) * (triangle_size(n) * c + n * 8) + 2 * min(INNER_GROUP, len(layers)) * chunk * 8
-    if held + one_layer <= budget:
-        return {"peak_bytes": float(held + one_layer), "mode": float(MODES.index("packed")),
-                "flops": flops - n_pairs * n * n, "passes": 1.0}  # a triangle: half the inner products
-    widths = [layer.width for layer in layers]
-    stored_chunk = max(layer.chunk_bytes for layer in layers)
-    t = max(tile_rows_for(n, widths, c, int(budget * 0.9) - stored_chunk), min(n, MIN_TILE_ROWS))
-    # block j is read once as the held block and once for each earlier held block
-    passes = sum((j + 1) * (min(n, s + t) - s) for j, s in enumerate(range(0, n, t))) / n
-    return {"peak_bytes": float(tile_working_set(t, widths, c) + stored_chunk),
-            "flops": flops + sum(n * t * layer.width for layer in layers),
-            "mode": float(MODES.index("tiled")), "tile_rows": float(t), "passes": passes}
+        stacked = Stacked.estimate(n, layers, c, n_pairs)
+        if stacked.peak_bytes <= budget or budget < 2 * n * n * 8 + layer_working_set(n, layers, c):
+            return stacked
+        return Spilled.estimate(n, layers, c, n_pairs, budget)
+    packed = Packed.estimate(n, layers, c, n_pairs)
+    if packed.peak_bytes <= budget:
+        return packed
+    return Tiled.estimate(n, layers, c, n_pairs, budget)
 
 
 def _feature_row_bytes(layers: Sequence[LayerCost], c: int) -> int:
@@ -204,8 +195,10 @@ def make_plan(
     c = np.dtype(dtype).itemsize
     rows = block_rows or _feature_rows(n, layers, c, budget)
     cache = int(layer_cache_grams * len(layers) * n * n * 8)  # metrics' per-layer n×n caches
+    sample = choose_sample_strategy(n, layers, c, n_pairs, budget - cache, full_gram)
+    sample = replace(sample, peak_bytes=sample.peak_bytes + cache)
     costs = {
-        "sample": _sample_side(n, layers, c, n_pairs, budget - cache, full_gram),
+        "sample": {"peak_bytes": sample.peak_bytes, "flops": sample.flops},
         "feature": _feature_side(n, layers, c, rows),
     }
     candidates = [s for s in sides_allowed if side in ("auto", s)]
@@ -213,7 +206,6 @@ def make_plan(
         raise BudgetError(
             f"side {side!r} cannot compute the requested metrics (they need: {', '.join(sides_allowed)})"
         )
-    costs["sample"]["peak_bytes"] += cache
     fitting = [s for s in candidates if costs[s]["peak_bytes"] <= budget]
     if not fitting:
         best = min(candidates, key=lambda s: costs[s]["peak_bytes"])
@@ -222,17 +214,15 @@ def make_plan(
             f"more than the budget of {format_size(budget)}; raise --memory or select fewer layers"
         )
     chosen: Side = min(fitting, key=lambda s: costs[s]["flops"])
-    data_passes = costs[chosen].get("passes", 1.0) if chosen == "sample" else 1.0
+    data_passes = sample.passes if chosen == "sample" else 1.0
     passes = {layer.key: data_passes + (0 if layer.has_stats else 1) for layer in layers}
     bytes_read = int(sum(passes[layer.key] * n * layer.width * layer.itemsize for layer in layers))
+    strategy = sample if chosen == "sample" else Stacked.estimate(n, layers, c, n_pairs)
     return Plan(
         side=chosen, n=n, compute_dtype=dtype, budget=budget,
         block_rows=rows if chosen == "feature" else 0, layers=tuple(layers),
         peak_bytes=int(costs[chosen]["peak_bytes"]), flops=costs[chosen]["flops"],
-        bytes_read=int(bytes_read), passes=passes, pairs=n_pairs,
+        bytes_read=int(bytes_read), strategy=strategy, passes=passes, pairs=n_pairs,
         alternatives={s: costs[s] for s in candidates if s != chosen},
         metric_flops=dict(metric_flops or {}),
-        mode=MODES[int(costs[chosen].get("mode", 0))] if chosen == "sample" else "stacked",
-        tile_rows=int(costs[chosen].get("tile_rows", 0)),
-        gram_capacity=int(costs[chosen].get("capacity", 0)),
     )  # fmt: skip

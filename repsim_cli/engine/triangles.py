@@ -12,7 +12,7 @@ each chunk's GEMM.
 
 The chunks are runs of whole triangle rows fixed by n alone, so a cell's value is the same
 whether its triangles are read from a packed stack or cut from full Grams: the sample-side
-``stacked`` and ``packed`` modes give identical bits.
+``stacked`` and ``packed`` strategies give identical bits.
 """
 
 from __future__ import annotations
