@@ -21,9 +21,10 @@ where the two layers agree (λ ≈ 1) accurate.
 * ``bayes_kl``: the symmetrised KL divergence (KL(P_a‖P_b) + KL(P_b‖P_a))/2 in nats, closed form.
 * ``bayes_hellinger``: the Hellinger distance √(1 − e^{−D_B}), D_B the Bhattacharyya distance.
 
-Modules, by job: :mod:`.params` (b, a), :mod:`.layer` (the per-layer factor), :mod:`.spectra`
-(the pair's shifts), :mod:`.closed_forms` (KL, Bhattacharyya, Hellinger), :mod:`.exact_tv`
-(Imhof's integral), :mod:`.monte_carlo` (the JS/TV estimator), :mod:`.dense` (functions of two
+Modules, by job: :mod:`.params` (b, a), :mod:`.layer` (the per-layer n × n factor),
+:mod:`.spectra` (the pair's shifts, O(n³)), :mod:`.span` (the factor of a layer narrower than n,
+and a pair's shifts in the span of its columns when p_a + p_b < n), :mod:`.closed_forms` (KL,
+Bhattacharyya, Hellinger), :mod:`.exact_tv` (Imhof's integral), :mod:`.monte_carlo` (the JS/TV estimator), :mod:`.dense` (functions of two
 in-memory arrays) and :mod:`.stages` (the metrics' prepare/pair/block stages, registered on import).
 
 References
@@ -70,6 +71,7 @@ from .params import (
     MIN_B,
     resolve_b,
 )
+from .span import ReadoutBasis, readout_basis, span_shifts
 from .spectra import SNAP_ULPS, order_shifts, readout_eigenvalues, spectral_shifts
 from .stages import (
     CITATION,
@@ -77,6 +79,7 @@ from .stages import (
     js_block,
     js_pair,
     kl_pair,
+    pair_shifts,
     prepare_readout,
     tv_pair,
 )
@@ -84,10 +87,10 @@ from .stages import (
 __all__ = [
     "CENTERS", "CITATION", "DEFAULT_B", "DEFAULT_SAMPLES", "FALLBACK_SAMPLES", "LN2",
     "MAX_CONDITION", "MIN_A", "MIN_B", "PSD_RTOL", "SNAP_ULPS", "TV_ABS_TOL", "JSEstimate",
-    "MonteCarloEstimate", "ReadoutLayer", "bayes_hellinger_distance", "bayes_js_distance",
+    "MonteCarloEstimate", "ReadoutBasis", "ReadoutLayer", "bayes_hellinger_distance", "bayes_js_distance",
     "bayes_js_estimate", "bayes_kl_divergence", "bayes_tv_distance", "bhattacharyya_distance",
     "chunk_samples", "hellinger_from_eigenvalues", "hellinger_pair", "imhof_tail", "js_block",
     "js_from_eigenvalues", "js_pair", "kl_divergences", "kl_pair", "linear_kernel", "monte_carlo",
-    "order_shifts", "prepare_readout", "readout_eigenvalues", "readout_layer", "resolve_b",
-    "spectral_shifts", "symmetric_kl", "tv_from_eigenvalues", "tv_pair",
+    "order_shifts", "pair_shifts", "prepare_readout", "readout_basis", "readout_eigenvalues",
+    "readout_layer", "resolve_b", "span_shifts", "spectral_shifts", "symmetric_kl", "tv_from_eigenvalues", "tv_pair",
 ]  # fmt: skip

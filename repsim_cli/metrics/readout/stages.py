@@ -1,5 +1,10 @@
 """Registration of bayes_tv, bayes_js, bayes_kl and bayes_hellinger on the two-stage metric
-contract: prepare (the layer's readout factor) and pair (or, for bayes_js, block)."""
+contract: prepare (the layer's readout factor) and pair (or, for bayes_js, block).
+
+A layer narrower than n is factored from its own float64 data (:mod:`.span`: a thin SVD, n·p
+floats); a pair of such layers with p_a + p_b < n gets its spectrum in the span of its columns.
+Wider layers (and pairs too wide for the span) take the n × n route of :mod:`.layer` and
+:mod:`.spectra`."""
 
 from __future__ import annotations
 
@@ -17,56 +22,107 @@ from .exact_tv import _total_variation
 from .layer import ReadoutLayer, readout_layer
 from .monte_carlo import monte_carlo
 from .params import CENTERS, DEFAULT_SAMPLES, _validator, resolve_b
+from .span import ReadoutBasis, readout_basis, span_applies, span_shifts
 from .spectra import spectral_shifts
+
+ReadoutState = ReadoutLayer | ReadoutBasis
 
 Float64 = NDArray[np.float64]
 
 CITATION = "Schütt 2024/2025, 'Bayesian comparisons between representations' (arXiv:2411.08739)"
 
 
-def prepare_readout(layer: LayerContext, params: Mapping[str, Any]) -> ReadoutLayer:
-    """The per-layer stage: the layer's kernel (centred as ``params["center"]``) and the inverse
-    Cholesky factor of its Σ' (O(n³))."""
+def layer_data(layer: LayerContext, center: str) -> Float64:
+    """The layer's data (n, p) in float64, centred as ``center`` says: ``none`` (raw), ``units``
+    (exact float64 column means removed) or ``stimuli`` (each row's mean removed)."""
+    mean = layer.mean()  # the engine's pass: finite values checked, column means exact
+    out = np.empty((layer.n, layer.width))
+    for start, block in layer.blocks():
+        out[start : start + block.shape[0]] = block
+    if center == "units":
+        out -= mean
+    elif center == "stimuli":
+        out -= out.mean(axis=1, keepdims=True)
+    return out
+
+
+def prepare_readout(layer: LayerContext, params: Mapping[str, Any]) -> ReadoutState:
+    """The per-layer stage. A layer narrower than n: the thin SVD of its float64 data, centred as
+    ``params["center"]`` (:class:`ReadoutBasis`, n·p floats, ≈ 4n·p² flops). Otherwise: the
+    engine's n × n kernel and the inverse Cholesky factor of its Σ' (:class:`ReadoutLayer`, O(n³))."""
     b = resolve_b(layer.n, params.get("b"), params.get("a"))
+    if layer.width < layer.n:
+        return readout_basis(layer_data(layer, params["center"]), b, layer.label)
     kernel = layer.gram(params["center"])
     return readout_layer(kernel, b, layer.label, check_psd=False)
 
 
-def _pair_shifts(a: ReadoutLayer, b: ReadoutLayer) -> Float64:
-    return np.zeros(0) if a is b else spectral_shifts(a, b)
+def _dense(state: ReadoutState) -> ReadoutLayer:
+    """The n × n factor of a state (built on the fly for a factored layer in a too-wide pair)."""
+    if isinstance(state, ReadoutLayer):
+        return state
+    b = math.inf if state.scale == 0.0 else 1.0 / (state.scale * state.trace)
+    return readout_layer(state.load_kernel(), b, state.label, check_psd=False)
 
 
-def tv_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell:
+def pair_shifts(a: ReadoutState, b: ReadoutState) -> Float64:
+    """The pair's shifts μ = λ − 1 (canonical order, round-off dropped): in the span of the two
+    layers' columns when both are factored and p_a + p_b < n, else by the n × n route."""
+    if a is b:
+        return np.zeros(0)
+    if isinstance(a, ReadoutBasis) and isinstance(b, ReadoutBasis) and span_applies(a, b):
+        return span_shifts(a, b)
+    return spectral_shifts(_dense(a), _dense(b))
+
+
+_pair_shifts = pair_shifts
+
+
+def tv_pair(a: ReadoutState, b: ReadoutState, params: Mapping[str, Any]) -> Cell:
     """``bayes_tv`` of two layer states (exact, Imhof's integral)."""
     return Cell(_total_variation(_pair_shifts(a, b), a.n, f"{a.label} vs {b.label}"))
 
 
-def kl_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell:
+def kl_pair(a: ReadoutState, b: ReadoutState, params: Mapping[str, Any]) -> Cell:
     """``bayes_kl`` of two layer states."""
     return Cell(_symmetric_kl(_pair_shifts(a, b)))
 
 
-def hellinger_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell:
+def hellinger_pair(a: ReadoutState, b: ReadoutState, params: Mapping[str, Any]) -> Cell:
     """``bayes_hellinger`` of two layer states."""
     return Cell(_hellinger(_pair_shifts(a, b)))
 
 
 def js_block(
-    states_a: Sequence[ReadoutLayer], states_b: Sequence[ReadoutLayer], params: Mapping[str, Any]
+    states_a: Sequence[ReadoutState], states_b: Sequence[ReadoutState], params: Mapping[str, Any]
 ) -> CellBlock:
-    """``bayes_js`` for a block: one Monte Carlo pass serves every pair (common random numbers;
-    each pair's value is bitwise the same whichever pairs share the pass)."""
-    shifts = [_pair_shifts(a, b) for a in states_a for b in states_b]
+    """``bayes_js`` for a block: one Monte Carlo draw serves every pair of the block (common
+    random numbers; each pair's value is bitwise the same whichever pairs share the draw). The
+    metric is ``batched``, so a comparison hands whole blocks and draws once per block; a pair
+    and its swap (a symmetric block) are computed once (their shifts are bitwise equal)."""
+    unique: dict[tuple[int, int], int] = {}
+    distinct: list[Float64] = []
+    index = []
+    for a in states_a:
+        for b in states_b:
+            key = (min(id(a), id(b)), max(id(a), id(b)))
+            if key not in unique:
+                unique[key] = len(distinct)
+                distinct.append(pair_shifts(a, b))
+            index.append(unique[key])
+    shifts = [distinct[k] for k in index]
     n = states_a[0].n
-    est = monte_carlo(shifts, n, int(params["samples"]), int(params["seed"]))
+    est = monte_carlo(distinct, n, int(params["samples"]), int(params["seed"]))
+    est_value = est.js_distance[index] if index else np.zeros(0)
+    est_error = est.js_distance_std_error[index] if index else np.zeros(0)
     empty = np.array([s.size == 0 for s in shifts])
     shape = (len(states_a), len(states_b))
-    value = np.where(empty, 0.0, est.js_distance).reshape(shape)
-    error = np.where(empty, 0.0, est.js_distance_std_error).reshape(shape)
+    value = np.where(empty, 0.0, est_value).reshape(shape)
+    error = np.where(empty, 0.0, est_error).reshape(shape)
     return CellBlock(value, error)
 
 
-def js_pair(a: ReadoutLayer, b: ReadoutLayer, params: Mapping[str, Any]) -> Cell:
+def js_pair(a: ReadoutState, b: ReadoutState, params: Mapping[str, Any]) -> Cell:
     """``bayes_js`` of two layer states, with its Monte Carlo standard error."""
     block = js_block([a], [b], params)
     assert block.std_error is not None
@@ -85,12 +141,16 @@ def _invariances(params: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
-    """The kernel and L⁻¹ (n×n each); Cholesky and its inverse (n³/3 each)."""
+    """p < n: U (n×p) and s² from a thin SVD (≈ 4n·p² + 8p³ flops). Otherwise the kernel and L⁻¹
+    (n×n each); Cholesky and its inverse (n³/3 each)."""
+    if width < n:
+        return StateCost(bytes=8.0 * (n + 1) * width, flops=4.0 * n * width**2 + 8.0 * width**3)
     return StateCost(bytes=16.0 * n * n, flops=(2.0 / 3.0) * float(n) ** 3)
 
 
 def _cost(js: bool) -> Callable[[int, int, int, Mapping[str, Any]], float]:
     def cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> float:
+        # An upper bound (layers as wide as n; narrower ones take the span route, far cheaper):
         # per layer: Cholesky and its inverse (n³/3 each); per pair: two triangular multiplies
         # (n³ each) and the tridiagonal reduction of eigvalsh (4n³/3)
         flops = n_layers * (2.0 / 3.0) * float(n) ** 3 + n_pairs * (10.0 / 3.0) * float(n) ** 3
@@ -159,6 +219,8 @@ def _register(
             # per layer: L⁻¹, and the engine's rebuilt kernel for center=none|stimuli
             layer_cache_grams=2.0,
             cost=_cost(js),
+            # bayes_js: whole blocks, so that one Monte Carlo draw serves all of a block's pairs
+            batched=js,
         )
     )
 
