@@ -22,6 +22,13 @@ The reference pipeline's optional outlier clamp (``prepare_features``) is not pa
   on the scale of the features and keeps CKNNA(X, X) from being 1). A self term ≤ 0 gives NaN
   with a :class:`RepsimWarning`. The masked matrices are not symmetric, so s is not an inner
   product and |CKNNA| ≤ 1 is not guaranteed.
+* ``cknna:compat=platonic`` reproduces the reference function ``cknna(feats_A, feats_B, topk,
+  distance_agnostic=False, unbiased=True)`` itself, for matching published numbers: feats_A is
+  the row layer of the matrix (cell (i, j) = cknna(row i, column j)), 1ᵀAB1 in that one order, and
+  s(K, L)/(√(s(K, K)·s(L, L)) + 1e-6); the metric is then asymmetric. With ``normalize=true`` it
+  equals the reference applied to L2-normalised rows (as the reference's pipeline calls it), with
+  ``normalize=false`` the reference on the raw features. A negative s(K, K)·s(L, L) gives NaN (the
+  reference's square root of a negative number) with a :class:`RepsimWarning`.
 
 Per layer (once): the neighbour lists (as sorted codes i·n + j) and the kernel values at them, and
 for CKNNA the self term. Per pair: one sorted intersection of n·k codes (sparse, O(nk log nk)).
@@ -162,13 +169,14 @@ def mutual_knn_pair(a: Neighbours, b: Neighbours) -> float:
     return shared / float(a.n * a.k)
 
 
-def masked_hsic(a: Neighbours, b: Neighbours) -> float:
+def masked_hsic(a: Neighbours, b: Neighbours, symmetric: bool = True) -> float:
     """Symmetrised HSIC_u(M⊙K_a, M⊙K_b), M the intersection of the two neighbour masks (n ≥ 4).
 
     The explicit U-statistic of Song et al. (2012) as platonic-rep's ``hsic_unbiased`` applies it
     to these asymmetric matrices A, B (zero diagonal): tr(AB) = Σ_ij A_ij B_ji, the sums 1ᵀA1 and
     1ᵀB1, and 1ᵀAB1 = (column sums of A)·(row sums of B), all over the shared entries only —
     except that 1ᵀAB1 is replaced by ½(1ᵀAB1 + 1ᵀBA1), the mean of the reference's two orders.
+    With ``symmetric=False``, 1ᵀAB1 itself (A from ``a``): the reference's value for (a, b).
     """
     n = a.n
     codes, pos_a, pos_b = np.intersect1d(a.codes, b.codes, assume_unique=True, return_indices=True)
@@ -186,7 +194,10 @@ def masked_hsic(a: Neighbours, b: Neighbours) -> float:
     col_b, row_b = np.bincount(cols, vb, n), np.bincount(rows, vb, n)
     # The reference's 1ᵀAB1 is not symmetric in (A, B) for asymmetric masks; the mean of both
     # orders makes s(K, L) = s(L, K) and leaves the self terms s(K, K) unchanged.
-    cross = 0.5 * (float(col_a @ row_b) + float(col_b @ row_a))
+    if symmetric:
+        cross = 0.5 * (float(col_a @ row_b) + float(col_b @ row_a))
+    else:
+        cross = float(col_a @ row_b)
     total = (
         trace
         + float(va.sum()) * float(vb.sum()) / ((n - 1.0) * (n - 2.0))
@@ -238,7 +249,9 @@ def mutual_knn(x: ArrayLike, y: ArrayLike, k: int = 10, normalize: bool = True) 
     return mutual_knn_pair(a, b)
 
 
-def cknna(x: ArrayLike, y: ArrayLike, k: int = 10, normalize: bool = True) -> float:
+def cknna(
+    x: ArrayLike, y: ArrayLike, k: int = 10, normalize: bool = True, compat: str = "symmetric"
+) -> float:
     """CKNNA (centred kernel nearest-neighbour alignment) of X (n, p) and Y (n, q), in float64.
 
     Parameters
@@ -249,22 +262,33 @@ def cknna(x: ArrayLike, y: ArrayLike, k: int = 10, normalize: bool = True) -> fl
         Neighbours per sample, 2 ≤ k ≤ n − 1.
     normalize : bool
         Use cosine similarities (rows L2-normalised) for both the neighbours and the kernel.
+    compat : {"symmetric", "platonic"}
+        ``symmetric`` (default): the mean of the reference's two argument orders, no constant.
+        ``platonic``: platonic-rep's ``cknna(X, Y, k, unbiased=True)`` exactly (one order, 1e-6
+        added to the denominator), not symmetric in X and Y.
 
     Returns
     -------
     float
-        Similarity, 1 for X = Y; typically in [−1, 1] but not bounded in theory (see the module
-        docs). NaN with a :class:`RepsimWarning` when a self term is ≤ 0. A constant X or Y,
-        k ≥ n or n < 4 raises :class:`DataError`.
+        Similarity, 1 for X = Y (symmetric); typically in [−1, 1] but not bounded in theory (see
+        the module docs). NaN with a :class:`RepsimWarning` when a self term is ≤ 0 (platonic:
+        when their product is negative). A constant X or Y, k ≥ n or n < 4 raises
+        :class:`DataError`.
 
     References
     ----------
     Huh et al. (2024), ICML, arXiv:2405.07987; platonic-rep ``cknna``.
     """
+    _check_compat(compat)
     a, b = _dense_pair(x, y, k, normalize, "cknna")
-    h = np.array([[masked_hsic(a, b)]])
-    return float(ratio_matrix(h, np.array([masked_hsic(a, a)]), np.array([masked_hsic(b, b)]),
-                              "cknna")[0, 0])  # fmt: skip
+    self_a, self_b = masked_hsic(a, a), masked_hsic(b, b)
+    if compat == "symmetric":
+        h = np.array([[masked_hsic(a, b)]])
+        return float(ratio_matrix(h, np.array([self_a]), np.array([self_b]), "cknna")[0, 0])
+    cell = _cknna_value(a, b, self_a, self_b, compat, same=False)
+    if cell.note:
+        warnings.warn(f"cknna: {cell.note}", RepsimWarning, stacklevel=2)
+    return cell.value
 
 
 def _layer_neighbours(layer: LayerContext, k: int, normalize: bool) -> Neighbours:
@@ -305,13 +329,42 @@ def prepare_cknna(layer: LayerContext, params: Mapping[str, Any]) -> KernelNeigh
     return KernelNeighbours(nbrs, masked_hsic(nbrs, nbrs))
 
 
-def cknna_pair(a: KernelNeighbours, b: KernelNeighbours, params: Mapping[str, Any]) -> Cell:
-    """CKNNA of two layer states: one masked HSIC over the shared neighbours."""
-    h = a.self_term if a is b else masked_hsic(a.neighbours, b.neighbours)
-    denom = a.self_term * b.self_term
+COMPATS = ("symmetric", "platonic")
+# platonic-rep's cknna adds this to √(s(K, K)·s(L, L)) (compat=platonic only).
+PLATONIC_EPSILON = 1e-6
+NEGATIVE_PRODUCT_NOTE = (
+    "the product of the two self terms s(K, K)·s(L, L) is negative; the reference's square root "
+    "gives NaN there"
+)
+
+
+def _check_compat(compat: str) -> None:
+    if compat not in COMPATS:
+        raise MetricParameterError(f"metric 'cknna': compat={compat!r} is not one of "
+                                   f"{', '.join(COMPATS)}")  # fmt: skip
+
+
+def _cknna_value(
+    a: Neighbours, b: Neighbours, self_a: float, self_b: float, compat: str, same: bool
+) -> Cell:
+    """CKNNA of a pair from its neighbour lists and self terms (``same``: a and b are one layer)."""
+    denom = self_a * self_b
+    if compat == "platonic":
+        h = self_a if same else masked_hsic(a, b, symmetric=False)
+        if denom < 0:
+            return Cell(float("nan"), note=NEGATIVE_PRODUCT_NOTE)
+        return Cell(h / (float(np.sqrt(denom)) + PLATONIC_EPSILON))
+    h = self_a if same else masked_hsic(a, b)
     if not denom > 0:
         return Cell(float("nan"), note=NOT_POSITIVE_NOTE)
     return Cell(h / float(np.sqrt(denom)))
+
+
+def cknna_pair(a: KernelNeighbours, b: KernelNeighbours, params: Mapping[str, Any]) -> Cell:
+    """CKNNA of two layer states (row layer ``a``, column layer ``b``): one masked HSIC over the
+    shared neighbours."""
+    return _cknna_value(a.neighbours, b.neighbours, a.self_term, b.self_term,
+                        params.get("compat", "symmetric"), same=a is b)  # fmt: skip
 
 
 def _state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
@@ -367,10 +420,19 @@ register(
         name="cknna",
         kind="similarity",
         symmetric=True,
+        symmetric_for=lambda params: params["compat"] != "platonic",
         bounds=(-1.0, 1.0),
-        params=PARAMS,
+        params=(
+            *PARAMS,
+            Param("compat", "symmetric", str, COMPATS,
+                  doc="symmetric: mean of both argument orders, no constant; platonic: "
+                      "platonic-rep cknna(row, column) exactly (asymmetric, +1e-6)"),
+        ),
+        state_key=lambda params: ("cknna", params["k"], params["normalize"]),
         citation=CITATION_CKNNA,
-        summary="unbiased-HSIC alignment of the kernels restricted to shared k-NN (uncentred)",
+        summary="unbiased-HSIC alignment of the kernels restricted to shared k-NN (uncentred); "
+        "default compat=symmetric: the mean of the reference's two argument orders, without its "
+        "1e-6; compat=platonic: platonic-rep cknna(row layer, column layer) exactly (asymmetric)",
         sides=("sample",),
         prepare=prepare_cknna,
         pair=cknna_pair,

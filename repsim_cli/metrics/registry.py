@@ -105,6 +105,9 @@ class MetricInfo:
     invariances_for: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
     # The range when it depends on the parameters (default: ``bounds``).
     bounds_for: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
+    # Whether the metric is symmetric when that depends on the parameters (default:
+    # ``symmetric``); :func:`parse_spec` gives the spec a record with the value that applies.
+    symmetric_for: Callable[[Mapping[str, Any]], bool] | None = None
 
     def invariances_of(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         """The transformations (applied to both layers) that leave the value unchanged."""
@@ -207,4 +210,6 @@ def parse_spec(text: str) -> MetricSpec:
         params[param.name] = param.parse(value.strip(), info.name)
     if info.validate is not None:
         info.validate(params)
+    if info.symmetric_for is not None and info.symmetric_for(params) != info.symmetric:
+        info = replace(info, symmetric=info.symmetric_for(params))
     return MetricSpec(text=text, info=info, params=params)
