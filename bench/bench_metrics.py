@@ -20,11 +20,12 @@ For each metric and workload the table gives
 
 Every process runs with one BLAS thread (``--threads 1`` and the OMP/OpenBLAS/MKL environment
 variables for repsim; threadpoolctl and the same variables here); each time is the median of
-``--repeats`` runs. A slow comparator can be timed on its first ``--comparator-pairs`` pairs and
-scaled to 36 (marked ``*``; its max |difference| is then over those pairs only).
+``--repeats`` runs. A slow comparator can be timed on its first ``--comparator-pairs`` pairs, or
+on as many as fit in ``--comparator-budget`` seconds (judged from one probe pair), and its pair
+loop scaled to 36 (marked ``*``; its max |difference| is then over those pairs only).
 
 Run: python bench/bench_metrics.py [--metrics cka dcor ...] [--workloads tall wide]
-     [--repeats 3] [--comparator-pairs 36] [--shrink 1]
+     [--repeats 3] [--comparator-pairs 36] [--comparator-budget 30] [--shrink 1]
 """
 
 from __future__ import annotations
@@ -369,14 +370,29 @@ def read_csv(path: Path) -> np.ndarray:
 
 
 def run_loop(fn: PairFn, npys: list[list[Path]], pairs: int) -> tuple[float, np.ndarray]:
+    """Load the 12 layers from .npy and run ``fn`` on the first ``pairs`` pairs (row-major).
+    Returns the seconds for all 36 pairs (the pair loop scaled by 36/pairs, the loading not)
+    and the values (NaN where not run)."""
     t0 = time.perf_counter()
     xs = [np.load(f).astype(np.float64) for f in npys[0]]
     ys = [np.load(f).astype(np.float64) for f in npys[1]]
+    t1 = time.perf_counter()
     values = np.full((LAYERS, LAYERS), np.nan)
     for k in range(pairs):
         i, j = divmod(k, LAYERS)
         values[i, j] = fn(xs[i], ys[j])
-    return time.perf_counter() - t0, values
+    t2 = time.perf_counter()
+    return (t1 - t0) + (t2 - t1) * (LAYERS * LAYERS / pairs), values
+
+
+def comparator_pairs(fn: PairFn, npys: list[list[Path]], limit: int, budget: float) -> int:
+    """How many pairs to time: ``limit``, fewer when one pair's time × ``limit`` exceeds
+    ``budget`` seconds (at least 2)."""
+    x, y = np.load(npys[0][0]).astype(np.float64), np.load(npys[1][0]).astype(np.float64)
+    t0 = time.perf_counter()
+    fn(x, y)
+    one = time.perf_counter() - t0
+    return limit if one * limit <= budget else max(2, min(limit, int(budget / one)))
 
 
 @dataclass
@@ -408,6 +424,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--comparator-pairs", type=int, default=LAYERS * LAYERS,
                     help="time the comparators on the first N pairs and scale to 36")
+    ap.add_argument("--comparator-budget", type=float, default=math.inf,
+                    help="seconds: time fewer pairs when one pair × N would take longer")
     ap.add_argument("--shrink", type=int, default=1,
                     help="divide n and p by this (smoke tests; the table uses 1)")
     a = ap.parse_args()
@@ -435,12 +453,13 @@ def main() -> None:
                     except ImportError:
                         pass
                 for label, fn in comparators:
-                    runs = [run_loop(fn, npys, pairs) for _ in range(a.repeats)]
-                    seconds = statistics.median(t for t, _ in runs) * (LAYERS * LAYERS / pairs)
+                    count = comparator_pairs(fn, npys, pairs, a.comparator_budget)
+                    runs = [run_loop(fn, npys, count) for _ in range(a.repeats)]
+                    seconds = statistics.median(t for t, _ in runs)
                     theirs = runs[-1][1]
                     done = ~np.isnan(theirs)
                     diff = float(np.max(np.abs(ours[done] - theirs[done])))
-                    row = Row(metric, workload, label, t_repsim, seconds, pairs < 36, diff)
+                    row = Row(metric, workload, label, t_repsim, seconds, count < 36, diff)
                     rows.append(row)
                     print(row.line(), flush=True)
     for line in WARNINGS:
