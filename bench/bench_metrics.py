@@ -304,8 +304,8 @@ def imhof(weights: np.ndarray, t: float) -> float:
         if u == 0.0:
             return 0.5 * (weights.sum() - t)
         theta = 0.5 * np.sum(np.arctan(weights * u)) - 0.5 * t * u
-        rho = np.exp(0.25 * np.sum(np.log1p((weights * u) ** 2)))
-        return math.sin(theta) / (u * rho)
+        log_rho = 0.25 * np.sum(np.log1p((weights * u) ** 2))
+        return math.sin(theta) * math.exp(-log_rho - math.log(u))
 
     return 0.5 + quad(f, 0.0, np.inf, limit=2000, epsabs=1e-11)[0] / math.pi
 
