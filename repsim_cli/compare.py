@@ -401,6 +401,19 @@ class Comparison:
         self.states.close(keep_cache)
 
 
+def reserved_bytes(specs: Sequence[MetricSpec], refs: Sequence[LayerRef], n: int) -> tuple[int, int]:
+    """Memory the metrics need beside the engine: (the largest working set of one layer's prepare
+    stage — layers are prepared one at a time —, room for two states of every metric — the pair in
+    hand; the state store spills the others when they do not fit)."""
+    if not refs:
+        return 0, 0
+    working = max((s.info.prepare_grams for s in specs), default=0.0) * n * n * 8
+    states = sum(
+        2 * max(s.info.state_cost(n, r.width, "sample", s.params).bytes for r in refs) for s in specs
+    )
+    return int(working), int(states)
+
+
 def _layer_key(index: int) -> str:
     """Key prefix of a model's layers: a, b, c, ... (m26, m27, ... past z)."""
     return chr(ord("a") + index) if index < 26 else f"m{index}"
@@ -474,6 +487,7 @@ def prepare_models(
     metric_flops = {
         s.text: s.info.cost(n, len(unique), n_pairs, s.params) for s in specs if s.info.cost is not None
     }
+    reserved = reserved_bytes(specs, unique, n)
     if precision is None and any(s.info.prefers_float64 for s in specs):
         precision = "float64"
     plan = make_plan(
@@ -481,7 +495,8 @@ def prepare_models(
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
         full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs),
-        layer_cache_grams=sum({s.name: s.info.layer_cache_grams for s in specs}.values()),
+        reserved_bytes=sum(reserved),
+        min_grams=2 if any(s.info.inner_products_only for s in specs) else 1,
     )  # fmt: skip
     store_paths = [str(store.path) for store in stores]
     fingerprints = [store.fingerprint() for store in stores]
@@ -497,7 +512,8 @@ def prepare_models(
         "versions": {"repsim": __version__, "numpy": np.__version__},
     }  # fmt: skip
     engine = GramEngine(unique, plan, progress, cache_dir=cache_dir)
-    state_budget = max(0, plan.budget - plan.peak_bytes)
+    # the states' reserved room plus whatever the plan leaves
+    state_budget = max(0, plan.budget - plan.peak_bytes) + reserved[1]
     return Comparison(chosen, layout, specs, plan, engine, attrs, StateStore(state_budget, cache_dir))
 
 

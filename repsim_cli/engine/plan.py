@@ -123,17 +123,21 @@ def compute_dtype_for(itemsizes: Sequence[int], precision: str | None) -> str:
 
 
 def choose_sample_strategy(
-    n: int, layers: Sequence[LayerCost], c: int, n_pairs: int, budget: int, full_gram: bool
+    n: int, layers: Sequence[LayerCost], c: int, n_pairs: int, budget: int, full_gram: bool,
+    min_grams: int = 2,
 ) -> SampleStrategy:
     """The cheapest sample-side strategy that fits ``budget`` bytes, for GEMMs of itemsize ``c``.
 
     Metrics that need whole Grams (``full_gram``): :class:`Stacked`, else :class:`Spilled`;
     metrics that need only inner products: :class:`Packed`, else :class:`Tiled`. When not even
     spilling fits, :class:`Stacked` is returned and :func:`make_plan` reports that it does not fit.
+    ``min_grams``: whole Grams a spilled run must hold at once (2 when a metric takes inner
+    products of Gram pairs from them; 1 when Grams are only read by one layer's prepare stage).
     """
     if full_gram:
         stacked = Stacked.estimate(n, layers, c, n_pairs)
-        if stacked.peak_bytes <= budget or budget < 2 * n * n * 8 + layer_working_set(n, layers, c):
+        spill_floor = min_grams * n * n * 8 + layer_working_set(n, layers, c)
+        if stacked.peak_bytes <= budget or budget < spill_floor:
             return stacked
         return Spilled.estimate(n, layers, c, n_pairs, budget)
     packed = Packed.estimate(n, layers, c, n_pairs)
@@ -182,24 +186,29 @@ def make_plan(
     block_rows: int | None = None,
     metric_flops: dict[str, float] | None = None,
     full_gram: bool = True,
-    layer_cache_grams: float = 0.0,
+    reserved_bytes: int = 0,
+    min_grams: int = 2,
 ) -> Plan:
     """Choose the side and block size for computing the Gram statistics of ``layers``.
 
     ``sides_allowed`` comes from the metrics (a metric that needs n×n Grams allows only the sample
     side). ``full_gram``: some metric needs whole n×n Grams (else the sample side may tile).
+    ``reserved_bytes``: memory the metrics' prepare stage needs beside the engine (one layer's
+    working set and room for the states of one pair), added to either side's peak.
     Raises :class:`BudgetError` when no allowed side fits ``budget``.
     """
     budget = budget or default_budget()
     dtype = compute_dtype_for([layer.itemsize for layer in layers], precision)
     c = np.dtype(dtype).itemsize
     rows = block_rows or _feature_rows(n, layers, c, budget)
-    cache = int(layer_cache_grams * len(layers) * n * n * 8)  # metrics' per-layer n×n caches
-    sample = choose_sample_strategy(n, layers, c, n_pairs, budget - cache, full_gram)
-    sample = replace(sample, peak_bytes=sample.peak_bytes + cache)
+    sample = choose_sample_strategy(n, layers, c, n_pairs, budget - reserved_bytes, full_gram,
+                                    min_grams)
+    sample = replace(sample, peak_bytes=sample.peak_bytes + reserved_bytes)
+    feature = _feature_side(n, layers, c, rows)
+    feature["peak_bytes"] += reserved_bytes
     costs = {
         "sample": {"peak_bytes": sample.peak_bytes, "flops": sample.flops},
-        "feature": _feature_side(n, layers, c, rows),
+        "feature": feature,
     }
     candidates = [s for s in sides_allowed if side in ("auto", s)]
     if not candidates:

@@ -341,7 +341,7 @@ PARAMS = (
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=2,
         name="mutual_knn",
         kind="similarity",
         symmetric=True,
@@ -363,7 +363,7 @@ register(
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=2,
         name="cknna",
         kind="similarity",
         symmetric=True,
