@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ def _write_container(results: Results, path: Path) -> None:
 
 def write_results(results: Results, out: str | Path) -> None:
     """Write results by the output's extension: ``.csv``, ``-`` (CSV on stdout), ``.h5``/``.zarr``."""
-    if str(out) == "-" or Path(out).suffix.lower() == ".csv":
+    if str(out) in ("-", os.devnull) or Path(out).suffix.lower() == ".csv":
         write_text(csv_text(results), out)
         return
     path = Path(out)

@@ -8,7 +8,8 @@ import click
 
 from .._progress import StderrProgress
 from ..extract.reductions import REDUCTIONS
-from ._options import quiet_option
+from ._options import plural, quiet_option
+from ._resume import offer_resume, withdraw_resume
 
 
 def _samples_per_second_column() -> Any:
@@ -173,22 +174,31 @@ def command(
         raise click.UsageError("Missing option '-o' / '--out' (the store to write).")
     if not layers:
         raise click.UsageError("Missing option '--layers' (see --list-layers for the names).")
-    try:
-        with _ExtractProgress(not quiet) as progress:
-            report = extract_activations(
-                model_spec, inputs_spec, out, options, resume=resume, progress=progress
-            )
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted; continue with: repsim extract ... -o {out} --resume", err=True)
-        raise
+    from ..extract.run import partial_path
+
+    resuming = resume and partial_path(out).exists()
+    offer_resume()
+    with _ExtractProgress(not quiet) as progress:
+
+        def report_progress(description: str, completed: float, total: float) -> None:
+            nonlocal resuming
+            if resuming:
+                resuming = False
+                progress.echo(f"resuming at {completed:,.0f} / {total:,.0f} samples")
+            progress(description, completed, total)
+
+        report = extract_activations(
+            model_spec, inputs_spec, out, options, resume=resume, progress=report_progress
+        )
+    withdraw_resume()
     if quiet:
         return
     if report.already_complete:
         click.echo(f"{out} is already complete; nothing to do", err=True)
         return
-    resumed = f", resumed at sample {report.resumed_from}" if report.resumed_from else ""
+    resumed = f", resumed at sample {report.resumed_from:,}" if report.resumed_from else ""
     click.echo(
-        f"wrote {out}: {report.n_samples} samples x {len(report.layers)} layers in "
+        f"wrote {out}: {plural(report.n_samples, 'sample')} x {plural(len(report.layers), 'layer')} in "
         f"{report.seconds:.1f} s ({report.samples_per_second:,.0f} samples/s{resumed})",
         err=True,
     )

@@ -37,8 +37,9 @@ def command(store_path: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from .._console import stdout_console
 
     table = Table(title=f"{summary['path']} ({summary['backend']}, n={summary['n_samples']}"
                   + ("" if summary["complete"] else ", INCOMPLETE") + ")")
@@ -47,4 +48,4 @@ def command(store_path: str, as_json: bool) -> None:
     for layer in layers:
         table.add_row(str(layer["name"]), "×".join(map(str, layer["shape"])), str(layer["dtype"]),
                       str(layer["chunk_rows"]), "yes" if layer["stats"] else "no")
-    Console(soft_wrap=True).print(table)
+    stdout_console(soft_wrap=True).print(table)

@@ -467,6 +467,22 @@ def _already_done(out: Path, source: dict[str, Any]) -> bool:
         return False
 
 
+def _refuse_to_overwrite(final: Path, source: dict[str, Any]) -> None:
+    """``--resume`` found a finished output made otherwise: it must not be silently replaced."""
+    try:
+        with open_store(final) as store:
+            written = store.attrs.get("source") or {}
+    except (RepsimError, OSError):
+        written = {}
+    differing = sorted(k for k in set(written) | set(source) if written.get(k) != source.get(k))
+    raise StoreError(
+        f"{final}: already exists and was not made by this command"
+        + (f" ({', '.join(differing)} differ)" if written else "")
+        + "; --resume never replaces a finished store: run without --resume to replace it, "
+        "or write to another file"
+    )
+
+
 def _open_all(
     model_spec: str, inputs_spec: str, opts: ExtractOptions
 ) -> tuple[LoadedModel, InputSource]:
@@ -523,8 +539,10 @@ def extract_activations(
         names = match_layers(layer_names(model.module), options.layers, model.spec)
         source = _source(model, inputs, names, options)
         path = partial_path(final)
-        if resume and not path.exists() and final.exists() and _already_done(final, source):
-            return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
+        if resume and not path.exists() and final.exists():
+            if _already_done(final, source):
+                return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
+            _refuse_to_overwrite(final, source)
         with torch.inference_mode(), _short_gil_slices(), LayerCapture(
             model.module, names, options.reduction, options.output_index, model.scripted,
             model.spec,
@@ -580,7 +598,7 @@ def _stream(
         writer_thread.close()
         run.finish(n)
         run.open().finalize()
-    except BaseException:
+    except BaseException as exc:
         if writer_thread is not None:
             # The batches already queued are complete: keep them. The error to report is the
             # original one, not one the writer may also have hit.
@@ -589,7 +607,9 @@ def _stream(
         if run is not None:
             if run.writer is not None:
                 run.writer.abort()
-            if run.committed == 0 and started_at == 0:
+            # An interrupted run keeps its partial store (--resume continues it); a failed one
+            # that wrote nothing leaves nothing behind.
+            if run.committed == 0 and started_at == 0 and not isinstance(exc, KeyboardInterrupt):
                 remove_path(path)
         raise
     replace_path(path, final)
