@@ -45,7 +45,14 @@ from ..store import StoreWriter, open_store
 from ..store._container import backend_for
 from ..store.base import TARGET_CHUNK_BYTES, LayerSpec
 from ._torch import require_torch
-from .hooks import LayerCapture, LayerListing, layer_names, list_layer_outputs, match_layers
+from .hooks import (
+    LayerCapture,
+    LayerListing,
+    layer_names,
+    list_layer_outputs,
+    match_layers,
+    probe_layers,
+)
 from .inputs import InputSource, open_inputs
 from .models import LoadedModel, load_model
 from .reductions import REDUCTIONS
@@ -77,6 +84,9 @@ class ExtractOptions:
     inputs_key: str | None = None
     ids: str | None = None
     weights: str | None = None
+    exclude: tuple[str, ...] = ()
+    order: str = "registration"
+    strict: bool = False
 
     def check(self) -> None:
         """Raise :class:`DataError` for values no run can use."""
@@ -483,6 +493,23 @@ def _refuse_to_overwrite(final: Path, source: dict[str, Any]) -> None:
     )
 
 
+def _choose_layers(model: LoadedModel, inputs: InputSource, opts: ExtractOptions) -> list[str]:
+    """The layers matching the patterns that one probe batch shows can be stored, in the order
+    asked for (see :func:`~repsim_cli.extract.hooks.probe_layers`)."""
+    torch = require_torch()
+    names = match_layers(layer_names(model.module), opts.layers, model.spec, opts.exclude)
+    if model.scripted:
+        return names
+    with torch.inference_mode():
+        x, mask = inputs.batch(0, min(opts.batch_size, inputs.n))
+        float_dtype = _model_float_dtype(model.module)
+        return probe_layers(
+            model.module, _to_torch(x, float_dtype, opts.device),
+            _to_torch(mask, float_dtype, opts.device), names, output_index=opts.output_index,
+            order=opts.order, strict=opts.strict, label=model.spec,
+        )  # fmt: skip
+
+
 def _open_all(
     model_spec: str, inputs_spec: str, opts: ExtractOptions
 ) -> tuple[LoadedModel, InputSource]:
@@ -536,7 +563,7 @@ def extract_activations(
     retain_freed_memory()
     model, inputs = _open_all(model_spec, inputs_spec, options)
     with inputs:
-        names = match_layers(layer_names(model.module), options.layers, model.spec)
+        names = _choose_layers(model, inputs, options)
         source = _source(model, inputs, names, options)
         path = partial_path(final)
         if resume and not path.exists() and final.exists():
