@@ -109,7 +109,7 @@ def _run(args: list[str]) -> int:
     except RepsimError:  # only with --debug: the user asked for the traceback
         traceback.print_exc()
         return EXIT_ERROR
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (any other exception is a bug: shown, not hidden)
         report_bug(exc)
         return EXIT_ERROR
     return code if isinstance(code, int) else EXIT_OK

@@ -14,7 +14,7 @@ from .._progress import progress_context
 from ..compare import prepare_comparison
 from ..errors import ResultsError
 from ..results import write_results
-from ..schedule import Journal, shard_from_env
+from ..schedule import Journal, Shard, shard_from_env
 from ..store import open_store
 from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
 from ._resume import start_resumable_compare, withdraw_resume
@@ -55,7 +55,7 @@ def journal_path(out: str) -> Path:
 def command(
     store_a: str, store_b: str | None, metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
-    side: str, shard_text: str | None, resume: bool, cache_dir: str | None, keep_cache: bool,
+    side: str, shard_text: Shard | None, resume: bool, cache_dir: str | None, keep_cache: bool,
     dry_run: bool, as_json: bool, quiet: bool,
 ) -> None:
     """Compare every layer of STORE_A with every layer of STORE_B (or of STORE_A itself).

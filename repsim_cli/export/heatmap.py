@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -148,7 +148,7 @@ def write_heatmap(
     fig_h = min(40.0, 2.8 + cell * len(la))
     font = max(4.0, min(10.0, 220.0 / n_max))
     cmap_name = style.cmap or ("magma_r" if m.kind == "distance" else "viridis")
-    with plt.rc_context(PUBLISHING_RC):
+    with plt.rc_context(cast(Any, PUBLISHING_RC)):
         try:
             cmap = matplotlib.colormaps[cmap_name].with_extremes(bad=UNDEFINED_COLOUR)
         except KeyError:
