@@ -154,6 +154,19 @@ def write_results(results: Results, out: str | Path) -> None:
         _write_container(results, tmp)
 
 
+def is_results_file(path: str | Path) -> bool:
+    """Whether ``path`` is a results file: a results store (root attribute
+    ``repsim_format="similarity"``) or a CSV with the results header."""
+    p = Path(path)
+    if not p.exists():
+        return False
+    if p.suffix.lower() == ".csv":
+        with p.open(newline="") as fh:
+            return tuple(next(csv.reader(fh), [])[:4]) == CSV_HEADER[:4]
+    with open_container(p, "r") as c:
+        return bool(c.get_attrs().get("repsim_format") == FORMAT)
+
+
 def read_results(path: str | Path) -> Results:
     """Read a results store (``.h5``/``.zarr``) or a long-format results CSV."""
     p = Path(path)

@@ -230,3 +230,27 @@ def test_a_stopped_compare_prints_the_exact_resume_command(make_store, tmp_path,
     assert again.returncode == 0
     assert again.stderr == f"{out} is already complete; nothing to do\n"
     assert out.stat().st_mtime_ns == before
+
+
+# ------------------------------------------------------------------------ info on results
+def test_info_describes_a_results_file(store, tmp_path) -> None:
+    out = tmp_path / "r.h5"
+    assert run("compare", store, "-m", "cka", "-m", "cka:debiased=true", "-o", out, "-q").exit_code == 0
+    r = run("info", out)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{out}: similarity results, n = 30"
+    assert f"  store A: {store}" in lines
+    assert "  layers A (4): l0, l1, l2, l3" in lines
+    assert "    cka:debiased=true (similarity): 16 of 16 cells computed" in lines
+    assert any(line.startswith("  command: repsim ") for line in lines)
+    assert any(line.startswith("  date: 20") for line in lines)
+    assert any(line.startswith("  host: ") for line in lines)
+    r = run("info", out, "--json")
+    summary = __import__("json").loads(r.stdout)
+    assert summary["kind"] == "results" and [m["spec"] for m in summary["metrics"]] == [
+        "cka", "cka:debiased=true"]
+    assert {"created", "host", "command"} <= set(summary["provenance"])
+    run("compare", store, "-m", "cka", "-o", tmp_path / "r.csv", "-q")
+    r = run("info", tmp_path / "r.csv")
+    assert r.exit_code == 0 and "cka (similarity): 16 of 16 cells computed" in r.stdout

@@ -17,6 +17,7 @@ from ..results import write_results
 from ..schedule import Journal, Shard, shard_from_env
 from ..store import open_store
 from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
+from ._provenance import run_provenance
 from ._resume import start_resumable_compare, withdraw_resume
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
@@ -105,6 +106,7 @@ def command(
         finally:
             if journal is not None:
                 journal.close(remove=False)
+    results.attrs.update(run_provenance())
     write_results(results, out)
     if journal is not None:
         journal.close(remove=True)
