@@ -56,7 +56,7 @@ def check_aligned(a: ActivationStore, b: ActivationStore) -> None:
         )
         raise ShapeMismatchError(
             f"{b.path}: sample ids differ from {a.path} (first at index {mismatch}: "
-            f"{ids_b[mismatch]!r} vs {ids_a[mismatch]!r}); stores must hold the same samples "
+            f"{ids_b[mismatch].item()!r} vs {ids_a[mismatch].item()!r}); stores must hold the same samples "
             "in the same order"
         )
 

@@ -254,3 +254,22 @@ def test_info_describes_a_results_file(store, tmp_path) -> None:
     run("compare", store, "-m", "cka", "-o", tmp_path / "r.csv", "-q")
     r = run("info", tmp_path / "r.csv")
     assert r.exit_code == 0 and "cka (similarity): 16 of 16 cells computed" in r.stdout
+
+
+def test_messages_print_values_as_written(make_store, tmp_path) -> None:
+    x = np.random.default_rng(0).standard_normal((10, 3))
+    a = make_store({"x": x}, ids=np.arange(10), name="a")
+    b = make_store({"x": x}, ids=np.arange(1, 11), name="b")
+    r = run("compare", a, b, "-m", "cka", "-o", "-")
+    assert r.exit_code == 1
+    assert "(first at index 0: 1 vs 0)" in r.output and "np." not in r.output
+
+
+def test_merge_names_the_one_missing_cell(store, tmp_path) -> None:
+    kept = [k for k in range(1, 11) if k != 8]  # shard 8 of 10 is the diagonal cell (l2, l2)
+    for k in kept:
+        assert run("compare", store, "-m", "cka", "--shard", f"{k}/10", "-q",
+                   "-o", tmp_path / f"p{k}.h5").exit_code == 0  # fmt: skip
+    r = run("merge", *(tmp_path / f"p{k}.h5" for k in kept), "-o", tmp_path / "m.h5")
+    assert r.exit_code == 1
+    assert r.output == "Error: 1 cell was computed by no shard: cka (l2, l2)\n"
