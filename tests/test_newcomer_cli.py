@@ -273,3 +273,28 @@ def test_merge_names_the_one_missing_cell(store, tmp_path) -> None:
     r = run("merge", *(tmp_path / f"p{k}.h5" for k in kept), "-o", tmp_path / "m.h5")
     assert r.exit_code == 1
     assert r.output == "Error: 1 cell was computed by no shard: cka (l2, l2)\n"
+
+
+def test_the_readme_describes_the_demo_heatmap_truly(tmp_path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    for claim in ("`fc1`–`fc1` is 0.96", "`fc2`–`fc2` (0.90)", "`input`–`logits` 0.71",
+                  "`logits`–`input` 0.61", "(0.77–0.87)", "`logits`–`logits` (0.77)"):  # fmt: skip
+        assert claim in readme, claim
+    out = tmp_path / "demo.h5"
+    r = run("compare", root / "sample_data/digits_seed0.h5", root / "sample_data/digits_seed1.h5",
+            "-m", "cka", "-q", "-o", out)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    res = read_results(out)
+    v = res.metrics["cka"].value
+    i = {name: k for k, name in enumerate(res.layers_a)}
+    assert res.layers_a == ["input", "fc1", "fc2", "fc3", "fc4", "fc5", "logits"]
+    assert abs(v[0, 0] - 1) < 1e-6
+    assert f"{v[1, 1]:.2f}" == "0.96" and v[1].argmax() == 1 and v[:, 1].argmax() == 1
+    assert f"{v[2, 2]:.2f}" == "0.90" and v[2].argmax() == 2
+    assert f"{v[0, 6]:.2f}" == "0.71" and f"{v[6, 0]:.2f}" == "0.61"
+    assert 0.6 < v.min() and v.max() <= 1 + 1e-9
+    for name in ("fc3", "fc4", "fc5"):
+        row = v[i[name]]
+        assert row.argmax() in (i["fc2"], i["fc3"]) and 0.77 <= round(row.max(), 2) <= 0.87
+    assert f"{v[6, 6]:.2f}" == "0.77" and v[6].argmax() == 6

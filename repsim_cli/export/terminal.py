@@ -54,7 +54,11 @@ def render_matrix(
         rows = [f"a{i}" for i in range(len(rows))]
     elif prefix_a:
         legends.append(f"rows: {prefix_a}…")
-    if max((len(c) for c in cols), default=0) > cell:
+    widest = max((len(c) for c in cols), default=0)
+    label = max(len("A \\ B"), *(len(r) for r in rows)) if rows else len("A \\ B")
+    if widest > cell and label + len(cols) * (widest + 1) <= width:
+        cell = widest  # the names fit as they are
+    elif widest > cell:
         legends += _legend("b", prefix_b, cols)
         cols = [f"b{j}" for j in range(len(cols))]
         cell = max(cell, *(len(c) for c in cols))
