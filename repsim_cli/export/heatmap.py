@@ -103,6 +103,7 @@ def default_title(results: Results, m: MetricResult, std_error: bool) -> str:
 
 def _set_ticks(ax: Any, axis: str, names: list[str], font: float) -> None:
     step = tick_step(len(names))
+    font = min(10.0, font * step)  # labels k cells apart have k times the room
     positions = list(range(0, len(names), step))
     labels = [names[i] for i in positions]
     if axis == "x":
@@ -209,6 +210,5 @@ def _mark_cells(
         notes.append("n/a (hatched): undefined for these layers (NaN)")
     if m.computed is not None and not m.computed.all():
         notes.append("—: not computed (a shard's share)")
-    if notes:
-        ax.annotate("; ".join(notes), xy=(0, 0), xycoords="figure fraction", xytext=(4, 4),
-                    textcoords="offset points", fontsize=7, color="0.3")  # fmt: skip
+    if notes:  # under the axis label, where constrained layout makes room for it
+        ax.set_xlabel(ax.get_xlabel() + "\n" + "; ".join(notes))

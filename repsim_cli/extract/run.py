@@ -45,17 +45,11 @@ from ..store import StoreWriter, open_store
 from ..store._container import backend_for
 from ..store.base import TARGET_CHUNK_BYTES, LayerSpec
 from ._torch import require_torch
-from .hooks import (
-    LayerCapture,
-    LayerListing,
-    layer_names,
-    list_layer_outputs,
-    match_layers,
-    probe_layers,
-)
+from .hooks import LayerCapture, LayerListing, list_layer_outputs
 from .inputs import InputSource, open_inputs
 from .models import LoadedModel, load_model
 from .reductions import REDUCTIONS
+from .selection import choose_layers, refuse_to_overwrite
 
 STORE_DTYPES = ("float32", "float16")
 # Commit granularity: a layer's chunk spans at most this many batches, so a killed run loses at
@@ -477,39 +471,6 @@ def _already_done(out: Path, source: dict[str, Any]) -> bool:
         return False
 
 
-def _refuse_to_overwrite(final: Path, source: dict[str, Any]) -> None:
-    """``--resume`` found a finished output made otherwise: it must not be silently replaced."""
-    try:
-        with open_store(final) as store:
-            written = store.attrs.get("source") or {}
-    except (RepsimError, OSError):
-        written = {}
-    differing = sorted(k for k in set(written) | set(source) if written.get(k) != source.get(k))
-    raise StoreError(
-        f"{final}: already exists and was not made by this command"
-        + (f" ({', '.join(differing)} differ)" if written else "")
-        + "; --resume never replaces a finished store: run without --resume to replace it, "
-        "or write to another file"
-    )
-
-
-def _choose_layers(model: LoadedModel, inputs: InputSource, opts: ExtractOptions) -> list[str]:
-    """The layers matching the patterns that one probe batch shows can be stored, in the order
-    asked for (see :func:`~repsim_cli.extract.hooks.probe_layers`)."""
-    torch = require_torch()
-    names = match_layers(layer_names(model.module), opts.layers, model.spec, opts.exclude)
-    if model.scripted:
-        return names
-    with torch.inference_mode():
-        x, mask = inputs.batch(0, min(opts.batch_size, inputs.n))
-        float_dtype = _model_float_dtype(model.module)
-        return probe_layers(
-            model.module, _to_torch(x, float_dtype, opts.device),
-            _to_torch(mask, float_dtype, opts.device), names, output_index=opts.output_index,
-            order=opts.order, strict=opts.strict, label=model.spec,
-        )  # fmt: skip
-
-
 def _open_all(
     model_spec: str, inputs_spec: str, opts: ExtractOptions
 ) -> tuple[LoadedModel, InputSource]:
@@ -563,13 +524,13 @@ def extract_activations(
     retain_freed_memory()
     model, inputs = _open_all(model_spec, inputs_spec, options)
     with inputs:
-        names = _choose_layers(model, inputs, options)
+        names = choose_layers(model, inputs, options, _to_torch, _model_float_dtype(model.module))
         source = _source(model, inputs, names, options)
         path = partial_path(final)
         if resume and not path.exists() and final.exists():
             if _already_done(final, source):
                 return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
-            _refuse_to_overwrite(final, source)
+            refuse_to_overwrite(final, source)
         with torch.inference_mode(), _short_gil_slices(), LayerCapture(
             model.module, names, options.reduction, options.output_index, model.scripted,
             model.spec,
