@@ -30,6 +30,17 @@ class RepsimGroup(click.Group):
     alone: they are bugs, not user errors, and must not hide behind a one-line message.
     """
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:  # fmt: skip
+        # ``repsim --help`` and ``--version`` print while their options are parsed.
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            discard_stdout()
+            raise click.exceptions.Exit(0) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
