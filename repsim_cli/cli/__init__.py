@@ -101,7 +101,8 @@ def _run(args: list[str]) -> int:
         exc.show()
         return exc.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo(interrupted_message(), err=True)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            click.echo(interrupted_message(), err=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         discard_stdout()
