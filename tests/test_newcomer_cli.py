@@ -189,7 +189,8 @@ def _journal_lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_stopped_compare_prints_the_exact_resume_command(make_store, tmp_path, how) -> None:
     rng = np.random.default_rng(0)
     path = make_store({f"l{i}": rng.standard_normal((20, 3)) for i in range(6)}, name="odd name")
