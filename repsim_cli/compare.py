@@ -59,7 +59,8 @@ def check_aligned(a: ActivationStore, b: ActivationStore) -> None:
         )
         raise ShapeMismatchError(
             f"{b.path}: sample ids differ from {a.path} (first at index {mismatch}: "
-            f"{ids_b[mismatch]!r} vs {ids_a[mismatch]!r}); stores must hold the same samples "
+            f"{np.asarray(ids_b[mismatch]).tolist()!r} vs {np.asarray(ids_a[mismatch]).tolist()!r}); "
+            "stores must hold the same samples "
             "in the same order"
         )
 

@@ -48,3 +48,7 @@ class BudgetError(RepsimError, MemoryError):
 
 class ResultsError(RepsimError, ValueError):
     """A results file is missing, malformed, or disagrees with another (merge)."""
+
+
+class OutputError(RepsimError, OSError):
+    """An output cannot be written: its folder is missing or read-only, or the disk is full."""

@@ -85,7 +85,8 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
     if missing:
         shown = "; ".join(f"{s} ({a}, {b})" for s, a, b in missing[:20])
         more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise MissingCellsError(f"{len(missing)} cells were computed by no shard: {shown}{more}", missing)
+        count = f"{len(missing)} cell was" if len(missing) == 1 else f"{len(missing)} cells were"
+        raise MissingCellsError(f"{count} computed by no shard: {shown}{more}", missing)
     for m in merged.metrics.values():
         m.computed = None if required.all() else required
     return merged

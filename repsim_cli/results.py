@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,7 +297,7 @@ def _write_container(results: Results, path: Path) -> None:
 
 def write_results(results: Results, out: str | Path) -> None:
     """Write results by the output's extension: ``.csv``, ``-`` (CSV on stdout), ``.h5``/``.zarr``."""
-    if str(out) == "-" or Path(out).suffix.lower() == ".csv":
+    if str(out) in ("-", os.devnull) or Path(out).suffix.lower() == ".csv":
         write_text(csv_text(results), out)
         return
     path = Path(out)
@@ -306,6 +307,19 @@ def write_results(results: Results, out: str | Path) -> None:
         raise ResultsError(f"{path}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)") from None
     with atomic_path(path) as tmp:
         _write_container(results, tmp)
+
+
+def is_results_file(path: str | Path) -> bool:
+    """Whether ``path`` is a results file: a results store (root attribute
+    ``repsim_format="similarity"``) or a CSV with the results header."""
+    p = Path(path)
+    if not p.exists():
+        return False
+    if p.suffix.lower() == ".csv":
+        with p.open(newline="") as fh:
+            return tuple(next(csv.reader(fh), [])[:4]) == CSV_HEADER[:4]
+    with open_container(p, "r") as c:
+        return bool(c.get_attrs().get("repsim_format") == FORMAT)
 
 
 def read_results(path: str | Path) -> Results:

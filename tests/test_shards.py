@@ -194,4 +194,4 @@ def test_resume_refuses_a_journal_of_another_comparison(stores, tmp_path) -> Non
     r = run("compare", a, "-m", "cka", "-o", out, "--resume")
     assert r.exit_code == 1 and "written by a different comparison" in r.output
     r = run("compare", a, "-m", "cka", "-o", "-", "--resume")
-    assert r.exit_code == 1 and "--resume needs an output file" in r.output
+    assert r.exit_code == 2 and "--resume needs an output file" in r.output

@@ -22,9 +22,11 @@ from ..compare import (
 )
 from ..errors import RepsimError, ResultsError
 from ..results import write_results
-from ..schedule import Journal, parse_shard, shard_from_env
+from ..schedule import Journal, Shard, shard_from_env
 from ..store import open_store
-from ._options import MetricType, SizeType, output_option, quiet_option
+from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
+from ._provenance import run_provenance
+from ._resume import start_resumable_compare, withdraw_resume
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 
@@ -41,7 +43,8 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
               help="Layers of every store to use (globs); --layers-a/--layers-b override per side.")
 @click.option("-m", "--metric", "metrics", type=MetricType(), multiple=True, required=True,
               help="NAME[:key=value,...]; repeat for several metrics (see `repsim metrics`).")
-@output_option("Results: .csv (long format), - (CSV on stdout), or .h5/.zarr (results store).")
+@output_option("Results: .csv (long format), - (CSV on stdout), or .h5/.zarr (results store).",
+               required=False)
 @click.option("--layers-a", multiple=True, metavar="GLOB", help="Layers of STORE_A to use (globs).")
 @click.option("--layers-b", multiple=True, metavar="GLOB", help="Layers of STORE_B to use (globs).")
 @click.option("--memory", type=SizeType(), default=None, help="Memory budget, e.g. 4GiB (default: half of RAM).")
@@ -50,7 +53,7 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
               help="GEMM precision (default: float32 for float16/32 stores, float64 otherwise).")
 @click.option("--side", type=click.Choice(["auto", "sample", "feature"]), default="auto",
               help="Force the engine side (default: the planner's choice).")
-@click.option("--shard", "shard_text", default=None, metavar="K/N",
+@click.option("--shard", "shard_text", type=ShardType(), default=None, metavar="K/N",
               help="Compute shard K of N (1-based) of the cells; default from SLURM_ARRAY_TASK_ID.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from the cells it already wrote.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
@@ -63,7 +66,7 @@ def command(
     store_args: tuple[str, ...], stores_file: str | None, pairing: str, within: bool,
     layers_all: tuple[str, ...], metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
-    side: str, shard_text: str | None, resume: bool, cache_dir: str | None, keep_cache: bool,
+    side: str, shard_text: Shard | None, resume: bool, cache_dir: str | None, keep_cache: bool,
     dry_run: bool, as_json: bool, quiet: bool,
 ) -> None:
     """Compare every layer of each store with every layer of another (or of itself).
@@ -83,11 +86,14 @@ def command(
       repsim compare a.h5 b.h5 -m cka -o part3.h5 --shard 3/8
       repsim compare a.h5 b.h5 -m cka -o cka.csv --dry-run
     """
-    if out != "-" and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
+    if out is None and not dry_run:
+        raise click.UsageError("Missing option '-o' / '--out' (only --dry-run needs none).")
+    out = out or "-"
+    if out not in ("-", os.devnull) and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ResultsError(f"{out}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)")
-    shard = parse_shard(shard_text) if shard_text else shard_from_env(os.environ)
+    shard = shard_text or shard_from_env(os.environ)
     if resume and out == "-":
-        raise RepsimError("--resume needs an output file (-o PATH), not stdout")
+        raise click.UsageError("--resume needs an output file (-o PATH), not stdout")
     named = read_store_list(store_args, stores_file)
     if not named:
         raise click.UsageError("compare needs at least one store (STORE... or --stores FILE)")
@@ -124,14 +130,18 @@ def command(
         if dry_run:
             click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.describe())
             return
-        journal = None if out == "-" else Journal(journal_path(out), comparison.journal_header(shard))
+        journal = None if out in ("-", os.devnull) else Journal(journal_path(out), comparison.journal_header(shard))
+        if journal is not None and start_resumable_compare(out, comparison, journal, shard, resume, quiet):
+            return
         try:
             results = comparison.run(shard=shard, journal=journal, resume=resume)
         finally:
             if journal is not None:
                 journal.close(remove=False)
+    results.attrs.update(run_provenance())
     write_results(results, out)
     if journal is not None:
         journal.close(remove=True)
+    withdraw_resume()
     if out != "-" and not quiet:
         click.echo(f"wrote {out}" + (f" (shard {shard})" if shard else ""), err=True)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import click
 
 from ..store.importers import import_arrays, read_ids
-from ._options import output_option
+from ._options import output_option, plural, quiet_option
 
 
 @click.command("import")
 @click.argument("sources", nargs=-1, required=True, metavar="SRC...")
 @output_option("The store to write: .h5/.hdf5 (HDF5) or .zarr (Zarr v3).")
 @click.option("--ids", "ids_path", metavar="FILE", help="Sample ids: a text file, one per line, or a .npy array.")
-def command(sources: tuple[str, ...], out: str, ids_path: str | None) -> None:
+@quiet_option
+def command(sources: tuple[str, ...], out: str, ids_path: str | None, quiet: bool) -> None:
     """Import arrays into an activation store.
 
     Each SRC is file.npy (the layer is named by the stem), file.npz, file.safetensors or file.pt
@@ -25,4 +26,5 @@ def command(sources: tuple[str, ...], out: str, ids_path: str | None) -> None:
     """
     ids = read_ids(ids_path) if ids_path else None
     names = import_arrays(sources, out, ids=ids)
-    click.echo(f"wrote {out}: {len(names)} layers", err=True)
+    if not quiet:
+        click.echo(f"wrote {out}: {plural(len(names), 'layer')}", err=True)

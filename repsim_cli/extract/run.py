@@ -45,10 +45,11 @@ from ..store import StoreWriter, open_store
 from ..store._container import backend_for
 from ..store.base import TARGET_CHUNK_BYTES, LayerSpec
 from ._torch import require_torch
-from .hooks import LayerCapture, LayerListing, layer_names, list_layer_outputs, match_layers
+from .hooks import LayerCapture, LayerListing, list_layer_outputs
 from .inputs import InputSource, open_inputs
 from .models import LoadedModel, load_model
 from .reductions import REDUCTIONS
+from .selection import choose_layers, refuse_to_overwrite
 
 STORE_DTYPES = ("float32", "float16")
 # Commit granularity: a layer's chunk spans at most this many batches, so a killed run loses at
@@ -77,6 +78,9 @@ class ExtractOptions:
     inputs_key: str | None = None
     ids: str | None = None
     weights: str | None = None
+    exclude: tuple[str, ...] = ()
+    order: str = "registration"
+    strict: bool = False
 
     def check(self) -> None:
         """Raise :class:`DataError` for values no run can use."""
@@ -520,11 +524,13 @@ def extract_activations(
     retain_freed_memory()
     model, inputs = _open_all(model_spec, inputs_spec, options)
     with inputs:
-        names = match_layers(layer_names(model.module), options.layers, model.spec)
+        names = choose_layers(model, inputs, options, _to_torch, _model_float_dtype(model.module))
         source = _source(model, inputs, names, options)
         path = partial_path(final)
-        if resume and not path.exists() and final.exists() and _already_done(final, source):
-            return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
+        if resume and not path.exists() and final.exists():
+            if _already_done(final, source):
+                return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
+            refuse_to_overwrite(final, source)
         with torch.inference_mode(), _short_gil_slices(), LayerCapture(
             model.module, names, options.reduction, options.output_index, model.scripted,
             model.spec,
@@ -580,7 +586,7 @@ def _stream(
         writer_thread.close()
         run.finish(n)
         run.open().finalize()
-    except BaseException:
+    except BaseException as exc:
         if writer_thread is not None:
             # The batches already queued are complete: keep them. The error to report is the
             # original one, not one the writer may also have hit.
@@ -589,7 +595,9 @@ def _stream(
         if run is not None:
             if run.writer is not None:
                 run.writer.abort()
-            if run.committed == 0 and started_at == 0:
+            # An interrupted run keeps its partial store (--resume continues it); a failed one
+            # that wrote nothing leaves nothing behind.
+            if run.committed == 0 and started_at == 0 and not isinstance(exc, KeyboardInterrupt):
                 remove_path(path)
         raise
     replace_path(path, final)
