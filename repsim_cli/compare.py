@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from ._version import __version__
 from .engine import GramEngine, LayerCost, LayerRef, Plan, make_plan
 from .engine.plan import Side
 from .errors import LayerNotFoundError, RepsimError, ShapeMismatchError
+from .globs import glob_matches
 from .metrics import MetricSpec, parse_spec
 from .metrics._linalg import warn_notes
 from .metrics.contract import CellBlock, LayerContext, SharedCache
@@ -31,18 +31,19 @@ from .store import ActivationStore, open_store
 def select_layers(store: ActivationStore, patterns: Sequence[str] | None) -> list[str]:
     """Layers of ``store`` matching any glob in ``patterns`` (all when None), in store order.
 
-    Each pattern may hold several globs separated by commas. A pattern matching nothing raises
-    :class:`LayerNotFoundError` listing the available layers.
+    Globs are those of :mod:`repsim_cli.globs` (``*`` stays within a dotted component, ``**``
+    crosses dots); each pattern may hold several separated by commas. A pattern matching nothing
+    raises :class:`LayerNotFoundError` listing the available layers.
     """
     if not patterns:
         return list(store.layers)
     globs = [g.strip() for p in patterns for g in p.split(",") if g.strip()]
     for g in globs:
-        if not any(fnmatch.fnmatchcase(name, g) for name in store.layers):
+        if not any(glob_matches(g, name) for name in store.layers):
             raise LayerNotFoundError(
                 f"{store.path}: no layer matches {g!r}; available: {', '.join(store.layers)}"
             )
-    return [name for name in store.layers if any(fnmatch.fnmatchcase(name, g) for g in globs)]
+    return [name for name in store.layers if any(glob_matches(g, name) for g in globs)]
 
 
 def check_aligned(a: ActivationStore, b: ActivationStore) -> None:

@@ -212,3 +212,14 @@ def test_csv_results_read_back_with_their_models(zoo, tmp_path) -> None:
     old.write_text("metric,layer_a,layer_b,value,std_error\ncka,x,y,0.5,\ncka,x,z,0.25,\n")
     res = read_results(old)
     assert res.layers_a == ["x"] and res.layers_b == ["y", "z"] and not res.multi_block
+
+
+def test_compare_layer_globs_stay_within_a_dotted_part(make_store) -> None:
+    rng = np.random.default_rng(0)
+    layers = {name: rng.standard_normal((20, 3)) for name in
+              ("blocks.0.mlp", "blocks.0.mlp.fc1", "blocks.1.mlp", "head")}  # fmt: skip
+    path = make_store(layers)
+    one = compare_stores(path, None, ["cka"], layers_a=["blocks.*.mlp"])
+    assert one.layers_a == ["blocks.0.mlp", "blocks.1.mlp"]
+    deep = compare_stores(path, None, ["cka"], layers_a=["blocks.**"])
+    assert deep.layers_a == ["blocks.0.mlp", "blocks.0.mlp.fc1", "blocks.1.mlp"]

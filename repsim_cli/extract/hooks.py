@@ -12,8 +12,6 @@ Patterns are globs over the dotted names in which ``*`` and ``?`` stay within on
 
 from __future__ import annotations
 
-import difflib
-import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,6 +20,7 @@ from typing import Any
 
 from .._warnings import RepsimWarning
 from ..errors import DataError, LayerNotFoundError, ShapeMismatchError
+from ..globs import close_names, glob_matches
 from ._torch import ModelError
 from .reductions import describe_output, reduce_output
 
@@ -36,58 +35,6 @@ def layer_names(model: Any) -> list[str]:
     """
     names = [name for name, _ in model.named_modules() if name]
     return [*names, OUTPUT_LAYER] if OUTPUT_LAYER not in names else names
-
-
-def glob_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    """The regular expression of a layer glob: ``*`` any characters but ``.``, ``**`` any
-    characters, ``?`` one character but ``.``, ``[...]``/``[!...]`` a character class."""
-    parts, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**", i):
-            parts.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            parts.append("[^.]*")
-        elif c == "?":
-            parts.append("[^.]")
-        elif c == "[" and _class_end(pattern, i) > 0:
-            end = _class_end(pattern, i)
-            body = pattern[i + 1 : end]
-            body = "^" + body[1:] if body.startswith("!") else body
-            parts.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-            continue
-        else:
-            parts.append(re.escape(c))
-        i += 1
-    return re.compile("".join(parts), flags)
-
-
-def _class_end(pattern: str, start: int) -> int:
-    """The index of the ``]`` closing the character class opened at ``start`` (-1: none)."""
-    j = start + 1
-    if pattern[j : j + 1] == "!":
-        j += 1
-    if pattern[j : j + 1] == "]":  # a leading ] is a member, as in fnmatch
-        j += 1
-    return pattern.find("]", j)
-
-
-def glob_matches(pattern: str, name: str) -> bool:
-    """Whether a layer glob (see :func:`glob_regex`) matches the whole of ``name``."""
-    return glob_regex(pattern).fullmatch(name) is not None
-
-
-def close_names(pattern: str, names: Sequence[str], limit: int = 6) -> list[str]:
-    """Names resembling ``pattern``: case-insensitive glob matches, then difflib's closest."""
-    folded_glob = glob_regex(pattern, re.IGNORECASE)
-    folded = [n for n in names if folded_glob.fullmatch(n)]
-    literal = pattern.replace("*", "").replace("?", "")
-    similar = difflib.get_close_matches(literal, names, n=limit, cutoff=0.5)
-    ordered = list(dict.fromkeys([*folded, *similar]))
-    return ordered[:limit]
 
 
 def _split_globs(patterns: Sequence[str]) -> list[str]:
