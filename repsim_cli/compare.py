@@ -499,6 +499,7 @@ def prepare_models(
         full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs),
         reserved_bytes=sum(reserved),
         min_grams=2 if any(s.info.inner_products_only for s in specs) else 1,
+        engine_work=any(s.info.needs_gram for s in specs),
     )  # fmt: skip
     store_paths = [str(store.path) for store in stores]
     fingerprints = [store.fingerprint() for store in stores]

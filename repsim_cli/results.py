@@ -138,7 +138,11 @@ class Results:
                 f"models {self.models[ia]!r} and {self.models[ib]!r} were not compared; "
                 f"blocks: {', '.join(f'{self.models[i]},{self.models[j]}' for i, j in self.model_pairs)}"
             )
-        out = Results([self.layers_a[r] for r in rows], [self.layers_b[c] for c in cols],
+        if flipped:  # the names come from the stored block, transposed
+            names_a, names_b = [self.layers_b[c] for c in cols_t], [self.layers_a[r] for r in rows_t]
+        else:
+            names_a, names_b = [self.layers_a[r] for r in rows], [self.layers_b[c] for c in cols]
+        out = Results(names_a, names_b,
                       attrs={k: v for k, v in self.attrs.items()
                              if k not in ("row_models", "col_models", "model_pairs", "models")})  # fmt: skip
         out.attrs.update(models=[self.models[ia]] if ia == ib else [self.models[ia], self.models[ib]],
@@ -153,14 +157,14 @@ class Results:
                     return None
                 if flipped:
                     if not symmetric:
-                        return np.full((len(rows), len(cols)), np.nan if arr.dtype.kind == "f" else False)
+                        return np.full((len(cols_t), len(rows_t)), np.nan if arr.dtype.kind == "f" else False)
                     return np.asarray(arr[np.ix_(rows_t, cols_t)]).T.copy()
                 return np.asarray(arr[np.ix_(rows, cols)]).copy()
 
             value = take(m.value)
             computed = None if m.computed is None else take(m.computed)
             if flipped and not m.symmetric:
-                computed = np.zeros(value.shape, dtype=bool)  # type: ignore[union-attr]
+                computed = np.zeros((len(names_a), len(names_b)), dtype=bool)
             out.metrics[spec] = MetricResult(
                 spec=m.spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
                 value=value,  # type: ignore[arg-type]

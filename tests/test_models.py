@@ -191,6 +191,9 @@ def test_one_and_two_stores_unchanged_layout(zoo) -> None:
     assert res.layers_a == res.layers_b == ["l0", "l1", "l2"] and not res.multi_block
     res = compare_stores(paths[0], paths[1], ["cka"])
     assert res.models == ["seed0", "seed1"] and res.model_pairs == [(0, 1)]
+    back = res.block("seed1", "seed0")  # the stored block, transposed, names included
+    assert back.layers_a == res.layers_b and back.layers_b == res.layers_a
+    np.testing.assert_array_equal(back.metrics["cka"].value, res.metrics["cka"].value.T)
     assert Path(res.attrs["store_b"]).name == "seed1.h5"
 
 

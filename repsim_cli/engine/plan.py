@@ -21,7 +21,7 @@ import numpy as np
 
 from .._units import format_size
 from ..errors import BudgetError
-from .strategies import Packed, SampleStrategy, Spilled, Stacked, Tiled
+from .strategies import DataOnly, Packed, SampleStrategy, Spilled, Stacked, Tiled
 from .strategies.base import layer_working_set
 
 Side = Literal["sample", "feature"]
@@ -188,6 +188,7 @@ def make_plan(
     full_gram: bool = True,
     reserved_bytes: int = 0,
     min_grams: int = 2,
+    engine_work: bool = True,
 ) -> Plan:
     """Choose the side and block size for computing the Gram statistics of ``layers``.
 
@@ -195,14 +196,21 @@ def make_plan(
     side). ``full_gram``: some metric needs whole n×n Grams (else the sample side may tile).
     ``reserved_bytes``: memory the metrics' prepare stage needs beside the engine (one layer's
     working set and room for the states of one pair), added to either side's peak.
+    ``engine_work`` False: no metric uses the engine's Grams or covariances (they read the layers
+    themselves), so the plan is :class:`DataOnly` on the sample side.
     Raises :class:`BudgetError` when no allowed side fits ``budget``.
     """
     budget = budget or default_budget()
     dtype = compute_dtype_for([layer.itemsize for layer in layers], precision)
     c = np.dtype(dtype).itemsize
     rows = block_rows or _feature_rows(n, layers, c, budget)
-    sample = choose_sample_strategy(n, layers, c, n_pairs, budget - reserved_bytes, full_gram,
-                                    min_grams)
+    sample: SampleStrategy
+    if engine_work:
+        sample = choose_sample_strategy(n, layers, c, n_pairs, budget - reserved_bytes, full_gram,
+                                        min_grams)  # fmt: skip
+    else:
+        sample = DataOnly.estimate(n, layers)
+        sides_allowed = ("sample",)
     sample = replace(sample, peak_bytes=sample.peak_bytes + reserved_bytes)
     feature = _feature_side(n, layers, c, rows)
     feature["peak_bytes"] += reserved_bytes
