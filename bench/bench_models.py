@@ -14,7 +14,8 @@ three runs rotates every repeat, so that changes in machine load hit all alike):
       Target: N-store run <= 1.25x the floor.
 (b) cca: the same with mean CCA; the floor whitens each layer once (thin QR of the centred float64
     layer) and does one SVD per cell of the (p x p) coupling Q_iᵀQ_j (coupling GEMMs batched per
-    model pair). Target: <= 1.25x the floor. The separate runs are shown for reference.
+    model pair). Target: <= 1.25x the floor. The separate runs are shown for reference only; by
+    default 5 of them are timed and scaled up (--separate-sample-cca).
 (c) rss: `repsim compare` of the N stores with --memory SIZE small enough that states or Grams do
     not fit (the run keeps its cache; the bytes spilled and the planner's mode are printed), peak
     RSS by /usr/bin/time. Target: peak RSS <= SIZE + the interpreter overhead the README states
@@ -23,7 +24,8 @@ three runs rotates every repeat, so that changes in machine load hit all alike):
 The N-store values are checked against the floor's (largest |difference| over the 2,880 cells).
 
 Usage: python bench/bench_models.py [--models 10 --layers 8 --n 5000 --p 512 --repeats 3]
-       [--only cka|cca|rss ...] [--memory 1GiB] [--separate-sample K]
+       [--only cka|cca|rss ...] [--memory 1GiB] [--separate-sample K] [--separate-sample-cca 5]
+       [--compare-options '--memory 20GiB']
 Smoke test: python bench/bench_models.py --models 3 --layers 2 --n 400 --p 64 --repeats 1
 """
 
@@ -33,6 +35,7 @@ import argparse
 import itertools
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -143,7 +146,7 @@ def run_floor(metric: str, paths: list[str]) -> tuple[float, float, dict[str, fl
     return parts["prepare"] + parts["cells"], rss, parts
 
 
-def separate_runs(metric: str, paths: list[str], sample: int) -> tuple[float, float, int]:
+def separate_runs(metric: str, paths: list[str], sample: int, extra: list[str]) -> tuple[float, float, int]:
     """Total wall seconds of the 45 two-store runs (extrapolated from ``sample`` of them when > 0),
     their largest peak RSS, and how many ran."""
     pairs = list(itertools.combinations(paths, 2))
@@ -151,7 +154,7 @@ def separate_runs(metric: str, paths: list[str], sample: int) -> tuple[float, fl
     out = WORK / f"pair_{metric}.h5"
     walls, peak = [], 0.0
     for a, b in chosen:
-        wall, rss = run_command(repsim_args("compare", a, b, "-m", metric, "-o", str(out), "-q"))
+        wall, rss = run_command(repsim_args("compare", a, b, "-m", metric, *extra, "-o", str(out), "-q"))
         walls.append(wall)
         peak = max(peak, rss)
     return sum(walls) * len(pairs) / len(chosen), peak, len(chosen)
@@ -174,21 +177,28 @@ def max_diff(results_path: Path, floor_npy: Path, n_layers: int) -> float:
 def metric_rows(metric: str, paths: list[str], a: argparse.Namespace, rows: list[tuple[str, ...]],
                 commands: list[str]) -> None:
     out = WORK / f"models_{metric}.h5"
-    n_store = repsim_args("compare", *paths, "-m", metric, "-o", str(out), "-q")
+    extra = shlex.split(a.compare_options)
+    n_store = repsim_args("compare", *paths, "-m", metric, *extra, "-o", str(out), "-q")
     commands.append(" ".join(["repsim", *n_store[3:]]))
-    commands.append(f"repsim compare Si Sj -m {metric} -o {WORK / f'pair_{metric}.h5'} -q   "
+    commands.append(f"repsim compare Si Sj -m {metric} {' '.join(extra)} -o {WORK / f'pair_{metric}.h5'} -q   "
                     f"# each of the {len(paths) * (len(paths) - 1) // 2} pairs")
     walls, rsss, seps, sep_rss, floors, floor_rss, parts = [], [], [], [], [], [], []
     n_sep = 0
+    sample = a.separate_sample if metric == "cka" else a.separate_sample_cca
     jobs = ["n_store", "separate", "floor"]
     for r in range(a.repeats):
         for job in jobs[r % 3 :] + jobs[: r % 3]:
             if job == "n_store":
-                wall, rss = run_command(n_store)
+                try:
+                    wall, rss = run_command(n_store)
+                except subprocess.CalledProcessError as exc:  # e.g. no plan fits the budget
+                    rows.append((metric, "repsim compare, N stores", "", "", "",
+                                 f"FAILED (exit {exc.returncode}; its error is above)"))  # fmt: skip
+                    return
                 walls.append(wall)
                 rsss.append(rss)
             elif job == "separate":
-                total, rss, n_sep = separate_runs(metric, paths, a.separate_sample)
+                total, rss, n_sep = separate_runs(metric, paths, sample, extra)
                 seps.append(total)
                 sep_rss.append(rss)
             else:
@@ -270,7 +280,12 @@ def main() -> None:
     ap.add_argument("--memory", default="1GiB", help="budget of the rss part (forces spilling)")
     ap.add_argument("--rss-metrics", default="cka,cca", help="metrics of the rss part")
     ap.add_argument("--separate-sample", type=int, default=0,
-                    help="time only K of the separate two-store runs and scale up (0: all)")
+                    help="cka: time only K of the separate two-store runs and scale up (0: all)")
+    ap.add_argument("--separate-sample-cca", type=int, default=5,
+                    help="cca: the same (default 5: the separate runs are a reference only)")
+    ap.add_argument("--compare-options", default="",
+                    help="extra options for every repsim compare of the cka/cca parts, "
+                         "e.g. '--memory 20GiB' or '--side feature'")
     ap.add_argument("--floor", choices=["cka", "cca"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
