@@ -226,6 +226,7 @@ def test_results_file_gives_the_same_report_as_the_stores(seeds, tmp_path) -> No
     assert from_results.exit_code == 0 and from_stores.exit_code == 0, from_results.output
     assert from_results.stdout == from_stores.stdout
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
+    assert run("layer-match", zoo, "--layers", "layer1").exit_code == 2
     only_cka = run("layer-match", zoo, "-m", "procrustes")
     assert only_cka.exit_code == 0 and "\nprocrustes " in only_cka.stdout and "\ncka " not in only_cka.stdout
 

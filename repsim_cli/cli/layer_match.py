@@ -97,6 +97,8 @@ def command(
         raise click.UsageError("layer-match needs two or more stores, or one results file")
     report: LayerMatchReport
     if len(named) == 1 and _is_results_file(named[0][1]):
+        if layers_all:
+            raise click.UsageError("--layers selects layers of stores; a results file is used whole")
         from ..results import read_results
 
         report = match_results(read_results(named[0][1]), list(metrics) or None, match_by=match_by,
