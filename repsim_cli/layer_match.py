@@ -283,13 +283,14 @@ def check_layers(models: Sequence[str], layers: Sequence[Sequence[str]], match_b
 
 def _pick(scores: NDArray[np.float64], distance: bool, tie_tol: float) -> int:
     """Index of the single best score; -1 for a tie, -2 when every score is NaN."""
-    finite = ~np.isnan(scores)
-    if not finite.any():
+    defined = ~np.isnan(scores)
+    if not defined.any():
         return -2
-    values = np.where(finite, -scores if distance else scores, -np.inf)
+    values = np.where(defined, -scores if distance else scores, -np.inf)
     best = int(np.argmax(values))
-    top = values[best]
-    near = np.flatnonzero(finite & (values >= top - tie_tol * max(1.0, abs(float(top)))))
+    top = float(values[best])
+    slack = tie_tol * max(1.0, abs(top)) if np.isfinite(top) else 0.0
+    near = np.flatnonzero(defined & (values >= top - slack))
     return best if len(near) == 1 else -1
 
 
