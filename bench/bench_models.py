@@ -9,8 +9,8 @@ three runs rotates every repeat, so that changes in machine load hit all alike):
     - 45 separate two-store runs (`repsim compare Si Sj`, one process each; target: the N-store run
       is >= 5x faster), and
     - the bare-numpy floor (a fresh process, timed after reading the layers into memory): each of
-      the 80 layers centred and its Gram formed once by float32 SYRK, packed upper triangles, then
-      every cell from one Gram of the packed triangles (float64 accumulation), CKA from that.
+      the 80 layers centred and its Gram formed once by float32 SYRK, its upper triangle packed,
+      then every cell from one Gram of the packed triangles (in float64 pieces), CKA from that.
       Target: N-store run <= 1.25x the floor.
 (b) cca: the same with mean CCA; the floor whitens each layer once (thin QR of the centred float64
     layer) and does one SVD per cell of the (p x p) coupling Q_iᵀQ_j (coupling GEMMs batched per
@@ -64,29 +64,33 @@ def read_layers(paths: list[str]) -> list[list[np.ndarray]]:
 
 
 def floor_cka(models: list[list[np.ndarray]]) -> tuple[np.ndarray, float, float]:
-    """All-layer CKA matrix; (matrix, prepare seconds, cells seconds)."""
-    from scipy.linalg.blas import ssyrk
+    """All-layer CKA matrix; (matrix, prepare seconds, cells seconds).
 
+    Prepare: centre (float64 means), Gram by float32 SYRK (numpy runs ``xc @ xc.T`` as SYRK), keep
+    its strict upper triangle (float32, row by row) and its diagonal (float64). Cells: one Gram of
+    the packed triangles, in float64 pieces: ⟨K_a, K_b⟩ = 2·⟨upper_a, upper_b⟩ + ⟨diag_a, diag_b⟩.
+    """
     layers = [x for model in models for x in model]
     n = layers[0].shape[0]
     t0 = time.perf_counter()
-    total = n * (n + 1) // 2
+    total = n * (n - 1) // 2
     packed = np.empty((len(layers), total), dtype=np.float32)
-    starts = np.concatenate([[0], np.cumsum(np.arange(1, n + 1))])
+    diags = np.empty((len(layers), n))
     for k, x in enumerate(layers):
         xc = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
-        gram = ssyrk(1.0, xc)  # upper triangle of Xc Xcᵀ, Fortran order: column c is contiguous
-        row = packed[k]
-        for c in range(n):
-            row[starts[c] : starts[c + 1]] = gram[: c + 1, c]
-        row[starts[1:] - 1] *= np.float32(np.sqrt(0.5))  # diagonal counted once in 2·⟨p, p'⟩
+        gram = xc @ xc.T
+        diags[k] = np.diag(gram)
+        row, pos = packed[k], 0
+        for i in range(n - 1):
+            row[pos : pos + n - 1 - i] = gram[i, i + 1 :]
+            pos += n - 1 - i
         del gram, xc
     t1 = time.perf_counter()
-    inner = np.zeros((len(layers), len(layers)))
+    inner = diags @ diags.T
     step = 1 << 18
     for s in range(0, total, step):
         piece = packed[:, s : s + step].astype(np.float64)
-        inner += piece @ piece.T
+        inner += 2.0 * (piece @ piece.T)
     d = np.sqrt(np.diag(inner))
     cka = inner / np.outer(d, d)
     return cka, t1 - t0, time.perf_counter() - t1
@@ -120,11 +124,10 @@ def floor_cca(models: list[list[np.ndarray]]) -> tuple[np.ndarray, float, float]
 
 def warm_up() -> None:
     """First calls into LAPACK/BLAS pay a one-off start (about a second on a loaded machine)."""
-    from scipy.linalg.blas import ssyrk
-
     x = np.random.default_rng(0).standard_normal((64, 16))
     np.linalg.svd(np.linalg.qr(x, mode="reduced")[0].T @ x, compute_uv=False)
-    ssyrk(1.0, x.astype(np.float32))
+    x32 = x.astype(np.float32)
+    _ = x32 @ x32.T
 
 
 def floor_main(metric: str, paths: list[str], out_json: str) -> None:
