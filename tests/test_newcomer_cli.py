@@ -170,16 +170,18 @@ def test_compare_prints_plain_progress_lines_when_stderr_is_not_a_terminal(store
 SLOW_COMPARE = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from repsim_cli.metrics import register, MetricInfo, pairwise
+    from repsim_cli.metrics import register, Cell, MetricInfo, StateCost
     from repsim_cli.metrics.cka import linear_cka
 
-    def pair(engine, ra, rb, params):
+    def pair(a, b, params):
         time.sleep(0.05)
-        return float(np.trace(engine.cross_product(ra, rb)[:1, :1]))
+        return Cell(float(a[0] * b[0]))
 
     register(MetricInfo(name="slow_test", kind="similarity", symmetric=False, bounds=(0, 1),
              params=(), citation="test", summary="test", sides=("feature",),
-             matrix=pairwise(pair, False), dense=linear_cka))
+             prepare=lambda layer, params: layer.centered_covariance()[0].copy(), pair=pair,
+             state_cost=lambda n, width, side, params: StateCost(8.0 * width, 0.0), identity=1.0,
+             dense=linear_cka))
     from repsim_cli.cli import main
     main(sys.argv[1:])
 """)

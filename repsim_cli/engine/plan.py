@@ -197,7 +197,7 @@ def make_plan(
     ``reserved_bytes``: memory the metrics' prepare stage needs beside the engine (one layer's
     working set and room for the states of one pair), added to either side's peak.
     ``engine_work`` False: no metric uses the engine's Grams or covariances (they read the layers
-    themselves), so the plan is :class:`DataOnly` on the sample side.
+    themselves), so the plan is :class:`DataOnly` (on the side asked for; ``auto``: sample).
     Raises :class:`BudgetError` when no allowed side fits ``budget``.
     """
     budget = budget or default_budget()
@@ -210,10 +210,11 @@ def make_plan(
                                         min_grams)  # fmt: skip
     else:
         sample = DataOnly.estimate(n, layers)
-        sides_allowed = ("sample",)
     sample = replace(sample, peak_bytes=sample.peak_bytes + reserved_bytes)
     feature = _feature_side(n, layers, c, rows)
     feature["peak_bytes"] += reserved_bytes
+    if not engine_work:  # either side is the same nothing: the metrics read the layers
+        feature = {"peak_bytes": sample.peak_bytes, "flops": sample.flops}
     costs = {
         "sample": {"peak_bytes": sample.peak_bytes, "flops": sample.flops},
         "feature": feature,
@@ -234,7 +235,7 @@ def make_plan(
     data_passes = sample.passes if chosen == "sample" else 1.0
     passes = {layer.key: data_passes + (0 if layer.has_stats else 1) for layer in layers}
     bytes_read = int(sum(passes[layer.key] * n * layer.width * layer.itemsize for layer in layers))
-    strategy = sample if chosen == "sample" else Stacked.estimate(n, layers, c, n_pairs)
+    strategy = sample if chosen == "sample" or not engine_work else Stacked.estimate(n, layers, c, n_pairs)
     return Plan(
         side=chosen, n=n, compute_dtype=dtype, budget=budget,
         block_rows=rows if chosen == "feature" else 0, layers=tuple(layers),
