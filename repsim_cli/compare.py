@@ -169,6 +169,22 @@ class Layout:
                 out.update((r, c) for b, c in enumerate(cols) if not upper or b >= a)
         return sorted(out)
 
+    def mirrored_notes(self, symmetric: bool, notes: dict[Cell, str]) -> dict[Cell, str]:
+        """The notes of the mirrored cells of symmetric self blocks (see :meth:`mirror`)."""
+        out: dict[Cell, str] = {}
+        if not symmetric:
+            return out
+        for pair in self.pairs:
+            if not self.upper_only(pair):
+                continue
+            rows, cols = self.block_ranges(pair)
+            for a in range(len(rows)):
+                for b in range(a):
+                    note = notes.get((rows[b], cols[a]))
+                    if note is not None:
+                        out[(rows[a], cols[b])] = note
+        return out
+
     def mirror(self, symmetric: bool, *arrays: NDArray[Any] | None) -> None:
         """Fill the lower triangle of each symmetric self block from its upper triangle."""
         if not symmetric:
@@ -327,6 +343,7 @@ class Comparison:
                     out.std_error[bi, bj] = cell.std_error
                 if cell.note:
                     out.notes.add(cell.note)
+                    out.cell_notes[(bi, bj)] = cell.note
         return out
 
     def run(
@@ -368,6 +385,7 @@ class Comparison:
                     pending.append((i, j))
             wanted = set(pending)
             notes: set[str] = set()
+            cell_notes: dict[Cell, str] = {}
             for rows, cols in covering_blocks(pending, by_row=not spec.info.batched):
                 block = self._block(spec, rows, cols, wanted)
                 notes |= block.notes
@@ -380,6 +398,8 @@ class Comparison:
                             continue
                         value[i, j] = block.value[bi, bj]
                         computed[i, j] = True
+                        if (bi, bj) in block.cell_notes:
+                            cell_notes[(i, j)] = block.cell_notes[(bi, bj)]
                         se = None
                         if block.std_error is not None and std_error is not None:
                             se = float(block.std_error[bi, bj])
@@ -390,10 +410,11 @@ class Comparison:
             warn_notes(spec.name, notes)
             self.layout.mirror(symmetric, value, std_error)
             self.layout.mirror(symmetric, computed)
+            cell_notes.update(self.layout.mirrored_notes(symmetric, cell_notes))
             res.metrics[spec.text] = MetricResult(
                 spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=symmetric,
                 params=dict(spec.params), value=value, std_error=std_error,
-                computed=None if computed.all() else computed,
+                computed=None if computed.all() else computed, notes=cell_notes,
             )  # fmt: skip
         return res
 

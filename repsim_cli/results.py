@@ -41,7 +41,7 @@ from .store._names import escape_name
 
 FORMAT = "similarity"
 FORMAT_VERSION = 1
-CSV_HEADER = ("metric", "layer_a", "layer_b", "value", "std_error", "model_a", "model_b")
+CSV_HEADER = ("metric", "layer_a", "layer_b", "value", "std_error", "model_a", "model_b", "note")
 SUMMARIES = ("max", "matched", "mean")
 
 
@@ -57,6 +57,8 @@ class MetricResult:
     value: NDArray[np.float64]
     std_error: NDArray[np.float64] | None = None
     computed: NDArray[np.bool_] | None = None  # None: every cell computed (else a shard's share)
+    # A note on each cell whose value is degenerate (e.g. CCA correlations 1 by construction)
+    notes: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def is_computed(self, i: int, j: int) -> bool:
         return self.computed is None or bool(self.computed[i, j])
@@ -163,12 +165,20 @@ class Results:
 
             value = take(m.value)
             computed = None if m.computed is None else take(m.computed)
+            if flipped and m.symmetric:
+                notes = {(cols_t.index(j), rows_t.index(i)): note for (i, j), note in m.notes.items()
+                         if i in rows_t and j in cols_t}  # fmt: skip
+            elif flipped:
+                notes = {}
+            else:
+                notes = {(rows.index(i), cols.index(j)): note for (i, j), note in m.notes.items()
+                         if i in rows and j in cols}  # fmt: skip
             if flipped and not m.symmetric:
                 computed = np.zeros((len(names_a), len(names_b)), dtype=bool)
             out.metrics[spec] = MetricResult(
                 spec=m.spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
                 value=value,  # type: ignore[arg-type]
-                std_error=take(m.std_error), computed=computed,
+                std_error=take(m.std_error), computed=computed, notes=notes,
             )  # fmt: skip
         return out
 
@@ -248,7 +258,7 @@ def csv_text(results: Results, spec: str | None = None) -> str:
                     continue
                 se = "" if m.std_error is None else format_value(m.std_error[i, j])
                 writer.writerow((m.spec, la, lb, format_value(m.value[i, j]), se,
-                                 models[rows[i]], models[cols[j]]))  # fmt: skip
+                                 models[rows[i]], models[cols[j]], m.notes.get((i, j), "")))  # fmt: skip
     return buf.getvalue()
 
 
@@ -293,9 +303,15 @@ def _write_container(results: Results, path: Path) -> None:
                 c.write_array(f"{node}/std_error", m.std_error.astype(np.float64))
             if m.computed is not None:
                 c.write_array(f"{node}/computed", m.computed.astype(np.uint8))
+            distinct = sorted(set(m.notes.values()))
+            if distinct:  # each cell's note as an index into the node's ``notes`` attribute
+                index = np.full(m.value.shape, -1, dtype=np.int16)
+                for (i, j), note in m.notes.items():
+                    index[i, j] = distinct.index(note)
+                c.write_array(f"{node}/note", index)
             c.set_attrs(node, {
                 "spec": m.spec, "name": m.name, "params": m.params, "kind": m.kind,
-                "symmetric": m.symmetric,
+                "symmetric": m.symmetric, "notes": distinct,
             })  # fmt: skip
 
 
@@ -347,11 +363,17 @@ def read_results(path: str | Path) -> Results:
             a = c.get_attrs(node)
             se = c.read_array(f"{node}/std_error") if c.has(f"{node}/std_error") else None
             done = c.read_array(f"{node}/computed") if c.has(f"{node}/computed") else None
+            notes: dict[tuple[int, int], str] = {}
+            if c.has(f"{node}/note"):
+                distinct = [str(x) for x in a.get("notes") or []]
+                index = np.asarray(c.read_array(f"{node}/note"))
+                notes = {(int(i), int(j)): distinct[int(index[i, j])]
+                         for i, j in zip(*np.nonzero(index >= 0), strict=True)}  # fmt: skip
             res.metrics[spec] = MetricResult(
                 spec=spec, name=a["name"], kind=a["kind"], symmetric=bool(a["symmetric"]),
                 params=dict(a.get("params") or {}), value=np.asarray(c.read_array(f"{node}/value")),
                 std_error=None if se is None else np.asarray(se),
-                computed=None if done is None else np.asarray(done).astype(bool),
+                computed=None if done is None else np.asarray(done).astype(bool), notes=notes,
             )  # fmt: skip
     return res
 
@@ -367,6 +389,7 @@ def _read_csv(path: Path) -> Results:
         raise ResultsError(f"{path}: a row has fewer than 7 columns")
     if not with_models:
         body = [[*r[:5], *([""] * (5 - len(r[:5]))), "a", "b"] for r in body]
+    body = [[*r[:7], r[7] if len(r) > 7 else ""] for r in body]
     models = list(dict.fromkeys(m for r in body for m in (r[5], r[6])))
     key_a = list(dict.fromkeys((r[5], r[1]) for r in body))
     key_b = list(dict.fromkeys((r[6], r[2]) for r in body))
@@ -401,6 +424,8 @@ def _read_csv(path: Path) -> Results:
             if m.std_error is None:
                 m.std_error = np.full_like(m.value, np.nan)
             m.std_error[cell] = float(r[4])
+        if r[7]:
+            m.notes[cell] = r[7]
     return res
 
 

@@ -213,13 +213,16 @@ def _mark_cells(
     ax: Any, data: np.ndarray, m: MetricResult, style: HeatmapStyle, vmin: float, vmax: float,
     cmap: Any, font: float, inside: np.ndarray,
 ) -> None:  # fmt: skip
-    """Hatch and label undefined cells; write the values when annotating. Cells outside the
-    model-pair blocks of an N-model matrix (``inside`` False) stay blank."""
+    """Hatch and label undefined cells; mark degenerate ones (a value the metric defines, but by
+    construction — the cell's note) with a dagger and its note in the legend; write the values
+    when annotating. Cells outside the model-pair blocks of an N-model matrix (``inside`` False)
+    stay blank."""
     from matplotlib.patches import Rectangle
 
     digits = style.digits if style.digits is not None else auto_digits(data)
     size = max(3.0, font * 0.8)
     undefined = False
+    marks = {note: "†" * (k + 1) for k, note in enumerate(sorted(set(m.notes.values())))}
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             v = float(data[i, j])
@@ -232,16 +235,21 @@ def _mark_cells(
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
                                        edgecolor="0.55", linewidth=0))  # fmt: skip
                 ax.text(j, i, "n/a", ha="center", va="center", fontsize=size, color="0.2")
-            elif style.annotate:
+            elif style.annotate or (i, j) in m.notes:
                 t = (min(max(v, vmin), vmax) - vmin) / (vmax - vmin)
                 red, green, blue, _ = cmap(t)
                 dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
-                ax.text(j, i, f"{v:.{digits}f}", ha="center", va="center", fontsize=size,
+                text = f"{v:.{digits}f}" if style.annotate else ""
+                text += marks.get(m.notes.get((i, j), ""), "")
+                ax.text(j, i, text, ha="center", va="center", fontsize=size,
                         color="white" if dark else "black")  # fmt: skip
-    notes = []
+    notes = [f"{mark} degenerate: {note}" for note, mark in marks.items()]
     if undefined:
         notes.append("n/a (hatched): undefined for these layers (NaN)")
     if m.computed is not None and not m.computed[inside].all():
         notes.append("—: not computed (a shard's share)")
     if notes:  # under the axis label, where constrained layout makes room for it
-        ax.set_xlabel(ax.get_xlabel() + "\n" + "; ".join(notes))
+        import textwrap
+
+        width = max(40, int(ax.figure.get_figwidth() * 11))  # characters that fit the figure
+        ax.set_xlabel(ax.get_xlabel() + "\n" + textwrap.fill("; ".join(notes), width))
