@@ -182,6 +182,31 @@ class Results:
             )  # fmt: skip
         return out
 
+    def cropped(self) -> Results:
+        """The same results without the rows and columns of models that no computed block uses
+        on that side (with ``--pairs all``, the last model's rows and the first's columns)."""
+        row_used = {i for i, _ in self.model_pairs}
+        col_used = {j for _, j in self.model_pairs}
+        rows = [r for r, m in enumerate(self.row_models) if m in row_used]
+        cols = [c for c, m in enumerate(self.col_models) if m in col_used]
+        out = Results([self.layers_a[r] for r in rows], [self.layers_b[c] for c in cols],
+                      attrs={**self.attrs, "row_models": [self.row_models[r] for r in rows],
+                             "col_models": [self.col_models[c] for c in cols]})  # fmt: skip
+        where_r, where_c = {r: k for k, r in enumerate(rows)}, {c: k for k, c in enumerate(cols)}
+        for spec, m in self.metrics.items():
+            def take(arr: NDArray[Any] | None) -> NDArray[Any] | None:
+                return None if arr is None else np.asarray(arr[np.ix_(rows, cols)]).copy()
+
+            value = take(m.value)
+            assert value is not None
+            out.metrics[spec] = MetricResult(
+                spec=m.spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
+                value=value, std_error=take(m.std_error), computed=take(m.computed),
+                notes={(where_r[i], where_c[j]): note for (i, j), note in m.notes.items()
+                       if i in where_r and j in where_c},
+            )  # fmt: skip
+        return out
+
     def summary(self, spec: str | None, how: str) -> NDArray[np.float64]:
         """A model × model matrix summarising each block of one metric: ``max`` (best cell; the
         minimum for a distance), ``matched`` (mean over layers whose names match) or ``mean``.

@@ -96,7 +96,9 @@ def default_title(results: Results, m: MetricResult, std_error: bool) -> str:
     n = results.attrs.get("n_samples")
     if n is not None:
         parts.append(f"n = {int(n):,}")
-    if "store_a" in results.attrs:
+    if results.multi_block:
+        parts.append(f"{len(results.models)} models")
+    elif "store_a" in results.attrs:
         parts.append(f"A: {_store_name(results, 'a')}, B: {_store_name(results, 'b')}")
     return " — ".join(parts)
 
@@ -161,6 +163,8 @@ def write_heatmap(
     import matplotlib.pyplot as plt
 
     style = style or HeatmapStyle()
+    if results.multi_block:
+        results = results.cropped()
     m = results.get(spec)
     if style.std_error:
         if m.std_error is None:
@@ -187,13 +191,16 @@ def write_heatmap(
                           aspect="auto", interpolation="nearest")  # fmt: skip
         _set_ticks(ax, "x", lb, font)
         _set_ticks(ax, "y", la, font)
-        ax.set_xlabel(_axis_label("B", _store_name(results, "b"), prefix_b))
-        ax.set_ylabel(_axis_label("A", _store_name(results, "a"), prefix_a))
-        if results.multi_block:
+        if results.multi_block:  # model names label the blocks (above and to the right)
+            ax.set_xlabel(_axis_label("columns", "models", prefix_b))
+            ax.set_ylabel(_axis_label("rows", "models", prefix_a))
             mark_model_blocks(ax, results)
+        else:
+            ax.set_xlabel(_axis_label("B", _store_name(results, "b"), prefix_b))
+            ax.set_ylabel(_axis_label("A", _store_name(results, "a"), prefix_a))
         title = default_title(results, m, style.std_error) if style.title is None else style.title
         if title:
-            ax.set_title(title, fontsize=10)
+            ax.set_title(title, fontsize=10, pad=16 if results.multi_block else 6)
         finite = data[np.isfinite(data)]
         extend = ("both" if finite.size and finite.min() < vmin and finite.max() > vmax
                   else "min" if finite.size and finite.min() < vmin
