@@ -2,6 +2,11 @@
 
 Make and SLURM scripts must never see a half-written target, and a failed or interrupted run must
 leave nothing behind. Works for files (HDF5, CSV, PNG) and directories (Zarr).
+
+The clean-up itself runs with SIGINT and SIGTERM held back (:func:`signals_deferred`), so a second
+Ctrl-C cannot leave half a temporary tree; and where no one has set a SIGTERM handler,
+:func:`terminate_cleanly` turns SIGTERM into an exception for the length of a write, so that the
+temporary file is removed before the process ends by the signal as it would have.
 """
 
 from __future__ import annotations
@@ -9,9 +14,62 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+
+from .errors import DiskFullError
+from .outputs import check_output_dir, is_disk_full
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised as an exception inside :func:`terminate_cleanly`."""
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the ``with`` block (main thread only; elsewhere a no-op):
+    a signal arriving meanwhile is delivered when the block ends."""
+    if not _main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (so ``except``/``finally`` clean-up
+    runs); once it has propagated out, the process ends by SIGTERM as it would have. Does nothing
+    outside the main thread or when a SIGTERM handler is already installed (the CLI's own)."""
+    if not _main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def _raise(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -43,13 +101,23 @@ def replace_path(src: Path, dst: Path) -> None:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; rename it onto ``path`` on success, delete it on any error.
 
-    ``BaseException`` is caught, so Ctrl-C (KeyboardInterrupt) and SystemExit also clean up.
+    ``BaseException`` is caught, so Ctrl-C (KeyboardInterrupt), SIGTERM and SystemExit also clean
+    up. Raises :class:`StoreError` when the output's directory does not exist, and
+    :class:`DiskFullError` (saying that nothing was left) when the disk fills up.
     """
     final = Path(path)
+    check_output_dir(final)
     tmp = temporary_sibling(final)
-    try:
-        yield tmp
-    except BaseException:
-        remove_path(tmp)
-        raise
-    replace_path(tmp, final)
+    with terminate_cleanly():
+        try:
+            yield tmp
+            replace_path(tmp, final)
+        except BaseException as exc:
+            with signals_deferred():
+                remove_path(tmp)
+            if is_disk_full(exc):
+                raise DiskFullError(
+                    f"{final}: no space left on device while writing it; nothing was written "
+                    "(its temporary file was removed): free some space and run the command again"
+                ) from exc
+            raise

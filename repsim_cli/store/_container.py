@@ -112,6 +112,12 @@ class Container(abc.ABC):
                 self._write_slice(handle, first, part)
             first = end
 
+    def missing_chunk(self, handle: Any, start: int, stop: int) -> int | None:
+        """The first row of the first chunk of rows [start, stop) that the backend has no data
+        for (and would read as its fill value), or None. HDF5 allocates every chunk of an
+        activation store when the array is made, so only Zarr can lack one."""
+        return None
+
     def _raw_chunk_rows(self, handle: Any, block: np.ndarray) -> int:
         """Rows per chunk when this backend writes whole chunks of ``handle`` from ``block``
         itself; 0 when every write goes through the array's slicing."""
@@ -381,6 +387,26 @@ class _ZarrContainer(Container):
         if key not in self._raw_ok:
             self._raw_ok[key] = _raw_zarr_chunks(handle)
         return int(handle.chunks[0]) if self._raw_ok[key] else 0
+
+    def missing_chunk(self, handle: Any, start: int, stop: int) -> int | None:
+        """Zarr reads a chunk without a file as the fill value: look for the chunk files of
+        rows [start, stop) (arrays of a local directory store; others are not checked)."""
+        root = self._chunk_root(handle)
+        if root is None or stop <= start or not handle.shape or not handle.chunks:
+            return None
+        step = int(handle.chunks[0])
+        tail = (0,) * (len(handle.shape) - 1)
+        for index in range(start // step, (stop - 1) // step + 1):
+            if not (root / handle.metadata.encode_chunk_key((index, *tail))).exists():
+                return index * step
+        return None
+
+    def _chunk_root(self, handle: Any) -> Path | None:
+        where = getattr(handle, "store_path", None)
+        local = getattr(getattr(where, "store", None), "root", None)
+        if local is None or getattr(handle.metadata, "zarr_format", 0) != 3:
+            return None
+        return Path(local) / where.path
 
     def _write_chunk(self, handle: Any, first: int, step: int, rows: np.ndarray) -> None:
         """The chunk's file, as Zarr would write it (the raw bytes of the whole chunk, the edge
