@@ -84,6 +84,7 @@ class Comparison:
             "fingerprints": [self.attrs["fingerprint_a"], self.attrs["fingerprint_b"]],
             "layers_a": [r.name for r in self.refs_a], "layers_b": [r.name for r in self.refs_b],
             "metrics": [[s.text, s.params] for s in self.specs], "shard": str(shard) if shard else None,
+            "compute_dtype": self.plan.compute_dtype, "side": self.plan.side,
         }  # fmt: skip
         normalised: dict[str, Any] = json.loads(json.dumps(header, sort_keys=True))
         return normalised

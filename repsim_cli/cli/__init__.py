@@ -41,7 +41,7 @@ def _register_commands() -> None:
 
     for module in (import_, info, compare, export, show, metrics):
         cli.add_command(module.command)
-    for optional in ("extract", "merge"):  # commands added by later modules, when present
+    for optional in ("extract", "merge", "verify"):  # commands added by later modules, when present
         if importlib.util.find_spec(f"{__name__}.{optional}") is not None:
             cli.add_command(importlib.import_module(f"{__name__}.{optional}").command)
 

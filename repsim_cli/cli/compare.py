@@ -14,8 +14,10 @@ from .._progress import progress_context
 from ..compare import prepare_comparison
 from ..errors import RepsimError, ResultsError
 from ..results import write_results
-from ..schedule import Journal, parse_shard, shard_from_env
+from ..schedule import Journal, parse_shard, resumable, shard_from_env
 from ..store import open_store
+from ..integrity import comparison_content
+from ._guard import guarded_output
 from ._options import MetricType, SizeType, output_option, quiet_option
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
@@ -75,6 +77,7 @@ def command(
     if resume and out == "-":
         raise RepsimError("--resume needs an output file (-o PATH), not stdout")
     with ExitStack() as stack:
+        stack.enter_context(guarded_output(None if dry_run else out, [store_a, store_b], "input store"))
         a = stack.enter_context(open_store(store_a))
         b = stack.enter_context(open_store(store_b)) if store_b else None
         progress = stack.enter_context(progress_context(not quiet))
@@ -92,14 +95,18 @@ def command(
             plan = comparison.plan
             click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.describe())
             return
-        journal = None if out == "-" else Journal(journal_path(out), comparison.journal_header(shard))
+        journal = None if out == "-" else Journal(journal_path(out), comparison.journal_header(shard),
+                                                  content=comparison_content(comparison))  # fmt: skip
         try:
             results = comparison.run(shard=shard, journal=journal, resume=resume)
-        finally:
+        except BaseException as exc:
             if journal is not None:
-                journal.close(remove=False)
-    write_results(results, out)
-    if journal is not None:
-        journal.close(remove=True)
+                journal.close(remove=not resumable(exc))
+            raise
+        if journal is not None:
+            journal.close(remove=False)
+        write_results(results, out)
+        if journal is not None:
+            journal.close(remove=True)
     if out != "-" and not quiet:
         click.echo(f"wrote {out}" + (f" (shard {shard})" if shard else ""), err=True)
