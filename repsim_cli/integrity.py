@@ -117,8 +117,7 @@ def verify_store(store: ActivationStore, layers: Sequence[str] | None = None) ->
     ids = store.ids().tolist()
     if len(set(ids)) != len(ids):
         findings.append(Finding("", "sample ids are not unique"))
-    for name in layers if layers is not None else store.layers:
-        findings.append(_verify_layer(store, name))
+    findings += [_verify_layer(store, name) for name in (layers if layers is not None else store.layers)]
     return findings
 
 

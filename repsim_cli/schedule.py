@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -219,7 +220,9 @@ class Journal:
             self._fh.write(json.dumps(header, sort_keys=True) + "\n")
             self._sync()
         except OSError as exc:
-            raise self._disk_full(exc) if is_disk_full(exc) else exc
+            if is_disk_full(exc):
+                raise self._disk_full() from exc
+            raise
 
     def write(self, rows: Iterable[tuple[int, int, int, float, float | None]]) -> None:
         """Append finished cells and make them durable (flush + fsync)."""
@@ -229,9 +232,11 @@ class Journal:
                 self._fh.write(f"{s}\t{i}\t{j}\t{value!r}\t{'' if se is None else repr(se)}\n")
             self._sync()
         except OSError as exc:
-            raise self._disk_full(exc) if is_disk_full(exc) else exc
+            if is_disk_full(exc):
+                raise self._disk_full() from exc
+            raise
 
-    def _disk_full(self, exc: OSError) -> DiskFullError:
+    def _disk_full(self) -> DiskFullError:
         return DiskFullError(
             f"{self.path}: no space left on device; this resume journal keeps the cells finished "
             "so far: free some space and run the same command with --resume (or delete it)"
@@ -245,10 +250,8 @@ class Journal:
     def close(self, remove: bool) -> None:
         """Close; with ``remove``, delete the journal (only one this object wrote to)."""
         if self._fh is not None:
-            try:
+            with contextlib.suppress(OSError):  # a full disk: a resume reads the cells fsynced before
                 self._fh.close()
-            except OSError:
-                pass  # a full disk: the cells fsynced before are what a resume reads
             self._fh = None
         if remove and self._opened and self.path.exists():
             self.path.unlink()

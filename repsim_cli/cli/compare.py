@@ -13,10 +13,10 @@ import click
 from .._progress import progress_context
 from ..compare import prepare_comparison
 from ..errors import RepsimError, ResultsError
+from ..integrity import comparison_content
 from ..results import write_results
 from ..schedule import Journal, parse_shard, resumable, shard_from_env
 from ..store import open_store
-from ..integrity import comparison_content
 from ._guard import guarded_output
 from ._options import MetricType, SizeType, output_option, quiet_option
 

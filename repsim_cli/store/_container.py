@@ -402,11 +402,11 @@ class _ZarrContainer(Container):
         return None
 
     def _chunk_root(self, handle: Any) -> Path | None:
-        where = getattr(handle, "store_path", None)
+        where: Any = getattr(handle, "store_path", None)
         local = getattr(getattr(where, "store", None), "root", None)
         if local is None or getattr(handle.metadata, "zarr_format", 0) != 3:
             return None
-        return Path(local) / where.path
+        return Path(local) / str(where.path)
 
     def _write_chunk(self, handle: Any, first: int, step: int, rows: np.ndarray) -> None:
         """The chunk's file, as Zarr would write it (the raw bytes of the whole chunk, the edge

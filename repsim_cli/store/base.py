@@ -20,6 +20,7 @@ Stores written before digests existed read as before, without the digest checks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import CorruptStoreError, DataError, LayerNotFoundError, ShapeMismatchError, StoreError
+from ..errors import (
+    CorruptStoreError,
+    DataError,
+    LayerNotFoundError,
+    ShapeMismatchError,
+    StoreError,
+)
 from ._container import ArraySpec, Container, open_container
 from ._names import escape_name
 from .digests import ALGORITHM, DIGEST_BYTES, LayerHasher, ReadVerifier, layer_digest, n_chunks
@@ -205,7 +212,6 @@ class ActivationStore:
         NaN/Inf checks (``repsim verify`` makes them itself).
         """
         info = self.info(name)
-        rows = f"rows {start}-{stop - 1}" if stop - start > 1 else f"row {start}"
         handle = self._c.array(self._node(name))
         missing = self._c.missing_chunk(handle, start, stop)
         if missing is not None:
@@ -233,7 +239,7 @@ class ActivationStore:
         for chunk_start in range(start - start % step, stop, step):
             try:
                 np.asarray(handle[chunk_start : min(chunk_start + step, self.n_samples)])
-            except _READ_ERRORS:
+            except _READ_ERRORS:  # noqa: PERF203 - only after a read failed
                 first, last = chunk_start, min(chunk_start + step, self.n_samples)
                 break
         return CorruptStoreError(
@@ -502,10 +508,8 @@ class StoreWriter:
     def abort(self) -> None:
         """Close the store after a failure; errors while closing (a full disk) are dropped, so
         that the original error is the one reported."""
-        try:
+        with contextlib.suppress(Exception):  # the caller is already raising the error that matters
             self._c.close()
-        except Exception:  # noqa: BLE001 - the caller is already raising the error that matters
-            pass
 
     # ------------------------------------------------------------ resumable writing (extract)
     @classmethod
@@ -563,11 +567,12 @@ class StoreWriter:
         (the root attribute ``rows_written``; layers never marked have 0)."""
         return {name: self._marked.get(name, 0) for name in self.layers}
 
-    def mark_rows_written(self, rows: dict[str, int]) -> None:
+    def mark_rows_written(self, rows: dict[str, int], attrs: dict[str, Any] | None = None) -> None:
         """Record that rows [0, rows[name]) of these layers are written (call :meth:`flush`
-        first, so that a mark never claims rows that are not on disk). One attribute write."""
+        first, so that a mark never claims rows that are not on disk), with other root
+        attributes that go with those rows. One attribute write."""
         self._marked.update({name: int(k) for name, k in rows.items()})
-        self._c.set_attrs("", {"rows_written": self.rows_written()})
+        self._c.set_attrs("", {**(attrs or {}), "rows_written": self.rows_written()})
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of a layer as written, in its stored dtype and feature shape."""
