@@ -8,6 +8,7 @@ import click
 
 from .._progress import StderrProgress
 from ..extract.reductions import REDUCTIONS
+from ._guard import guarded_output
 from ._options import quiet_option
 
 
@@ -150,7 +151,7 @@ def command(
     from ..extract import _torch
 
     _torch.require_torch()
-    from ..extract.run import ExtractOptions, extract_activations, layer_table
+    from ..extract.run import ExtractOptions, extract_activations, input_paths, layer_table
     from ..extract.run import list_layers as list_model_layers
 
     options = ExtractOptions(
@@ -174,7 +175,8 @@ def command(
     if not layers:
         raise click.UsageError("Missing option '--layers' (see --list-layers for the names).")
     try:
-        with _ExtractProgress(not quiet) as progress:
+        with guarded_output(out, input_paths(model_spec, inputs_spec, options)), \
+                _ExtractProgress(not quiet) as progress:
             report = extract_activations(
                 model_spec, inputs_spec, out, options, resume=resume, progress=progress
             )
