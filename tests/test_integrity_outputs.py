@@ -194,7 +194,7 @@ def test_two_compares_on_one_output_one_wins_and_the_journal_stays_sound(make_st
     # A second comparison (other metrics) into the same output stops at once.
     started = time.monotonic()
     second = subprocess.run(
-        [sys.executable, str(script), "compare", str(path), "-m", "cka", "-q", "-o", str(out), "--resume"],
+        [sys.executable, str(script), "compare", str(path), "-m", "cka", "-q", "-o", str(out)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert second.returncode == 1, second.stderr
