@@ -94,8 +94,11 @@ def output_lock(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold the exclusive lock of ``out`` for the ``with`` block; yield the lock file's path.
 
     Raises :class:`OutputLockedError` at once (no waiting) when another process holds it. Nested
-    calls for the same output in one process share the lock. The lock file is removed on release.
+    calls for the same output in one process share the lock. The lock file is removed on release,
+    also when SIGTERM ends the writer (see :func:`repsim_cli._atomic.terminate_cleanly`).
     """
+    from ._atomic import terminate_cleanly
+
     path = lock_path(out)
     if path in _HELD:
         _HELD[path] += 1
@@ -104,17 +107,18 @@ def output_lock(out: str | os.PathLike[str]) -> Iterator[Path]:
         finally:
             _HELD[path] -= 1
         return
-    fd = _acquire(path, out)
-    _HELD[path] = 1
-    try:
-        yield path
-    finally:
-        del _HELD[path]
-        # Unlink while still holding the lock: a waiting process that opened the old file
-        # finds after locking that the path no longer names its file, and starts over.
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        os.close(fd)
+    with terminate_cleanly():
+        fd = _acquire(path, out)
+        _HELD[path] = 1
+        try:
+            yield path
+        finally:
+            del _HELD[path]
+            # Unlink while still holding the lock: a waiting process that opened the old file
+            # finds after locking that the path no longer names its file, and starts over.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            os.close(fd)
 
 
 def _acquire(path: Path, out: str | os.PathLike[str]) -> int:
@@ -139,8 +143,9 @@ def _acquire(path: Path, out: str | os.PathLike[str]) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            with contextlib.suppress(OSError):  # the pid only informs; a full disk may refuse it
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             return fd
         os.close(fd)  # the holder removed the file between our open and our lock: try again
     raise StoreError(f"{path}: could not take the lock file")

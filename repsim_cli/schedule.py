@@ -220,8 +220,12 @@ class Journal:
             self._fh.write(json.dumps(header, sort_keys=True) + "\n")
             self._sync()
         except OSError as exc:
+            self.close(remove=True)  # a journal without its header serves no resume
             if is_disk_full(exc):
-                raise self._disk_full() from exc
+                raise DiskFullError(
+                    f"{self.path}: no space left on device for the resume journal; nothing was kept: "
+                    "free some space and run the command again"
+                ) from exc
             raise
 
     def write(self, rows: Iterable[tuple[int, int, int, float, float | None]]) -> None:
@@ -238,8 +242,9 @@ class Journal:
 
     def _disk_full(self) -> DiskFullError:
         return DiskFullError(
-            f"{self.path}: no space left on device; this resume journal keeps the cells finished "
-            "so far: free some space and run the same command with --resume (or delete it)"
+            f"{self.path}: no space left on device; this resume journal keeps the cells finished so "
+            "far (those fsynced before): free some space and run the same command with --resume, or "
+            "delete it"
         )
 
     def _sync(self) -> None:

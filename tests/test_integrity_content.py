@@ -9,6 +9,7 @@ read as zeros; NaN written after import was reported as a constant layer; and ``
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def start_journal(path: Path, out: Path, cells: int, precision: str | None = Non
 def test_digests_do_not_depend_on_how_rows_are_written(tmp_path_factory, n, width, chunk, cuts, shuffled) -> None:
     data = np.random.default_rng(n).standard_normal((n, width)).astype(np.float32)
     bounds = sorted({0, n, *(c for c in cuts if c < n)})
-    blocks = list(zip(bounds[:-1], bounds[1:], strict=True))
+    blocks = list(itertools.pairwise(bounds))
     if shuffled:
         blocks.reverse()  # out of order: the digests are computed by reading back
     path = tmp_path_factory.mktemp("d") / "s.h5"
@@ -156,7 +157,7 @@ def test_resume_with_an_unchanged_store_reuses_the_journal(make_store, backend, 
     journal = start_journal(path, out, cells=10)  # every cell: the resume computes nothing
     lines = journal.read_text().splitlines()
     s, i, j, _, se = lines[3].split("\t")
-    lines[3] = "\t".join([s, i, j, "0.125", se])  # a marker value only the journal holds
+    lines[3] = f"{s}\t{i}\t{j}\t0.125\t{se}"  # a marker value only the journal holds
     journal.write_text("\n".join(lines) + "\n")
     r = run("compare", path, "-m", "cka", "-o", out, "--resume", "-q")
     assert r.exit_code == 0, r.output

@@ -148,9 +148,9 @@ def test_output_lock_names_the_holder_and_is_released(tmp_path) -> None:
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-        with pytest.raises(OutputLockedError, match=rf"another repsim run is writing it \(pid {holder.pid}, lock file"):
-            with output_lock(out):
-                pass
+        locked = rf"another repsim run is writing it \(pid {holder.pid}, lock file"
+        with pytest.raises(OutputLockedError, match=locked), output_lock(out):
+            pass
     finally:
         holder.communicate(b"", timeout=30)
     assert not lock_path(out).exists()  # removed by its holder

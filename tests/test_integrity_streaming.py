@@ -4,6 +4,7 @@ store as an uninterrupted one, and only with the same settings and the same inpu
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ def test_the_inputs_digest_does_not_depend_on_batches(cuts: list[int], mask: boo
     bounds = sorted({0, N, *cuts})
     one, many = InputsDigest(np.arange(N)), InputsDigest(np.arange(N))
     one.update(x, m)
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         many.update(x[lo:hi], None if m is None else m[lo:hi])
     assert one.hexdigest() == many.hexdigest() and one.rows == many.rows == N
     changed = InputsDigest(np.arange(N))
