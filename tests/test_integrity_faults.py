@@ -142,6 +142,6 @@ def test_sigterm_during_import_leaves_no_temporary_file(tmp_path, suffix) -> Non
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0, err.decode()
-    assert "Traceback" not in err.decode()
-    assert listing(out_dir) == []  # neither the temporary store nor the lock file
+    assert "Traceback" not in err.decode(), err.decode()
+    assert listing(out_dir) == [], (proc.returncode, err.decode())  # neither the temporary store nor the lock
     assert os.listdir(src) == ["a.npy"]
