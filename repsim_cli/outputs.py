@@ -19,8 +19,10 @@ import contextlib
 import errno
 import fcntl
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputIsInputError, OutputLockedError, StoreError
 
@@ -157,3 +159,42 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "No space left on device" in text or "errno = 28" in text or "Disk quota exceeded" in text
+
+
+def _h5py_dealloc_after_disk_full(value: BaseException | None, tb: Any) -> bool:
+    """Whether an exception is h5py failing to flush an object it frees, for lack of space."""
+    if value is None or not is_disk_full(value):
+        return False
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "_dealloc" and "_objects" in code.co_filename:
+            return True
+        tb = tb.tb_next
+    return "decrement id ref count" in str(value)
+
+
+def _drop_unraisable(unraisable: Any) -> None:
+    if not _h5py_dealloc_after_disk_full(unraisable.exc_value, unraisable.exc_traceback):
+        _hooks["unraisable"](unraisable)
+
+
+def _drop_excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    if not _h5py_dealloc_after_disk_full(value, tb):
+        _hooks["except"](kind, value, tb)
+
+
+_hooks: dict[str, Any] = {}
+
+
+def drop_disk_full_noise() -> None:
+    """Once the disk is full, h5py fails to flush each object it frees and prints that failure
+    with a traceback (through ``sys.excepthook`` and ``sys.unraisablehook``, from Cython's
+    ``__dealloc__``). The full disk surfaces anyway as the write's or the close's own error,
+    reported once by the command; these hooks drop only that noise and pass everything else on.
+    Installed once, by writers of HDF5 files."""
+    if sys.unraisablehook is not _drop_unraisable:
+        _hooks["unraisable"] = sys.unraisablehook
+        sys.unraisablehook = _drop_unraisable
+    if sys.excepthook is not _drop_excepthook:
+        _hooks["except"] = sys.excepthook
+        sys.excepthook = _drop_excepthook

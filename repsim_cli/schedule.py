@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -260,3 +260,19 @@ class Journal:
             self._fh = None
         if remove and self._opened and self.path.exists():
             self.path.unlink()
+
+
+@contextlib.contextmanager
+def journal_kept_on_disk_full(journal: Journal | None, out: str | os.PathLike[str]) -> Iterator[None]:
+    """Around writing a run's output ``out``: a full disk's error says that the journal (which
+    holds every cell) was kept, and how to finish from it."""
+    try:
+        yield
+    except DiskFullError as exc:
+        if journal is None or not journal.path.exists():
+            raise
+        raise DiskFullError(
+            f"{os.fspath(out)}: no space left on device while writing it (nothing of it was left); the "
+            f"resume journal {journal.path} keeps every computed cell: free some space and run the "
+            "same command with --resume to write the output from it, or delete the journal"
+        ) from exc

@@ -79,6 +79,32 @@ def test_compare_on_a_full_disk_names_its_journal(small_disk, make_store, tmp_pa
     assert listing(small_disk) == ["filler"]
 
 
+def test_compare_whose_output_does_not_fit_keeps_its_journal(small_disk, make_store, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    path = make_store({f"l{i}": rng.standard_normal((30, 3)) for i in range(40)})
+    journal = small_disk / ".out.h5.resume"
+    with open(small_disk / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"\0" * 4096)
+    os.truncate(small_disk / "filler", (small_disk / "filler").stat().st_size - 48 * 1024)
+    out = small_disk / "out.h5"
+    # In a process of its own: HDF5 may not recover from a file whose close failed for lack of
+    # space (the command ends right after; a later h5py call in the same process can crash).
+    r = subprocess.run([sys.executable, "-m", "repsim_cli", "compare", str(path), "-m", "cka", "-o", str(out), "-q"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr == (
+        f"Error: {out}: no space left on device while writing it (nothing of it was left); the resume "
+        f"journal {journal} keeps every computed cell: free some space and run the same command with "
+        "--resume to write the output from it, or delete the journal\n"
+    )
+    assert listing(small_disk) == [".out.h5.resume", "filler"]
+    (small_disk / "filler").unlink()
+    r = run("compare", path, "-m", "cka", "-o", out, "-q", "--resume")
+    assert r.exit_code == 0, r.output
+    assert listing(small_disk) == ["out.h5"]
+
+
 def test_extract_on_a_full_disk_names_the_partial_it_keeps(small_disk, tmp_path) -> None:
     pytest.importorskip("torch")
     from repsim_cli.store.streaming import partial_path

@@ -15,7 +15,7 @@ from ..compare import prepare_comparison
 from ..errors import RepsimError, ResultsError
 from ..integrity import comparison_content
 from ..results import write_results
-from ..schedule import Journal, parse_shard, resumable, shard_from_env
+from ..schedule import Journal, journal_kept_on_disk_full, parse_shard, resumable, shard_from_env
 from ..store import open_store
 from ._guard import guarded_output
 from ._options import MetricType, SizeType, output_option, quiet_option
@@ -105,7 +105,8 @@ def command(
             raise
         if journal is not None:
             journal.close(remove=False)
-        write_results(results, out)
+        with journal_kept_on_disk_full(journal, out):
+            write_results(results, out)
         if journal is not None:
             journal.close(remove=True)
     if out != "-" and not quiet:
