@@ -138,8 +138,8 @@ SLOW_IMPORT = textwrap.dedent("""
     original = base.StoreWriter.write_rows
 
     def slow(self, name, start, block):
-        time.sleep(0.05)
         print("row", start, flush=True)
+        time.sleep(30)  # SIGTERM lands here (the import would otherwise finish first)
         return original(self, name, start, block)
 
     base.StoreWriter.write_rows = slow
