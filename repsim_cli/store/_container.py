@@ -514,15 +514,15 @@ def _raw_zarr_chunks(handle: Any) -> bool:
     )
 
 
-def open_container(path: str | Path, mode: str = "r", *, streaming: bool = False) -> Container:
+def open_container(path: str | Path, mode: str = "r", *, in_memory: bool = False) -> Container:
     """Open an HDF5 file or a Zarr group by suffix. ``mode``: ``r``, ``r+``, ``w`` (create/overwrite).
 
-    A new HDF5 file is built in memory and written whole when closed, unless ``streaming`` (an
-    activation store, written chunk by chunk straight to its file)."""
+    ``in_memory`` (mode ``w``, small files such as results): a new HDF5 file is built in memory
+    and written whole when closed, so that a full disk is one clean error."""
     p = Path(path)
     backend = backend_for(p)
     if mode == "r" and not p.exists():
         raise StoreError(f"{p}: no such file or directory")
     if backend == "hdf5":
-        return _HDF5Container(p, mode, in_memory=mode == "w" and not streaming)
+        return _HDF5Container(p, mode, in_memory=in_memory)
     return _ZarrContainer(p, mode)

@@ -363,7 +363,7 @@ class StoreWriter:
         if len(ids_arr) == 0:
             raise ShapeMismatchError(f"{self.path}: no samples")
         self.n_samples = len(ids_arr)
-        self._c = open_container(self.path, "w", streaming=True)
+        self._c = open_container(self.path, "w")
         if ids_arr.dtype.kind in {"i", "u"}:
             ids_arr = ids_arr.astype(np.int64)
         else:
