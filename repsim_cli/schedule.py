@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._warnings import RepsimWarning
 from .errors import (
     ContentMismatchError,
     CorruptStoreError,
@@ -145,28 +147,43 @@ class Journal:
     """Append-only record of finished cells: ``spec_index i j value std_error`` per line.
 
     ``content``, when given, is recorded in the header when the journal starts and checked (the
-    layers hashed again) before a resume reuses any cell.
+    layers hashed again) before a resume reuses any cell. With ``force``, a journal that cannot
+    be reused is set aside with a warning (its cells computed again) instead of refused.
     """
 
-    def __init__(self, path: Path, header: dict[str, Any], content: LayerContent | None = None) -> None:
+    def __init__(
+        self, path: Path, header: dict[str, Any], content: LayerContent | None = None, force: bool = False
+    ) -> None:
         self.path = path
         self.header = header
         self.content = content
+        self.force = force
         self._fh: TextIO | None = None
         self._opened = False
 
     def _refuse(self, reason: str) -> JournalMismatch:
         return JournalMismatch(
-            f"{self.path}: cannot resume: {reason}; run without --resume to compute it again "
-            "(or delete the journal)"
+            f"{self.path}: cannot resume: {reason}; run without --resume (or add --force) to "
+            "compute it again"
         )
 
     def load(self) -> dict[tuple[int, int, int], tuple[float, float | None]]:
         """Cells already written by an earlier run of the same command (empty when none).
 
         Raises :class:`JournalMismatch` (with the reason) for a journal of another comparison,
-        of other settings, of layers whose rows have changed since, or a damaged one.
+        of other settings, of layers whose rows have changed since, or a damaged one; with
+        ``force``, warns instead and returns no cells (the journal is started again).
         """
+        try:
+            return self._load()
+        except JournalMismatch as exc:
+            if not self.force:
+                raise
+            warnings.warn(f"{exc.args[0].split('; run without')[0]}; --force: computing every cell again",
+                          RepsimWarning, stacklevel=2)  # fmt: skip
+            return {}
+
+    def _load(self) -> dict[tuple[int, int, int], tuple[float, float | None]]:
         if not self.path.exists():
             return {}
         text = self.path.read_text(errors="replace")

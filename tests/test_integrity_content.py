@@ -9,8 +9,12 @@ read as zeros; NaN written after import was reported as a constant layer; and ``
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -21,6 +25,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from repsim_cli._warnings import RepsimWarning
 from repsim_cli.cli import cli
 from repsim_cli.cli.compare import journal_path
 from repsim_cli.compare import prepare_comparison
@@ -28,6 +33,16 @@ from repsim_cli.integrity import comparison_content, rehash_layer, verify_store
 from repsim_cli.schedule import Journal
 from repsim_cli.store import StoreWriter, open_store
 from repsim_cli.store.digests import LayerHasher, chunk_digest
+
+
+@contextlib.contextmanager
+def warnings_printed() -> Iterator[None]:
+    """Let RepsimWarnings through (the suite turns warnings into errors): the command prints
+    each as a ``Warning:`` line on stderr, which the test then looks for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", RepsimWarning)
+        yield
+
 
 
 def run(*args: object):
@@ -172,6 +187,12 @@ def test_resume_refuses_another_precision(make_store, tmp_path) -> None:
     r = run("compare", path, "-m", "cka", "-o", out, "--resume", "--precision", "float64")
     assert r.exit_code == 1
     assert "it was written by a different comparison (the precision (--precision) differ)" in r.output
+    with warnings_printed():
+        r = run("compare", path, "-m", "cka", "-o", out, "--resume", "--precision", "float64", "--force", "-q")
+    assert r.exit_code == 0, r.output
+    assert re.search(r"Warning: .*the precision \(--precision\) differ\); --force: computing every cell", r.output)
+    assert out.read_text() == run("compare", path, "-m", "cka", "-o", "-", "--precision", "float64").stdout
+    start_journal(path, out, cells=3, precision="float32")
     assert run("compare", path, "-m", "cka", "-o", out, "--resume", "--precision", "float32", "-q").exit_code == 0
 
 

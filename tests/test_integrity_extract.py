@@ -8,11 +8,15 @@ and on a complete store ``--resume`` said "nothing to do" and kept the stale dat
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,7 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner
 
+from repsim_cli._warnings import RepsimWarning
 from repsim_cli.cli import cli
 from repsim_cli.extract.run import ExtractOptions, extract_activations
 from repsim_cli.outputs import lock_path
@@ -29,6 +34,15 @@ from repsim_cli.store import open_store
 from repsim_cli.store.streaming import partial_path
 
 pytestmark = pytest.mark.torch
+
+@contextlib.contextmanager
+def warnings_printed() -> Iterator[None]:
+    """Let RepsimWarnings through (the suite turns warnings into errors): the command prints
+    each as a ``Warning:`` line on stderr, which the test then looks for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", RepsimWarning)
+        yield
+
 
 MODEL = textwrap.dedent('''
     import os
@@ -100,10 +114,12 @@ def test_resume_refuses_regenerated_inputs(work, small_chunks, suffix) -> None:
     r = run_cli(*extract_args(work, out, "--resume"))
     assert r.exit_code == 1
     assert r.output.startswith(f"Error: {partial_path(out)}: the partial store was started from other inputs (")
-    assert "run without --resume to start again" in r.output
+    assert "run without --resume (or add --force) to start again" in r.output
     assert not out.exists()
-    r = run_cli(*extract_args(work, out))  # starting again gives the new inputs' store
+    with warnings_printed():
+        r = run_cli(*extract_args(work, out, "--resume", "--force"))  # starts again, from the new inputs
     assert r.exit_code == 0, r.output
+    assert re.search(r"Warning: .*started from other inputs .*; --force: extracting again", r.output)
     with open_store(out) as store:
         with torch.no_grad():
             want = torch.tanh(_fc1(work)(torch.from_numpy(np.load(work / "x.npy")).float()))
@@ -142,6 +158,15 @@ def test_resume_of_a_complete_store_checks_its_inputs(work) -> None:
     r = run_cli(*extract_args(work, out, "--resume"))
     assert r.exit_code == 1
     assert r.output.startswith(f"Error: {out}: the store was extracted from other inputs")
+    with open_store(out) as store:
+        before = store.content_digests()
+    with warnings_printed():
+        r = run_cli(*extract_args(work, out, "--resume", "--force"))
+    assert r.exit_code == 0, r.output
+    assert re.search(r"Warning: .*extracted from other inputs .*; --force: extracting again", r.output)
+    with open_store(out) as store:
+        assert store.content_digests() != before
+    assert run_cli(*extract_args(work, out, "--resume")).exit_code == 0  # now it matches
 
 
 def test_extract_refuses_to_write_over_its_inputs(work, tmp_path) -> None:

@@ -227,7 +227,7 @@ def test_a_damaged_journal_is_refused_with_the_reason(two_stores, tmp_path) -> N
     assert r.exit_code == 1
     assert r.output == (
         f"Error: {journal.path}: cannot resume: line 3 of the resume journal is damaged; run without "
-        "--resume to compute it again (or delete the journal)\n"
+        "--resume (or add --force) to compute it again\n"
     )
     assert run("compare", a, "-m", "cka", "-o", out, "-q").exit_code == 0
 

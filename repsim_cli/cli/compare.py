@@ -46,6 +46,8 @@ def journal_path(out: str) -> Path:
 @click.option("--shard", "shard_text", default=None, metavar="K/N",
               help="Compute shard K of N (1-based) of the cells; default from SLURM_ARRAY_TASK_ID.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from the cells it already wrote.")
+@click.option("--force", is_flag=True,
+              help="With --resume: compute again, with a warning, when the journal cannot be reused.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where Grams spill when they exceed --memory (default: beside the output).")
 @click.option("--keep-cache", is_flag=True, help="Keep the spilled Grams after the run.")
@@ -55,7 +57,7 @@ def journal_path(out: str) -> Path:
 def command(
     store_a: str, store_b: str | None, metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
-    side: str, shard_text: str | None, resume: bool, cache_dir: str | None, keep_cache: bool,
+    side: str, shard_text: str | None, resume: bool, force: bool, cache_dir: str | None, keep_cache: bool,
     dry_run: bool, as_json: bool, quiet: bool,
 ) -> None:
     """Compare every layer of STORE_A with every layer of STORE_B (or of STORE_A itself).
@@ -96,7 +98,7 @@ def command(
             click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.describe())
             return
         journal = None if out == "-" else Journal(journal_path(out), comparison.journal_header(shard),
-                                                  content=comparison_content(comparison))  # fmt: skip
+                                                  content=comparison_content(comparison), force=force)  # fmt: skip
         try:
             results = comparison.run(shard=shard, journal=journal, resume=resume)
         except BaseException as exc:

@@ -110,6 +110,11 @@ class _ExtractProgress(StderrProgress):
     help="Continue an interrupted run with the same settings from its last complete batch.",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="With --resume: extract again, with a warning, a store of other settings or inputs.",
+)
+@click.option(
     "--list-layers",
     is_flag=True,
     help="Print every module name with its output shape on one batch, and exit.",
@@ -130,6 +135,7 @@ def command(
     inputs_key: str | None,
     output_index: int,
     resume: bool,
+    force: bool,
     list_layers: bool,
     quiet: bool,
 ) -> None:
@@ -178,7 +184,7 @@ def command(
         with guarded_output(out, input_paths(model_spec, inputs_spec, options)), \
                 _ExtractProgress(not quiet) as progress:
             report = extract_activations(
-                model_spec, inputs_spec, out, options, resume=resume, progress=progress
+                model_spec, inputs_spec, out, options, resume=resume, progress=progress, force=force
             )
     except KeyboardInterrupt:
         click.echo(f"Interrupted; continue with: repsim extract ... -o {out} --resume", err=True)

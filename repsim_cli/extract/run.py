@@ -24,10 +24,11 @@ import math
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from .._allocator import retain_freed_memory
 from .._atomic import remove_path, replace_path, signals_deferred, terminate_cleanly
 from .._progress import ProgressFn, no_progress
 from .._version import __version__
+from .._warnings import RepsimWarning
 from ..errors import ContentMismatchError, DataError, DiskFullError, RepsimError, StoreError
 from ..outputs import check_not_input, is_disk_full, output_lock
 from ..store import open_store
@@ -55,6 +57,7 @@ from .inputs import InputSource, open_inputs
 from .models import LoadedModel, load_model
 from .reductions import REDUCTIONS
 
+T = TypeVar("T")
 STORE_DTYPES = ("float32", "float16")
 # Commit granularity: a layer's chunk spans at most this many batches, so a killed run loses at
 # most this many batches of work (narrow layers would otherwise get chunks of 10^5 rows).
@@ -267,15 +270,28 @@ def _check_complete_store(out: Path, inputs: InputSource, source: dict[str, Any]
     if recorded.get("rows") != inputs.n:
         raise ContentMismatchError(
             f"{out}: the store records no digest of its inputs (written by an older repsim), so "
-            "it cannot be known to match them; run without --resume to extract it again"
+            "it cannot be known to match them; run without --resume (or add --force) to extract it again"
         )
     if _hash_inputs(inputs, inputs.n, batch_size).hexdigest() != recorded.get("sha256"):
         raise ContentMismatchError(
             f"{out}: the store was extracted from other inputs (their content or ids differ from "
-            "those now given, though file, shape and dtype agree); run without --resume to extract "
-            "it again"
+            "those now given, though file, shape and dtype agree); run without --resume (or add "
+            "--force) to extract it again"
         )
     return True
+
+
+def _forced(force: bool, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``call(*args, **kwargs)``; with ``force``, a :class:`ContentMismatchError` it raises
+    becomes a warning and None (the work is done again)."""
+    try:
+        return call(*args, **kwargs)
+    except ContentMismatchError as exc:
+        if not force:
+            raise
+        message = str(exc).split("; run without --resume")[0]
+        warnings.warn(f"{message}; --force: extracting again", RepsimWarning, stacklevel=3)
+        return None
 
 
 def input_paths(model_spec: str, inputs_spec: str, options: ExtractOptions) -> list[str]:
@@ -303,6 +319,7 @@ def extract_activations(
     *,
     resume: bool = False,
     progress: ProgressFn = no_progress,
+    force: bool = False,
 ) -> ExtractReport:
     """Run a model over its inputs and stream the chosen layers' outputs into a new store.
 
@@ -318,8 +335,11 @@ def extract_activations(
     options : ExtractOptions
         Layers (globs), batch size, reduction, dtype, device, ...
     resume : bool
-        Continue the partial store of an interrupted run with the same settings (else start
-        again). The result equals an uninterrupted run's store.
+        Continue the partial store of an interrupted run with the same settings and inputs (else
+        start again). The result equals an uninterrupted run's store.
+    force : bool
+        With ``resume``: a partial or complete store of other settings or inputs is extracted
+        again (with a warning) instead of refused.
     progress : callable
         ``progress("extract", samples_done, n)`` after every batch.
 
@@ -347,13 +367,13 @@ def extract_activations(
             source = _source(model, inputs, names, options)
             path = partial_path(final)
             if (resume and not path.exists() and final.exists()
-                    and _check_complete_store(final, inputs, source, options.batch_size)):  # fmt: skip
+                    and _forced(force, _check_complete_store, final, inputs, source, options.batch_size)):  # fmt: skip
                 return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
             with torch.inference_mode(), _short_gil_slices(), terminate_cleanly(), LayerCapture(
                 model.module, names, options.reduction, options.output_index, model.scripted,
                 model.spec,
             ) as capture:  # fmt: skip
-                return _stream(model, inputs, capture, source, names, final, options, resume, progress)
+                return _stream(model, inputs, capture, source, names, final, options, resume, progress, force)
 
 
 def _stream(
@@ -366,6 +386,7 @@ def _stream(
     opts: ExtractOptions,
     resume: bool,
     progress: ProgressFn,
+    force: bool = False,
 ) -> ExtractReport:
     path = partial_path(final)
     float_dtype = _model_float_dtype(model.module)
@@ -373,12 +394,13 @@ def _stream(
     run: StreamingWrite | None = None
     if resume and path.exists():
         # killed between finishing the store and renaming it
-        if _check_complete_store(path, inputs, source, opts.batch_size):
+        if _forced(force, _check_complete_store, path, inputs, source, opts.batch_size):
             replace_path(path, final)
             return ExtractReport(final, n, names, n, already_complete=True)
-        run = reopen_stream(path, source, names, n, lambda rows: _hash_inputs(inputs, rows, opts.batch_size),
-                            copy=_copy_rows, check=lambda name: _float16_check(f"{model.spec}: layer {name!r}")
-                            if opts.dtype == "float16" else None)  # fmt: skip
+        run = _forced(force, reopen_stream, path, source, names, n,
+                      lambda rows: _hash_inputs(inputs, rows, opts.batch_size), copy=_copy_rows,
+                      check=lambda name: _float16_check(f"{model.spec}: layer {name!r}")
+                      if opts.dtype == "float16" else None)  # fmt: skip
     started_at = run.next_row if run is not None else 0
     writer_thread = None
     if run is not None:

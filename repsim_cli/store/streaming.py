@@ -353,7 +353,8 @@ def reopen_stream(
         if inputs.hexdigest() != recorded.get("sha256"):
             raise ContentMismatchError(
                 f"{path}: the partial store was started from other inputs (their first {resume_at} "
-                "samples or ids differ from those now given); run without --resume to start again"
+                "samples or ids differ from those now given); run without --resume (or add --force) to "
+                "start again"
             )
         layers, written = {}, {}
         for name in names:
