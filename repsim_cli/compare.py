@@ -240,7 +240,7 @@ class Comparison:
             "models": list(self.attrs["models"]), "pairs": [list(p) for p in self.layout.pairs],
             "layers_a": [r.name for r in self.refs_a], "layers_b": [r.name for r in self.refs_b],
             "metrics": [[s.text, s.params] for s in self.specs], "shard": str(shard) if shard else None,
-            "precision": self.plan.compute_dtype,
+            "compute_dtype": self.plan.compute_dtype, "side": self.plan.side,
         }  # fmt: skip
         normalised: dict[str, Any] = json.loads(json.dumps(header, sort_keys=True))
         return normalised

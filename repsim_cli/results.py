@@ -314,7 +314,7 @@ def write_text(text: str, out: str | Path) -> None:
 
 
 def _write_container(results: Results, path: Path) -> None:
-    with open_container(path, "w") as c:
+    with open_container(path, "w", in_memory=True) as c:
         c.set_attrs("", {
             "repsim_format": FORMAT, "format_version": FORMAT_VERSION, "repsim_version": __version__,
             **results.attrs, "metrics": list(results.metrics),

@@ -19,17 +19,18 @@ else:
 
 
 class SizeType(_ParamType):
-    """A byte size such as ``4GiB`` or ``512M``."""
+    """A byte size such as ``4GiB`` or ``512M``; zero and negative sizes are refused."""
 
     name = "SIZE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
         try:
-            return parse_size(str(value))
+            size = value if isinstance(value, int) else parse_size(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if size <= 0:
+            self.fail(f"{value!r}: a size must be more than 0 bytes (e.g. 512MiB, 4GiB)", param, ctx)
+        return size
 
 
 class MetricType(_ParamType):

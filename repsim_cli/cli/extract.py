@@ -8,6 +8,7 @@ import click
 
 from .._progress import StderrProgress
 from ..extract.reductions import REDUCTIONS
+from ._guard import guarded_output
 from ._options import plural, quiet_option
 from ._resume import offer_resume, withdraw_resume
 
@@ -121,6 +122,11 @@ class _ExtractProgress(StderrProgress):
     help="Continue an interrupted run with the same settings from its last complete batch.",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="With --resume: extract again, with a warning, a store of other settings or inputs.",
+)
+@click.option(
     "--list-layers",
     is_flag=True,
     help="Print every module name with its output shape on one batch, and exit.",
@@ -144,6 +150,7 @@ def command(
     inputs_key: str | None,
     output_index: int,
     resume: bool,
+    force: bool,
     list_layers: bool,
     quiet: bool,
 ) -> None:
@@ -165,7 +172,7 @@ def command(
     from ..extract import _torch
 
     _torch.require_torch()
-    from ..extract.run import ExtractOptions, extract_activations, layer_table
+    from ..extract.run import ExtractOptions, extract_activations, input_paths, layer_table
     from ..extract.run import list_layers as list_model_layers
 
     options = ExtractOptions(
@@ -188,11 +195,12 @@ def command(
         raise click.UsageError("Missing option '-o' / '--out' (the store to write).")
     if not layers:
         raise click.UsageError("Missing option '--layers' (see --list-layers for the names).")
-    from ..extract.run import partial_path
+    from ..store.streaming import partial_path
 
     resuming = resume and partial_path(out).exists()
     offer_resume()
-    with _ExtractProgress(not quiet) as progress:
+    with guarded_output(out, input_paths(model_spec, inputs_spec, options)), \
+            _ExtractProgress(not quiet) as progress:
 
         def report_progress(description: str, completed: float, total: float) -> None:
             nonlocal resuming
@@ -202,7 +210,8 @@ def command(
             progress(description, completed, total)
 
         report = extract_activations(
-            model_spec, inputs_spec, out, options, resume=resume, progress=report_progress
+            model_spec, inputs_spec, out, options, resume=resume, progress=report_progress,
+            force=force,
         )
     withdraw_resume()
     if quiet:

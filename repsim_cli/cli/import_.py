@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..store.importers import import_arrays, read_ids
+from ..store.importers import import_arrays, parse_source, read_ids
+from ._guard import guarded_output
 from ._options import output_option, plural, quiet_option
 
 
@@ -24,7 +25,8 @@ def command(sources: tuple[str, ...], out: str, ids_path: str | None, quiet: boo
     Example:
       repsim import conv1=acts/conv1.npy acts/fc.npz -o model.h5 --ids ids.txt
     """
-    ids = read_ids(ids_path) if ids_path else None
-    names = import_arrays(sources, out, ids=ids)
+    with guarded_output(out, [*(str(parse_source(s)[1]) for s in sources), ids_path]):
+        ids = read_ids(ids_path) if ids_path else None
+        names = import_arrays(sources, out, ids=ids)
     if not quiet:
         click.echo(f"wrote {out}: {plural(len(names), 'layer')}", err=True)
