@@ -373,11 +373,14 @@ class Comparison:
             value = np.full((la, lb), np.nan)
             std_error: NDArray[np.float64] | None = None
             computed = np.zeros((la, lb), dtype=bool)
+            cell_notes: dict[Cell, str] = {}
             pending = []
             for i, j in cells:
                 if (s_idx, i, j) in done:
                     value[i, j], se = done[(s_idx, i, j)]
                     computed[i, j] = True
+                    if journal is not None and (s_idx, i, j) in journal.notes:
+                        cell_notes[(i, j)] = journal.notes[(s_idx, i, j)]
                     if se is not None:
                         std_error = np.full((la, lb), np.nan) if std_error is None else std_error
                         std_error[i, j] = se
@@ -385,7 +388,6 @@ class Comparison:
                     pending.append((i, j))
             wanted = set(pending)
             notes: set[str] = set()
-            cell_notes: dict[Cell, str] = {}
             for rows, cols in covering_blocks(pending, by_row=not spec.info.batched):
                 block = self._block(spec, rows, cols, wanted)
                 notes |= block.notes
@@ -404,7 +406,7 @@ class Comparison:
                         if block.std_error is not None and std_error is not None:
                             se = float(block.std_error[bi, bj])
                             std_error[i, j] = se
-                        finished.append((s_idx, i, j, float(value[i, j]), se))
+                        finished.append((s_idx, i, j, float(value[i, j]), se, cell_notes.get((i, j))))
                 if journal is not None:
                     journal.write(finished)
             warn_notes(spec.name, notes)

@@ -158,6 +158,7 @@ class Journal:
         self.header = header
         self.content = content
         self.force = force
+        self.notes: dict[tuple[int, int, int], str] = {}  # notes of the cells load() found
         self._fh: TextIO | None = None
         self._opened = False
 
@@ -206,10 +207,12 @@ class Journal:
         for number, line in enumerate(complete[1:], start=2):
             parts = line.split("\t")
             try:
-                if len(parts) != 5:
+                if len(parts) not in (5, 6):
                     raise ValueError(line)
                 s, i, j = int(parts[0]), int(parts[1]), int(parts[2])
                 done[(s, i, j)] = (float(parts[3]), float(parts[4]) if parts[4] else None)
+                if len(parts) == 6:  # the cell's note (why its value is degenerate), JSON-quoted
+                    self.notes[(s, i, j)] = str(json.loads(parts[5]))
             except ValueError:
                 raise self._refuse(f"line {number} of the resume journal is damaged") from None
         if done and self.content is not None:
@@ -245,12 +248,18 @@ class Journal:
                 ) from exc
             raise
 
-    def write(self, rows: Iterable[tuple[int, int, int, float, float | None]]) -> None:
-        """Append finished cells and make them durable (flush + fsync)."""
+    def write(
+        self, rows: Iterable[tuple[int, int, int, float, float | None] | tuple[int, int, int, float, float | None, str | None]]
+    ) -> None:
+        """Append finished cells ``(metric, i, j, value, std_error[, note])`` and make them durable
+        (flush + fsync)."""
         assert self._fh is not None
         try:
-            for s, i, j, value, se in rows:
-                self._fh.write(f"{s}\t{i}\t{j}\t{value!r}\t{'' if se is None else repr(se)}\n")
+            for s, i, j, value, se, *note in rows:
+                line = f"{s}\t{i}\t{j}\t{value!r}\t{'' if se is None else repr(se)}"
+                if note and note[0]:
+                    line += "\t" + json.dumps(note[0])
+                self._fh.write(line + "\n")
             self._sync()
         except OSError as exc:
             if is_disk_full(exc):

@@ -53,3 +53,27 @@ def test_notes_follow_the_cells_into_every_output(make_store, tmp_path) -> None:
     assert r.exit_code == 0, r.output
     text = svg.read_text()
     assert text.count(">†<") == len(forced) and "degenerate" in text
+
+
+def test_notes_survive_a_resume(make_store, tmp_path) -> None:
+    from repsim_cli.compare import prepare_comparison
+    from repsim_cli.schedule import Journal
+    from repsim_cli.store import open_store
+
+    path = make_store(narrow_and_wide())
+    journal_file = tmp_path / ".out.h5.resume"
+    with warnings.catch_warnings(), open_store(path) as store:
+        warnings.simplefilter("ignore", RepsimWarning)
+        first = prepare_comparison(store, None, ["cca"])
+        journal = Journal(journal_file, first.journal_header(None))
+        fresh = first.run(journal=journal)
+        journal.close(remove=False)
+        first.close()
+        # every cell now comes from the journal, as after a kill at the very end
+        again = prepare_comparison(store, None, ["cca"])
+        journal = Journal(journal_file, again.journal_header(None))
+        resumed = again.run(journal=journal, resume=True)
+        journal.close(remove=True)
+        again.close()
+    assert fresh.metrics["cca"].notes and resumed.metrics["cca"].notes == fresh.metrics["cca"].notes
+    np.testing.assert_array_equal(resumed.metrics["cca"].value, fresh.metrics["cca"].value)
