@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from slow_metric import slow_compare_script
 
 from repsim_cli.cli import cli
 from repsim_cli.errors import OutputLockedError
@@ -158,22 +159,7 @@ def test_output_lock_names_the_holder_and_is_released(tmp_path) -> None:
         assert lock_path(out).read_text().strip() == str(os.getpid())
 
 
-SLOW_COMPARE = textwrap.dedent("""
-    import sys, time
-    import numpy as np
-    from repsim_cli.metrics import register, MetricInfo, pairwise
-    from repsim_cli.metrics.cka import linear_cka
-
-    def pair(engine, ra, rb, params):
-        time.sleep(0.05)
-        return float(np.trace(engine.cross_product(ra, rb)[:1, :1]))
-
-    register(MetricInfo(name="slow_test", kind="similarity", symmetric=False, bounds=(0, 1),
-             params=(), citation="test", summary="test", sides=("feature",),
-             matrix=pairwise(pair, False), dense=linear_cka))
-    from repsim_cli.cli import main
-    main(sys.argv[1:])
-""")
+SLOW_COMPARE = slow_compare_script(0.05)
 
 
 def test_two_compares_on_one_output_one_wins_and_the_journal_stays_sound(make_store, tmp_path) -> None:

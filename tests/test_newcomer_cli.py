@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from slow_metric import slow_compare_script
 
 from repsim_cli._progress import PlainLines
 from repsim_cli.cli import cli
@@ -167,24 +168,7 @@ def test_compare_prints_plain_progress_lines_when_stderr_is_not_a_terminal(store
 
 
 # ------------------------------------------------------- interruption and resume (compare)
-SLOW_COMPARE = textwrap.dedent("""
-    import sys, time
-    import numpy as np
-    from repsim_cli.metrics import register, Cell, MetricInfo, StateCost
-    from repsim_cli.metrics.cka import linear_cka
-
-    def pair(a, b, params):
-        time.sleep(0.05)
-        return Cell(float(a[0] * b[0]))
-
-    register(MetricInfo(name="slow_test", kind="similarity", symmetric=False, bounds=(0, 1),
-             params=(), citation="test", summary="test", sides=("feature",),
-             prepare=lambda layer, params: layer.centered_covariance()[0].copy(), pair=pair,
-             state_cost=lambda n, width, side, params: StateCost(8.0 * width, 0.0), identity=1.0,
-             dense=linear_cka))
-    from repsim_cli.cli import main
-    main(sys.argv[1:])
-""")
+SLOW_COMPARE = slow_compare_script(0.05)
 
 
 def _journal_lines(path: Path) -> int:
