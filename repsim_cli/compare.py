@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from ._version import __version__
 from .engine import GramEngine, LayerCost, LayerRef, Plan, make_plan
 from .engine.plan import Side
 from .errors import LayerNotFoundError, RepsimError, ShapeMismatchError
+from .globs import glob_matches
 from .metrics import MetricSpec, parse_spec
 from .metrics._linalg import warn_notes
 from .metrics.contract import CellBlock, LayerContext, SharedCache
@@ -31,18 +31,19 @@ from .store import ActivationStore, open_store
 def select_layers(store: ActivationStore, patterns: Sequence[str] | None) -> list[str]:
     """Layers of ``store`` matching any glob in ``patterns`` (all when None), in store order.
 
-    Each pattern may hold several globs separated by commas. A pattern matching nothing raises
-    :class:`LayerNotFoundError` listing the available layers.
+    Globs are those of :mod:`repsim_cli.globs` (``*`` stays within a dotted component, ``**``
+    crosses dots); each pattern may hold several separated by commas. A pattern matching nothing
+    raises :class:`LayerNotFoundError` listing the available layers.
     """
     if not patterns:
         return list(store.layers)
     globs = [g.strip() for p in patterns for g in p.split(",") if g.strip()]
     for g in globs:
-        if not any(fnmatch.fnmatchcase(name, g) for name in store.layers):
+        if not any(glob_matches(g, name) for name in store.layers):
             raise LayerNotFoundError(
                 f"{store.path}: no layer matches {g!r}; available: {', '.join(store.layers)}"
             )
-    return [name for name in store.layers if any(fnmatch.fnmatchcase(name, g) for g in globs)]
+    return [name for name in store.layers if any(glob_matches(g, name) for g in globs)]
 
 
 def check_aligned(a: ActivationStore, b: ActivationStore) -> None:
@@ -59,7 +60,8 @@ def check_aligned(a: ActivationStore, b: ActivationStore) -> None:
         )
         raise ShapeMismatchError(
             f"{b.path}: sample ids differ from {a.path} (first at index {mismatch}: "
-            f"{ids_b[mismatch]!r} vs {ids_a[mismatch]!r}); stores must hold the same samples "
+            f"{np.asarray(ids_b[mismatch]).tolist()!r} vs {np.asarray(ids_a[mismatch]).tolist()!r}); "
+            "stores must hold the same samples "
             "in the same order"
         )
 
@@ -167,6 +169,22 @@ class Layout:
                 out.update((r, c) for b, c in enumerate(cols) if not upper or b >= a)
         return sorted(out)
 
+    def mirrored_notes(self, symmetric: bool, notes: dict[Cell, str]) -> dict[Cell, str]:
+        """The notes of the mirrored cells of symmetric self blocks (see :meth:`mirror`)."""
+        out: dict[Cell, str] = {}
+        if not symmetric:
+            return out
+        for pair in self.pairs:
+            if not self.upper_only(pair):
+                continue
+            rows, cols = self.block_ranges(pair)
+            for a in range(len(rows)):
+                for b in range(a):
+                    note = notes.get((rows[b], cols[a]))
+                    if note is not None:
+                        out[(rows[a], cols[b])] = note
+        return out
+
     def mirror(self, symmetric: bool, *arrays: NDArray[Any] | None) -> None:
         """Fill the lower triangle of each symmetric self block from its upper triangle."""
         if not symmetric:
@@ -222,7 +240,7 @@ class Comparison:
             "models": list(self.attrs["models"]), "pairs": [list(p) for p in self.layout.pairs],
             "layers_a": [r.name for r in self.refs_a], "layers_b": [r.name for r in self.refs_b],
             "metrics": [[s.text, s.params] for s in self.specs], "shard": str(shard) if shard else None,
-            "precision": self.plan.compute_dtype,
+            "compute_dtype": self.plan.compute_dtype, "side": self.plan.side,
         }  # fmt: skip
         normalised: dict[str, Any] = json.loads(json.dumps(header, sort_keys=True))
         return normalised
@@ -325,6 +343,7 @@ class Comparison:
                     out.std_error[bi, bj] = cell.std_error
                 if cell.note:
                     out.notes.add(cell.note)
+                    out.cell_notes[(bi, bj)] = cell.note
         return out
 
     def run(
@@ -354,11 +373,14 @@ class Comparison:
             value = np.full((la, lb), np.nan)
             std_error: NDArray[np.float64] | None = None
             computed = np.zeros((la, lb), dtype=bool)
+            cell_notes: dict[Cell, str] = {}
             pending = []
             for i, j in cells:
                 if (s_idx, i, j) in done:
                     value[i, j], se = done[(s_idx, i, j)]
                     computed[i, j] = True
+                    if journal is not None and (s_idx, i, j) in journal.notes:
+                        cell_notes[(i, j)] = journal.notes[(s_idx, i, j)]
                     if se is not None:
                         std_error = np.full((la, lb), np.nan) if std_error is None else std_error
                         std_error[i, j] = se
@@ -378,20 +400,23 @@ class Comparison:
                             continue
                         value[i, j] = block.value[bi, bj]
                         computed[i, j] = True
+                        if (bi, bj) in block.cell_notes:
+                            cell_notes[(i, j)] = block.cell_notes[(bi, bj)]
                         se = None
                         if block.std_error is not None and std_error is not None:
                             se = float(block.std_error[bi, bj])
                             std_error[i, j] = se
-                        finished.append((s_idx, i, j, float(value[i, j]), se))
+                        finished.append((s_idx, i, j, float(value[i, j]), se, cell_notes.get((i, j))))
                 if journal is not None:
                     journal.write(finished)
             warn_notes(spec.name, notes)
             self.layout.mirror(symmetric, value, std_error)
             self.layout.mirror(symmetric, computed)
+            cell_notes.update(self.layout.mirrored_notes(symmetric, cell_notes))
             res.metrics[spec.text] = MetricResult(
                 spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=symmetric,
                 params=dict(spec.params), value=value, std_error=std_error,
-                computed=None if computed.all() else computed,
+                computed=None if computed.all() else computed, notes=cell_notes,
             )  # fmt: skip
         return res
 
@@ -399,6 +424,19 @@ class Comparison:
         """Release the engine's statistics and the states, and remove their disk caches."""
         self.engine.close(keep_cache)
         self.states.close(keep_cache)
+
+
+def reserved_bytes(specs: Sequence[MetricSpec], refs: Sequence[LayerRef], n: int) -> tuple[int, int]:
+    """Memory the metrics need beside the engine: (the largest working set of one layer's prepare
+    stage — layers are prepared one at a time —, room for two states of every metric — the pair in
+    hand; the state store spills the others when they do not fit)."""
+    if not refs:
+        return 0, 0
+    working = max((s.info.prepare_grams for s in specs), default=0.0) * n * n * 8
+    states = sum(
+        2 * max(s.info.state_cost(n, r.width, "sample", s.params).bytes for r in refs) for s in specs
+    )
+    return int(working), int(states)
 
 
 def _layer_key(index: int) -> str:
@@ -474,6 +512,7 @@ def prepare_models(
     metric_flops = {
         s.text: s.info.cost(n, len(unique), n_pairs, s.params) for s in specs if s.info.cost is not None
     }
+    reserved = reserved_bytes(specs, unique, n)
     if precision is None and any(s.info.prefers_float64 for s in specs):
         precision = "float64"
     plan = make_plan(
@@ -481,7 +520,9 @@ def prepare_models(
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
         full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs),
-        layer_cache_grams=sum({s.name: s.info.layer_cache_grams for s in specs}.values()),
+        reserved_bytes=sum(reserved),
+        min_grams=2 if any(s.info.inner_products_only for s in specs) else 1,
+        engine_work=any(s.info.needs_gram for s in specs),
     )  # fmt: skip
     store_paths = [str(store.path) for store in stores]
     fingerprints = [store.fingerprint() for store in stores]
@@ -497,7 +538,8 @@ def prepare_models(
         "versions": {"repsim": __version__, "numpy": np.__version__},
     }  # fmt: skip
     engine = GramEngine(unique, plan, progress, cache_dir=cache_dir)
-    state_budget = max(0, plan.budget - plan.peak_bytes)
+    # the states' reserved room plus whatever the plan leaves
+    state_budget = max(0, plan.budget - plan.peak_bytes) + reserved[1]
     return Comparison(chosen, layout, specs, plan, engine, attrs, StateStore(state_budget, cache_dir))
 
 

@@ -48,3 +48,34 @@ class BudgetError(RepsimError, MemoryError):
 
 class ResultsError(RepsimError, ValueError):
     """A results file is missing, malformed, or disagrees with another (merge)."""
+
+
+class OutputError(RepsimError, OSError):
+    """An output cannot be written: its folder is missing or read-only, or the disk is full."""
+
+
+class OutputIsInputError(RepsimError, ValueError):
+    """An output path names one of the command's inputs (writing it would destroy that input).
+
+    A usage error: the command line exits with status 2 (``exit_code``).
+    """
+
+    exit_code = 2
+
+
+class OutputLockedError(RepsimError):
+    """Another process holds the lock of an output (it is writing it now)."""
+
+
+class DiskFullError(StoreError):
+    """The file system ran out of space while writing; the message says what was left behind."""
+
+
+class CorruptStoreError(StoreError):
+    """A store's data is damaged: a missing or unreadable chunk, or rows that no longer match
+    their recorded content digest."""
+
+
+class ContentMismatchError(RepsimError, ValueError):
+    """Work to be reused (a resume journal, a partial store, shards) was made from other content
+    or other settings than the current run's."""

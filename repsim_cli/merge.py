@@ -10,9 +10,13 @@ import numpy as np
 from .errors import ResultsError
 from .results import MetricResult, Results, read_results
 
-# Attributes that must agree between shards of one comparison.
+# Attributes that must agree between shards of one comparison: the stores and their content (the
+# fingerprints include the layers' content digests), the models, and every setting that changes values.
 _SAME = ("store_a", "store_b", "fingerprint_a", "fingerprint_b", "n_samples", "models", "stores",
-         "fingerprints", "model_pairs")
+         "fingerprints", "model_pairs", "compute_dtype", "side")
+_WORDS = {"fingerprint_a": "the content of store A (fingerprint)", "fingerprint_b": "the content of store B (fingerprint)",
+          "fingerprints": "the content of the stores (fingerprints)",
+          "compute_dtype": "the precision (--precision)", "side": "the engine side (--side)"}  # fmt: skip
 
 
 class MissingCellsError(ResultsError):
@@ -50,7 +54,7 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
         for key in _SAME:
             if part.attrs.get(key) != first.attrs.get(key):
                 raise ResultsError(
-                    f"{path}: {key} is {part.attrs.get(key)!r}, but {first_path} has "
+                    f"{path}: {_WORDS.get(key, key)} is {part.attrs.get(key)!r}, but {first_path} has "
                     f"{first.attrs.get(key)!r}; these are shards of different comparisons"
                 )
         if (part.layers_a, part.layers_b) != (first.layers_a, first.layers_b):
@@ -85,7 +89,8 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
     if missing:
         shown = "; ".join(f"{s} ({a}, {b})" for s, a, b in missing[:20])
         more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise MissingCellsError(f"{len(missing)} cells were computed by no shard: {shown}{more}", missing)
+        count = f"{len(missing)} cell was" if len(missing) == 1 else f"{len(missing)} cells were"
+        raise MissingCellsError(f"{count} computed by no shard: {shown}{more}", missing)
     for m in merged.metrics.values():
         m.computed = None if required.all() else required
     return merged

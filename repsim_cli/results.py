@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from .store._names import escape_name
 
 FORMAT = "similarity"
 FORMAT_VERSION = 1
-CSV_HEADER = ("metric", "layer_a", "layer_b", "value", "std_error", "model_a", "model_b")
+CSV_HEADER = ("metric", "layer_a", "layer_b", "value", "std_error", "model_a", "model_b", "note")
 SUMMARIES = ("max", "matched", "mean")
 
 
@@ -56,6 +57,8 @@ class MetricResult:
     value: NDArray[np.float64]
     std_error: NDArray[np.float64] | None = None
     computed: NDArray[np.bool_] | None = None  # None: every cell computed (else a shard's share)
+    # A note on each cell whose value is degenerate (e.g. CCA correlations 1 by construction)
+    notes: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def is_computed(self, i: int, j: int) -> bool:
         return self.computed is None or bool(self.computed[i, j])
@@ -137,7 +140,11 @@ class Results:
                 f"models {self.models[ia]!r} and {self.models[ib]!r} were not compared; "
                 f"blocks: {', '.join(f'{self.models[i]},{self.models[j]}' for i, j in self.model_pairs)}"
             )
-        out = Results([self.layers_a[r] for r in rows], [self.layers_b[c] for c in cols],
+        if flipped:  # the names come from the stored block, transposed
+            names_a, names_b = [self.layers_b[c] for c in cols_t], [self.layers_a[r] for r in rows_t]
+        else:
+            names_a, names_b = [self.layers_a[r] for r in rows], [self.layers_b[c] for c in cols]
+        out = Results(names_a, names_b,
                       attrs={k: v for k, v in self.attrs.items()
                              if k not in ("row_models", "col_models", "model_pairs", "models")})  # fmt: skip
         out.attrs.update(models=[self.models[ia]] if ia == ib else [self.models[ia], self.models[ib]],
@@ -152,18 +159,51 @@ class Results:
                     return None
                 if flipped:
                     if not symmetric:
-                        return np.full((len(rows), len(cols)), np.nan if arr.dtype.kind == "f" else False)
+                        return np.full((len(cols_t), len(rows_t)), np.nan if arr.dtype.kind == "f" else False)
                     return np.asarray(arr[np.ix_(rows_t, cols_t)]).T.copy()
                 return np.asarray(arr[np.ix_(rows, cols)]).copy()
 
             value = take(m.value)
             computed = None if m.computed is None else take(m.computed)
+            if flipped and m.symmetric:
+                notes = {(cols_t.index(j), rows_t.index(i)): note for (i, j), note in m.notes.items()
+                         if i in rows_t and j in cols_t}  # fmt: skip
+            elif flipped:
+                notes = {}
+            else:
+                notes = {(rows.index(i), cols.index(j)): note for (i, j), note in m.notes.items()
+                         if i in rows and j in cols}  # fmt: skip
             if flipped and not m.symmetric:
-                computed = np.zeros(value.shape, dtype=bool)  # type: ignore[union-attr]
+                computed = np.zeros((len(names_a), len(names_b)), dtype=bool)
             out.metrics[spec] = MetricResult(
                 spec=m.spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
                 value=value,  # type: ignore[arg-type]
-                std_error=take(m.std_error), computed=computed,
+                std_error=take(m.std_error), computed=computed, notes=notes,
+            )  # fmt: skip
+        return out
+
+    def cropped(self) -> Results:
+        """The same results without the rows and columns of models that no computed block uses
+        on that side (with ``--pairs all``, the last model's rows and the first's columns)."""
+        row_used = {i for i, _ in self.model_pairs}
+        col_used = {j for _, j in self.model_pairs}
+        rows = [r for r, m in enumerate(self.row_models) if m in row_used]
+        cols = [c for c, m in enumerate(self.col_models) if m in col_used]
+        out = Results([self.layers_a[r] for r in rows], [self.layers_b[c] for c in cols],
+                      attrs={**self.attrs, "row_models": [self.row_models[r] for r in rows],
+                             "col_models": [self.col_models[c] for c in cols]})  # fmt: skip
+        where_r, where_c = {r: k for k, r in enumerate(rows)}, {c: k for k, c in enumerate(cols)}
+        for spec, m in self.metrics.items():
+            def take(arr: NDArray[Any] | None) -> NDArray[Any] | None:
+                return None if arr is None else np.asarray(arr[np.ix_(rows, cols)]).copy()
+
+            value = take(m.value)
+            assert value is not None
+            out.metrics[spec] = MetricResult(
+                spec=m.spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
+                value=value, std_error=take(m.std_error), computed=take(m.computed),
+                notes={(where_r[i], where_c[j]): note for (i, j), note in m.notes.items()
+                       if i in where_r and j in where_c},
             )  # fmt: skip
         return out
 
@@ -243,7 +283,7 @@ def csv_text(results: Results, spec: str | None = None) -> str:
                     continue
                 se = "" if m.std_error is None else format_value(m.std_error[i, j])
                 writer.writerow((m.spec, la, lb, format_value(m.value[i, j]), se,
-                                 models[rows[i]], models[cols[j]]))  # fmt: skip
+                                 models[rows[i]], models[cols[j]], m.notes.get((i, j), "")))  # fmt: skip
     return buf.getvalue()
 
 
@@ -274,7 +314,7 @@ def write_text(text: str, out: str | Path) -> None:
 
 
 def _write_container(results: Results, path: Path) -> None:
-    with open_container(path, "w") as c:
+    with open_container(path, "w", in_memory=True) as c:
         c.set_attrs("", {
             "repsim_format": FORMAT, "format_version": FORMAT_VERSION, "repsim_version": __version__,
             **results.attrs, "metrics": list(results.metrics),
@@ -288,15 +328,21 @@ def _write_container(results: Results, path: Path) -> None:
                 c.write_array(f"{node}/std_error", m.std_error.astype(np.float64))
             if m.computed is not None:
                 c.write_array(f"{node}/computed", m.computed.astype(np.uint8))
+            distinct = sorted(set(m.notes.values()))
+            if distinct:  # each cell's note as an index into the node's ``notes`` attribute
+                index = np.full(m.value.shape, -1, dtype=np.int16)
+                for (i, j), note in m.notes.items():
+                    index[i, j] = distinct.index(note)
+                c.write_array(f"{node}/note", index)
             c.set_attrs(node, {
                 "spec": m.spec, "name": m.name, "params": m.params, "kind": m.kind,
-                "symmetric": m.symmetric,
+                "symmetric": m.symmetric, "notes": distinct,
             })  # fmt: skip
 
 
 def write_results(results: Results, out: str | Path) -> None:
     """Write results by the output's extension: ``.csv``, ``-`` (CSV on stdout), ``.h5``/``.zarr``."""
-    if str(out) == "-" or Path(out).suffix.lower() == ".csv":
+    if str(out) in ("-", os.devnull) or Path(out).suffix.lower() == ".csv":
         write_text(csv_text(results), out)
         return
     path = Path(out)
@@ -306,6 +352,19 @@ def write_results(results: Results, out: str | Path) -> None:
         raise ResultsError(f"{path}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)") from None
     with atomic_path(path) as tmp:
         _write_container(results, tmp)
+
+
+def is_results_file(path: str | Path) -> bool:
+    """Whether ``path`` is a results file: a results store (root attribute
+    ``repsim_format="similarity"``) or a CSV with the results header."""
+    p = Path(path)
+    if not p.exists():
+        return False
+    if p.suffix.lower() == ".csv":
+        with p.open(newline="") as fh:
+            return tuple(next(csv.reader(fh), [])[:4]) == CSV_HEADER[:4]
+    with open_container(p, "r") as c:
+        return bool(c.get_attrs().get("repsim_format") == FORMAT)
 
 
 def read_results(path: str | Path) -> Results:
@@ -329,11 +388,17 @@ def read_results(path: str | Path) -> Results:
             a = c.get_attrs(node)
             se = c.read_array(f"{node}/std_error") if c.has(f"{node}/std_error") else None
             done = c.read_array(f"{node}/computed") if c.has(f"{node}/computed") else None
+            notes: dict[tuple[int, int], str] = {}
+            if c.has(f"{node}/note"):
+                distinct = [str(x) for x in a.get("notes") or []]
+                index = np.asarray(c.read_array(f"{node}/note"))
+                notes = {(int(i), int(j)): distinct[int(index[i, j])]
+                         for i, j in zip(*np.nonzero(index >= 0), strict=True)}  # fmt: skip
             res.metrics[spec] = MetricResult(
                 spec=spec, name=a["name"], kind=a["kind"], symmetric=bool(a["symmetric"]),
                 params=dict(a.get("params") or {}), value=np.asarray(c.read_array(f"{node}/value")),
                 std_error=None if se is None else np.asarray(se),
-                computed=None if done is None else np.asarray(done).astype(bool),
+                computed=None if done is None else np.asarray(done).astype(bool), notes=notes,
             )  # fmt: skip
     return res
 
@@ -349,6 +414,7 @@ def _read_csv(path: Path) -> Results:
         raise ResultsError(f"{path}: a row has fewer than 7 columns")
     if not with_models:
         body = [[*r[:5], *([""] * (5 - len(r[:5]))), "a", "b"] for r in body]
+    body = [[*r[:7], r[7] if len(r) > 7 else ""] for r in body]
     models = list(dict.fromkeys(m for r in body for m in (r[5], r[6])))
     key_a = list(dict.fromkeys((r[5], r[1]) for r in body))
     key_b = list(dict.fromkeys((r[6], r[2]) for r in body))
@@ -383,6 +449,8 @@ def _read_csv(path: Path) -> Results:
             if m.std_error is None:
                 m.std_error = np.full_like(m.value, np.nan)
             m.std_error[cell] = float(r[4])
+        if r[7]:
+            m.notes[cell] = r[7]
     return res
 
 

@@ -7,19 +7,37 @@
 * :class:`Journal` is an append-only text file beside the output: a JSON header describing the
   run, then one line per finished cell, flushed and fsynced as cells finish. A SIGKILL can only
   cut the last line short, which :func:`Journal.load` ignores, so ``--resume`` continues from
-  every cell already written and reproduces the same bytes.
+  every cell already written and reproduces the same bytes. The header also records the content
+  digests of the layers compared (:class:`~repsim_cli.integrity.LayerContent`); a resume hashes
+  the layers again and refuses, with the reason, when anything the cells depend on has changed.
+  The journal is written by one process at a time: the command holds the output's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import RepsimError
+from ._warnings import RepsimWarning
+from .errors import (
+    ContentMismatchError,
+    CorruptStoreError,
+    DataError,
+    DiskFullError,
+    MetricParameterError,
+    RepsimError,
+    ShapeMismatchError,
+)
+from .outputs import is_disk_full
+
+if TYPE_CHECKING:
+    from .integrity import LayerContent
 
 Cell = tuple[int, int]
 
@@ -102,23 +120,74 @@ def covering_blocks(cells: Iterable[Cell], by_row: bool = False) -> list[tuple[l
     return [([i], js) for i, js in row_cols.items()]
 
 
-class JournalMismatch(RepsimError):
-    """A journal left by another command."""
+class JournalMismatch(ContentMismatchError):
+    """A journal left by another command, or by this one over other content or settings."""
+
+
+# Header keys in words, for the reason a journal is refused.
+_HEADER_WORDS = {
+    "stores": "the stores", "fingerprints": "the stores' content (fingerprints)",
+    "layers_a": "the layers of A", "layers_b": "the layers of B",
+    "metrics": "the metrics or their parameters", "shard": "the shard",
+    "compute_dtype": "the precision (--precision)", "side": "the engine side (--side)",
+}  # fmt: skip
+CONTENT_KEY = "content"
+
+
+def resumable(exc: BaseException) -> bool:
+    """Whether a run that failed with ``exc`` leaves a journal worth keeping: yes after an
+    interruption, a full disk, a memory error or an unexpected failure; no when the data itself
+    was refused (NaN/Inf, constant layer, damaged or changed store, bad parameters), since no
+    resume of the same inputs can get past that."""
+    refused = (DataError, ShapeMismatchError, CorruptStoreError, MetricParameterError)
+    return not isinstance(exc, refused) or isinstance(exc, JournalMismatch)
 
 
 class Journal:
-    """Append-only record of finished cells: ``spec_index i j value std_error`` per line."""
+    """Append-only record of finished cells: ``spec_index i j value std_error`` per line.
 
-    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+    ``content``, when given, is recorded in the header when the journal starts and checked (the
+    layers hashed again) before a resume reuses any cell. With ``force``, a journal that cannot
+    be reused is set aside with a warning (its cells computed again) instead of refused.
+    """
+
+    def __init__(
+        self, path: Path, header: dict[str, Any], content: LayerContent | None = None, force: bool = False
+    ) -> None:
         self.path = path
         self.header = header
+        self.content = content
+        self.force = force
+        self.notes: dict[tuple[int, int, int], str] = {}  # notes of the cells load() found
         self._fh: TextIO | None = None
+        self._opened = False
+
+    def _refuse(self, reason: str) -> JournalMismatch:
+        return JournalMismatch(
+            f"{self.path}: cannot resume: {reason}; run without --resume (or add --force) to "
+            "compute it again"
+        )
 
     def load(self) -> dict[tuple[int, int, int], tuple[float, float | None]]:
-        """Cells already written by an earlier run of the same command (empty when none)."""
+        """Cells already written by an earlier run of the same command (empty when none).
+
+        Raises :class:`JournalMismatch` (with the reason) for a journal of another comparison,
+        of other settings, of layers whose rows have changed since, or a damaged one; with
+        ``force``, warns instead and returns no cells (the journal is started again).
+        """
+        try:
+            return self._load()
+        except JournalMismatch as exc:
+            if not self.force:
+                raise
+            warnings.warn(f"{exc.args[0].split('; run without')[0]}; --force: computing every cell again",
+                          RepsimWarning, stacklevel=2)  # fmt: skip
+            return {}
+
+    def _load(self) -> dict[tuple[int, int, int], tuple[float, float | None]]:
         if not self.path.exists():
             return {}
-        text = self.path.read_text()
+        text = self.path.read_text(errors="replace")
         lines = text.split("\n")
         complete = lines[:-1]  # the part after the last newline may be a cut-off write
         if not complete:
@@ -126,41 +195,83 @@ class Journal:
         try:
             header = json.loads(complete[0])
         except json.JSONDecodeError:
-            raise JournalMismatch(f"{self.path}: unreadable resume journal; delete it to start over") from None
+            raise self._refuse("the resume journal is unreadable (damaged header)") from None
+        if not isinstance(header, dict):
+            raise self._refuse("the resume journal is unreadable (damaged header)")
+        recorded = header.pop(CONTENT_KEY, None)
         if header != self.header:
-            raise JournalMismatch(
-                f"{self.path}: resume journal was written by a different comparison (stores, layers, "
-                "metrics or shard differ); delete it or run without --resume"
-            )
+            keys = sorted(k for k in set(header) | set(self.header) if header.get(k) != self.header.get(k))
+            words = ", ".join(_HEADER_WORDS.get(k, k) for k in keys)
+            raise self._refuse(f"it was written by a different comparison ({words} differ)")
         done: dict[tuple[int, int, int], tuple[float, float | None]] = {}
-        for line in complete[1:]:
+        for number, line in enumerate(complete[1:], start=2):
             parts = line.split("\t")
-            if len(parts) != 5:
-                continue
-            s, i, j = int(parts[0]), int(parts[1]), int(parts[2])
-            done[(s, i, j)] = (float(parts[3]), float(parts[4]) if parts[4] else None)
+            try:
+                if len(parts) not in (5, 6):
+                    raise ValueError(line)
+                s, i, j = int(parts[0]), int(parts[1]), int(parts[2])
+                done[(s, i, j)] = (float(parts[3]), float(parts[4]) if parts[4] else None)
+                if len(parts) == 6:  # the cell's note (why its value is degenerate), JSON-quoted
+                    self.notes[(s, i, j)] = str(json.loads(parts[5]))
+            except ValueError:
+                raise self._refuse(f"line {number} of the resume journal is damaged") from None
+        if done and self.content is not None:
+            try:
+                self.content.check(recorded)
+            except ContentMismatchError as exc:
+                raise self._refuse(str(exc)) from None
         return done
 
     def open(self, resume: bool) -> None:
         """Start writing: append to a matching journal when resuming, else start a new one."""
+        self._opened = True
         if resume and self.path.exists():
-            text = self.path.read_text()
+            text = self.path.read_text(errors="replace")
             keep = text[: text.rfind("\n") + 1]
             if keep != text:  # drop a cut-off last line before appending
                 self.path.write_text(keep)
             self._fh = self.path.open("a")
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("w")
-        self._fh.write(json.dumps(self.header, sort_keys=True) + "\n")
-        self._sync()
+        header = dict(self.header)
+        if self.content is not None:
+            header[CONTENT_KEY] = self.content.record()
+        try:
+            self._fh = self.path.open("w")
+            self._fh.write(json.dumps(header, sort_keys=True) + "\n")
+            self._sync()
+        except OSError as exc:
+            self.close(remove=True)  # a journal without its header serves no resume
+            if is_disk_full(exc):
+                raise DiskFullError(
+                    f"{self.path}: no space left on device for the resume journal; nothing was kept: "
+                    "free some space and run the command again"
+                ) from exc
+            raise
 
-    def write(self, rows: Iterable[tuple[int, int, int, float, float | None]]) -> None:
-        """Append finished cells and make them durable (flush + fsync)."""
+    def write(
+        self, rows: Iterable[tuple[int, int, int, float, float | None] | tuple[int, int, int, float, float | None, str | None]]
+    ) -> None:
+        """Append finished cells ``(metric, i, j, value, std_error[, note])`` and make them durable
+        (flush + fsync)."""
         assert self._fh is not None
-        for s, i, j, value, se in rows:
-            self._fh.write(f"{s}\t{i}\t{j}\t{value!r}\t{'' if se is None else repr(se)}\n")
-        self._sync()
+        try:
+            for s, i, j, value, se, *note in rows:
+                line = f"{s}\t{i}\t{j}\t{value!r}\t{'' if se is None else repr(se)}"
+                if note and note[0]:
+                    line += "\t" + json.dumps(note[0])
+                self._fh.write(line + "\n")
+            self._sync()
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise self._disk_full() from exc
+            raise
+
+    def _disk_full(self) -> DiskFullError:
+        return DiskFullError(
+            f"{self.path}: no space left on device; this resume journal keeps the cells finished so "
+            "far (those fsynced before): free some space and run the same command with --resume, or "
+            "delete it"
+        )
 
     def _sync(self) -> None:
         assert self._fh is not None
@@ -168,8 +279,26 @@ class Journal:
         os.fsync(self._fh.fileno())
 
     def close(self, remove: bool) -> None:
+        """Close; with ``remove``, delete the journal (only one this object wrote to)."""
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # a full disk: a resume reads the cells fsynced before
+                self._fh.close()
             self._fh = None
-        if remove and self.path.exists():
+        if remove and self._opened and self.path.exists():
             self.path.unlink()
+
+
+@contextlib.contextmanager
+def journal_kept_on_disk_full(journal: Journal | None, out: str | os.PathLike[str]) -> Iterator[None]:
+    """Around writing a run's output ``out``: a full disk's error says that the journal (which
+    holds every cell) was kept, and how to finish from it."""
+    try:
+        yield
+    except DiskFullError as exc:
+        if journal is None or not journal.path.exists():
+            raise
+        raise DiskFullError(
+            f"{os.fspath(out)}: no space left on device while writing it (nothing of it was left); the "
+            f"resume journal {journal.path} keeps every computed cell: free some space and run the "
+            "same command with --resume to write the output from it, or delete the journal"
+        ) from exc

@@ -285,7 +285,9 @@ def test_ctrl_c_exits_130_and_leaves_nothing(two_stores, tmp_path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "Interrupted."
+    assert err.strip().splitlines()[-1] == (
+        f"Interrupted; continue with: repsim compare {a} -m cka -o {tmp_path / 'out.h5'} --resume"
+    )
     assert only_entries(tmp_path) == {"started"}
 
 

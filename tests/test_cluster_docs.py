@@ -62,5 +62,7 @@ def test_experiment_makefile(workdir: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert (workdir / "figures" / "cka.png").stat().st_size > 5000
     assert sorted(p.name for p in (workdir / "parts").iterdir()) == [f"cka.{k}.h5" for k in range(1, 5)]
+    # .SECONDARY: keeps the stores, which Make would otherwise delete as intermediates
+    assert sorted(p.name for p in (workdir / "stores").iterdir()) == ["seed0.h5", "seed1.h5"]
     r = sh("make -f experiment.mk -q", workdir)  # everything up to date
     assert r.returncode == 0

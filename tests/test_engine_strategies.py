@@ -269,9 +269,10 @@ def test_plan_carries_the_chosen_strategy_and_reports_its_name(budget, full_gram
     assert plan.describe().startswith(f"side: sample, {kind.name} ")
 
 
-def test_plan_adds_the_metrics_per_layer_caches_to_the_strategy_peak() -> None:
+def test_plan_adds_the_metrics_reserved_memory_to_the_strategy_peak() -> None:
     layers = costs_for([10, 20, 30])
     bare = make_plan(200, layers, n_pairs=6, budget=1 << 40, side="sample")
-    cached = make_plan(200, layers, n_pairs=6, budget=1 << 40, side="sample", layer_cache_grams=1.0)
-    assert cached.strategy.peak_bytes == bare.strategy.peak_bytes + 3 * 200 * 200 * 8
+    reserved = 3 * 200 * 200 * 8  # one layer's prepare working set and a pair of states
+    cached = make_plan(200, layers, n_pairs=6, budget=1 << 40, side="sample", reserved_bytes=reserved)
+    assert cached.strategy.peak_bytes == bare.strategy.peak_bytes + reserved
     assert dataclasses.replace(cached.strategy, peak_bytes=bare.strategy.peak_bytes) == bare.strategy

@@ -660,7 +660,7 @@ def test_unusable_layers_and_reductions_fail_cleanly(workdir: Path, tmp_path: Pa
         str(out),
     )
     assert r.exit_code == 1
-    assert "layer 'act' ran 2 times" in r.output
+    assert "layer 'act': it ran 2 times" in r.output
     assert not out.exists()
     assert not partial_path(out).exists()
 

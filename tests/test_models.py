@@ -191,6 +191,9 @@ def test_one_and_two_stores_unchanged_layout(zoo) -> None:
     assert res.layers_a == res.layers_b == ["l0", "l1", "l2"] and not res.multi_block
     res = compare_stores(paths[0], paths[1], ["cka"])
     assert res.models == ["seed0", "seed1"] and res.model_pairs == [(0, 1)]
+    back = res.block("seed1", "seed0")  # the stored block, transposed, names included
+    assert back.layers_a == res.layers_b and back.layers_b == res.layers_a
+    np.testing.assert_array_equal(back.metrics["cka"].value, res.metrics["cka"].value.T)
     assert Path(res.attrs["store_b"]).name == "seed1.h5"
 
 
@@ -212,3 +215,14 @@ def test_csv_results_read_back_with_their_models(zoo, tmp_path) -> None:
     old.write_text("metric,layer_a,layer_b,value,std_error\ncka,x,y,0.5,\ncka,x,z,0.25,\n")
     res = read_results(old)
     assert res.layers_a == ["x"] and res.layers_b == ["y", "z"] and not res.multi_block
+
+
+def test_compare_layer_globs_stay_within_a_dotted_part(make_store) -> None:
+    rng = np.random.default_rng(0)
+    layers = {name: rng.standard_normal((20, 3)) for name in
+              ("blocks.0.mlp", "blocks.0.mlp.fc1", "blocks.1.mlp", "head")}  # fmt: skip
+    path = make_store(layers)
+    one = compare_stores(path, None, ["cka"], layers_a=["blocks.*.mlp"])
+    assert one.layers_a == ["blocks.0.mlp", "blocks.1.mlp"]
+    deep = compare_stores(path, None, ["cka"], layers_a=["blocks.**"])
+    assert deep.layers_a == ["blocks.0.mlp", "blocks.0.mlp.fc1", "blocks.1.mlp"]

@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from slow_metric import slow_compare_script
 
 from repsim_cli.cli import cli
 from repsim_cli.errors import RepsimError
@@ -125,24 +125,7 @@ def test_two_runs_give_identical_bytes(stores, tmp_path) -> None:
 
 
 # A slow, per-pair metric registered only in the child process, so that a kill lands mid-run.
-SLOW_COMPARE = textwrap.dedent("""
-    import sys, time
-    import numpy as np
-    from repsim_cli.metrics import register, Cell, MetricInfo, StateCost
-    from repsim_cli.metrics.cka import linear_cka
-
-    def pair(a, b, params):
-        time.sleep(0.08)
-        return Cell(float(a[0] * b[0]))
-
-    register(MetricInfo(name="slow_test", kind="similarity", symmetric=False, bounds=(0, 1),
-             params=(), citation="test", summary="test", sides=("feature",),
-             prepare=lambda layer, params: layer.centered_covariance()[0].copy(), pair=pair,
-             state_cost=lambda n, width, side, params: StateCost(8.0 * width, 0.0), identity=1.0,
-             dense=linear_cka))
-    from repsim_cli.cli import main
-    main(sys.argv[1:])
-""")
+SLOW_COMPARE = slow_compare_script(0.08)
 
 
 def n_lines(path: Path) -> int:
@@ -194,4 +177,4 @@ def test_resume_refuses_a_journal_of_another_comparison(stores, tmp_path) -> Non
     r = run("compare", a, "-m", "cka", "-o", out, "--resume")
     assert r.exit_code == 1 and "written by a different comparison" in r.output
     r = run("compare", a, "-m", "cka", "-o", "-", "--resume")
-    assert r.exit_code == 1 and "--resume needs an output file" in r.output
+    assert r.exit_code == 2 and "--resume needs an output file" in r.output

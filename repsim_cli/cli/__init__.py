@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
+import signal
 import sys
+import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 import click
 
 from .._version import __version__
-from ._errors import RepsimGroup
+from ..errors import RepsimError
+from ._errors import RepsimGroup, discard_stdout, report_bug
+from ._resume import interrupted_message, remember_argv
 
+EXIT_OK = 0
+EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+# Signals that stop a run the way Ctrl-C does: the work is kept and the resume command printed.
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
 
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
@@ -41,7 +52,7 @@ def _register_commands() -> None:
 
     for module in (import_, info, compare, export, show, metrics):
         cli.add_command(module.command)
-    for optional in ("extract", "merge"):  # commands added by later modules, when present
+    for optional in ("extract", "merge", "verify", "layer_match"):  # commands added by later modules
         if importlib.util.find_spec(f"{__name__}.{optional}") is not None:
             cli.add_command(importlib.import_module(f"{__name__}.{optional}").command)
 
@@ -49,16 +60,69 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: runs the CLI, mapping Ctrl-C to exit code 130."""
+class _Stopped(KeyboardInterrupt):
+    """Raised in the main thread when a stop signal (SIGTERM, SIGHUP) arrives."""
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does; later ones are ignored
+    while the first is being handled (the cleanup that keeps the partial work must finish)."""
+    stopping = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise _Stopped(signal.Signals(signum).name)
+
+    previous: dict[int, Any] = {}
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            with contextlib.suppress(ValueError, OSError):  # not the main thread
+                previous[signum] = signal.signal(signum, handler)
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="repsim", standalone_mode=False)
+        yield
+    finally:
+        for signum, old in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, old)
+
+
+def _run(args: list[str]) -> int:
+    try:
+        with _stop_signals_interrupt():
+            code = cli.main(args=args, prog_name="repsim", standalone_mode=False)
+            sys.stdout.flush()
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("Interrupted.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(0)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            click.echo(interrupted_message(), err=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        discard_stdout()
+        return EXIT_OK
+    except RepsimError:  # only with --debug: the user asked for the traceback
+        traceback.print_exc()
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 (any other exception is a bug: shown, not hidden)
+        report_bug(exc)
+        return EXIT_ERROR
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point. Exit status: 0 success (also when the reader of stdout went away),
+    1 data errors (one ``Error:`` line) and bugs (a traceback), 2 usage errors, 130 interrupted
+    (Ctrl-C, SIGINT, SIGTERM, SIGHUP)."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    remember_argv(args)
+    if sys.stdout is None:  # started with stdout closed: print nothing, fail on nothing
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives until exit)
+    code = _run(args)
+    sys.exit(code)

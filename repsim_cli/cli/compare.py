@@ -21,10 +21,14 @@ from ..compare import (
     read_store_list,
 )
 from ..errors import RepsimError, ResultsError
+from ..integrity import comparison_content
 from ..results import write_results
-from ..schedule import Journal, parse_shard, shard_from_env
+from ..schedule import Journal, Shard, journal_kept_on_disk_full, resumable, shard_from_env
 from ..store import open_store
-from ._options import MetricType, SizeType, output_option, quiet_option
+from ._guard import guarded_output
+from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
+from ._provenance import run_provenance
+from ._resume import start_resumable_compare, withdraw_resume
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 
@@ -41,7 +45,8 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
               help="Layers of every store to use (globs); --layers-a/--layers-b override per side.")
 @click.option("-m", "--metric", "metrics", type=MetricType(), multiple=True, required=True,
               help="NAME[:key=value,...]; repeat for several metrics (see `repsim metrics`).")
-@output_option("Results: .csv (long format), - (CSV on stdout), or .h5/.zarr (results store).")
+@output_option("Results: .csv (long format), - (CSV on stdout), or .h5/.zarr (results store).",
+               required=False)
 @click.option("--layers-a", multiple=True, metavar="GLOB", help="Layers of STORE_A to use (globs).")
 @click.option("--layers-b", multiple=True, metavar="GLOB", help="Layers of STORE_B to use (globs).")
 @click.option("--memory", type=SizeType(), default=None, help="Memory budget, e.g. 4GiB (default: half of RAM).")
@@ -50,9 +55,11 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
               help="GEMM precision (default: float32 for float16/32 stores, float64 otherwise).")
 @click.option("--side", type=click.Choice(["auto", "sample", "feature"]), default="auto",
               help="Force the engine side (default: the planner's choice).")
-@click.option("--shard", "shard_text", default=None, metavar="K/N",
+@click.option("--shard", "shard_text", type=ShardType(), default=None, metavar="K/N",
               help="Compute shard K of N (1-based) of the cells; default from SLURM_ARRAY_TASK_ID.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from the cells it already wrote.")
+@click.option("--force", is_flag=True,
+              help="With --resume: compute again, with a warning, when the journal cannot be reused.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where Grams spill when they exceed --memory (default: beside the output).")
 @click.option("--keep-cache", is_flag=True, help="Keep the spilled Grams after the run.")
@@ -63,7 +70,8 @@ def command(
     store_args: tuple[str, ...], stores_file: str | None, pairing: str, within: bool,
     layers_all: tuple[str, ...], metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
-    side: str, shard_text: str | None, resume: bool, cache_dir: str | None, keep_cache: bool,
+    side: str, shard_text: Shard | None, resume: bool, force: bool, cache_dir: str | None,
+    keep_cache: bool,
     dry_run: bool, as_json: bool, quiet: bool,
 ) -> None:
     """Compare every layer of each store with every layer of another (or of itself).
@@ -83,15 +91,20 @@ def command(
       repsim compare a.h5 b.h5 -m cka -o part3.h5 --shard 3/8
       repsim compare a.h5 b.h5 -m cka -o cka.csv --dry-run
     """
-    if out != "-" and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
+    if out is None and not dry_run:
+        raise click.UsageError("Missing option '-o' / '--out' (only --dry-run needs none).")
+    out = out or "-"
+    if out not in ("-", os.devnull) and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ResultsError(f"{out}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)")
-    shard = parse_shard(shard_text) if shard_text else shard_from_env(os.environ)
+    shard = shard_text or shard_from_env(os.environ)
     if resume and out == "-":
-        raise RepsimError("--resume needs an output file (-o PATH), not stdout")
+        raise click.UsageError("--resume needs an output file (-o PATH), not stdout")
     named = read_store_list(store_args, stores_file)
     if not named:
         raise click.UsageError("compare needs at least one store (STORE... or --stores FILE)")
     with ExitStack() as stack:
+        stack.enter_context(guarded_output(None if dry_run else out, [p for _, p in named],
+                                           "input store"))  # fmt: skip
         opened = [(name, stack.enter_context(open_store(path))) for name, path in named]
         progress = stack.enter_context(progress_context(not quiet))
         if threads:
@@ -124,14 +137,25 @@ def command(
         if dry_run:
             click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.describe())
             return
-        journal = None if out == "-" else Journal(journal_path(out), comparison.journal_header(shard))
+        journal = None
+        if out not in ("-", os.devnull):
+            journal = Journal(journal_path(out), comparison.journal_header(shard),
+                              content=comparison_content(comparison), force=force)  # fmt: skip
+        if journal is not None and start_resumable_compare(out, comparison, journal, shard, resume, quiet):
+            return
         try:
             results = comparison.run(shard=shard, journal=journal, resume=resume)
-        finally:
+        except BaseException as exc:
             if journal is not None:
-                journal.close(remove=False)
-    write_results(results, out)
-    if journal is not None:
-        journal.close(remove=True)
+                journal.close(remove=not resumable(exc))
+            raise
+        if journal is not None:
+            journal.close(remove=False)
+        results.attrs.update(run_provenance())
+        with journal_kept_on_disk_full(journal, out):
+            write_results(results, out)
+        if journal is not None:
+            journal.close(remove=True)
+    withdraw_resume()
     if out != "-" and not quiet:
         click.echo(f"wrote {out}" + (f" (shard {shard})" if shard else ""), err=True)

@@ -8,7 +8,9 @@ import click
 
 from .._progress import StderrProgress
 from ..extract.reductions import REDUCTIONS
-from ._options import quiet_option
+from ._guard import guarded_output
+from ._options import plural, quiet_option
+from ._resume import offer_resume, withdraw_resume
 
 
 def _samples_per_second_column() -> Any:
@@ -54,8 +56,18 @@ class _ExtractProgress(StderrProgress):
     help="The store to write: .h5/.hdf5 (HDF5) or .zarr (Zarr v3).",
 )
 @click.option("--layers", "layers", multiple=True, metavar="PATTERN",
-              help="Module names to record, globs allowed ('layer*.conv2'); repeatable. "
+              help="Module names to record, globs allowed: '*' within one dotted part "
+                   "('blocks.*.mlp'), '**' across parts ('encoder.**.dense'); repeatable. "
                    "'output' is the model's own output.")  # fmt: skip
+@click.option("--exclude", "exclude", multiple=True, metavar="PATTERN",
+              help="Leave out the modules matching this glob (as --layers); repeatable.")
+@click.option("--order", type=click.Choice(["registration", "forward"]), default="registration",
+              show_default=True,
+              help="Layer order in the store: as the model registers its modules, or as their "
+                   "forward passes finish on the first batch.")  # fmt: skip
+@click.option("--strict", is_flag=True,
+              help="Stop on a chosen module that runs twice, never runs or has no batch axis "
+                   "(default: skip it with a warning).")  # fmt: skip
 @click.option(
     "--weights",
     metavar="CKPT",
@@ -70,7 +82,8 @@ class _ExtractProgress(StderrProgress):
     default="flatten",
     show_default=True,
     help="Conv maps (N,C,H,W): flatten|mean|max over space. Token sequences (N,T,D): "
-    "flatten|mean|max|cls|last (mean, max and last respect an attention_mask).",
+    "flatten|mean|max|cls|last (mean, max and last respect an attention_mask when the inputs "
+    "have one); masked-mean: mean over unmasked tokens, an error without a mask.",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
@@ -109,6 +122,11 @@ class _ExtractProgress(StderrProgress):
     help="Continue an interrupted run with the same settings from its last complete batch.",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="With --resume: extract again, with a warning, a store of other settings or inputs.",
+)
+@click.option(
     "--list-layers",
     is_flag=True,
     help="Print every module name with its output shape on one batch, and exit.",
@@ -119,6 +137,9 @@ def command(
     inputs_spec: str,
     out: str | None,
     layers: tuple[str, ...],
+    exclude: tuple[str, ...],
+    order: str,
+    strict: bool,
     weights: str | None,
     batch_size: int,
     reduction: str,
@@ -129,6 +150,7 @@ def command(
     inputs_key: str | None,
     output_index: int,
     resume: bool,
+    force: bool,
     list_layers: bool,
     quiet: bool,
 ) -> None:
@@ -145,18 +167,18 @@ def command(
       repsim extract --model nets.py:small_cnn --weights seed0.pt --inputs images.npy \\
           --layers 'conv*' --layers fc --reduce mean -o seed0.h5
       repsim extract --model bert.py:encoder --inputs tokens.h5:/input_ids \\
-          --layers 'encoder.layer.*.output' --reduce mean -o bert.zarr --resume
+          --layers 'encoder.layer.*.output' --reduce masked-mean -o bert.zarr --resume
     """
     from ..extract import _torch
 
     _torch.require_torch()
-    from ..extract.run import ExtractOptions, extract_activations, layer_table
+    from ..extract.run import ExtractOptions, extract_activations, input_paths, layer_table
     from ..extract.run import list_layers as list_model_layers
 
     options = ExtractOptions(
         layers=layers, batch_size=batch_size, reduction=reduction, dtype=dtype, device=device,
         output_index=output_index, limit=limit, inputs_key=inputs_key, ids=ids_path,
-        weights=weights,
+        weights=weights, exclude=exclude, order=order, strict=strict,
     )  # fmt: skip
     if list_layers:
         rows = [("layer", "type", "output shape", "note"),
@@ -173,22 +195,33 @@ def command(
         raise click.UsageError("Missing option '-o' / '--out' (the store to write).")
     if not layers:
         raise click.UsageError("Missing option '--layers' (see --list-layers for the names).")
-    try:
-        with _ExtractProgress(not quiet) as progress:
-            report = extract_activations(
-                model_spec, inputs_spec, out, options, resume=resume, progress=progress
-            )
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted; continue with: repsim extract ... -o {out} --resume", err=True)
-        raise
+    from ..store.streaming import partial_path
+
+    resuming = resume and partial_path(out).exists()
+    offer_resume()
+    with guarded_output(out, input_paths(model_spec, inputs_spec, options)), \
+            _ExtractProgress(not quiet) as progress:
+
+        def report_progress(description: str, completed: float, total: float) -> None:
+            nonlocal resuming
+            if resuming:
+                resuming = False
+                progress.echo(f"resuming at {completed:,.0f} / {total:,.0f} samples")
+            progress(description, completed, total)
+
+        report = extract_activations(
+            model_spec, inputs_spec, out, options, resume=resume, progress=report_progress,
+            force=force,
+        )
+    withdraw_resume()
     if quiet:
         return
     if report.already_complete:
         click.echo(f"{out} is already complete; nothing to do", err=True)
         return
-    resumed = f", resumed at sample {report.resumed_from}" if report.resumed_from else ""
+    resumed = f", resumed at sample {report.resumed_from:,}" if report.resumed_from else ""
     click.echo(
-        f"wrote {out}: {report.n_samples} samples x {len(report.layers)} layers in "
+        f"wrote {out}: {plural(report.n_samples, 'sample')} x {plural(len(report.layers), 'layer')} in "
         f"{report.seconds:.1f} s ({report.samples_per_second:,.0f} samples/s{resumed})",
         err=True,
     )

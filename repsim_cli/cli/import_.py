@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import click
 
-from ..store.importers import import_arrays, read_ids
-from ._options import output_option
+from ..store.importers import import_arrays, parse_source, read_ids
+from ._guard import guarded_output
+from ._options import output_option, plural, quiet_option
 
 
 @click.command("import")
 @click.argument("sources", nargs=-1, required=True, metavar="SRC...")
 @output_option("The store to write: .h5/.hdf5 (HDF5) or .zarr (Zarr v3).")
 @click.option("--ids", "ids_path", metavar="FILE", help="Sample ids: a text file, one per line, or a .npy array.")
-def command(sources: tuple[str, ...], out: str, ids_path: str | None) -> None:
+@quiet_option
+def command(sources: tuple[str, ...], out: str, ids_path: str | None, quiet: bool) -> None:
     """Import arrays into an activation store.
 
     Each SRC is file.npy (the layer is named by the stem), file.npz, file.safetensors or file.pt
@@ -23,6 +25,8 @@ def command(sources: tuple[str, ...], out: str, ids_path: str | None) -> None:
     Example:
       repsim import conv1=acts/conv1.npy acts/fc.npz -o model.h5 --ids ids.txt
     """
-    ids = read_ids(ids_path) if ids_path else None
-    names = import_arrays(sources, out, ids=ids)
-    click.echo(f"wrote {out}: {len(names)} layers", err=True)
+    with guarded_output(out, [*(str(parse_source(s)[1]) for s in sources), ids_path]):
+        ids = read_ids(ids_path) if ids_path else None
+        names = import_arrays(sources, out, ids=ids)
+    if not quiet:
+        click.echo(f"wrote {out}: {plural(len(names), 'layer')}", err=True)

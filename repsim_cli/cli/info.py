@@ -1,4 +1,4 @@
-"""``repsim info``: what a store holds."""
+"""``repsim info``: what a store holds, or what a results file describes."""
 
 from __future__ import annotations
 
@@ -7,19 +7,26 @@ from typing import Any
 
 import click
 
+from ..errors import RepsimError
 from ..store import open_store
 
 
 @click.command("info")
-@click.argument("store_path", metavar="STORE")
+@click.argument("store_path", metavar="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def command(store_path: str, as_json: bool) -> None:
-    """Show the layers of an activation store: shape, dtype, chunking, stats.
+    """Show what a file holds: an activation store's layers (shape, dtype, chunking, stats), or a
+    results file's metrics, stores, layers and provenance.
 
     \b
-    Example:
+    Examples:
       repsim info sample_data/digits_seed0.h5 --json
+      repsim info cka.h5
     """
+    summary = _results_summary(store_path)
+    if summary is not None:
+        _print_results(summary, as_json)
+        return
     with open_store(store_path, require_complete=False) as store:
         layers: list[dict[str, Any]] = []
         for name in store.layers:
@@ -37,8 +44,9 @@ def command(store_path: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from .._console import stdout_console
 
     table = Table(title=f"{summary['path']} ({summary['backend']}, n={summary['n_samples']}"
                   + ("" if summary["complete"] else ", INCOMPLETE") + ")")
@@ -47,4 +55,65 @@ def command(store_path: str, as_json: bool) -> None:
     for layer in layers:
         table.add_row(str(layer["name"]), "×".join(map(str, layer["shape"])), str(layer["dtype"]),
                       str(layer["chunk_rows"]), "yes" if layer["stats"] else "no")
-    Console(soft_wrap=True).print(table)
+    stdout_console(soft_wrap=True).print(table)
+
+
+def _results_summary(path: str) -> dict[str, Any] | None:
+    """What a results file (from compare or merge) holds; None when ``path`` is not one."""
+    from ..results import is_results_file, read_results
+
+    try:
+        if not is_results_file(path):
+            return None
+        results = read_results(path)
+    except (RepsimError, OSError):
+        return None
+    attrs = results.attrs
+    metrics = []
+    for m in results.metrics.values():
+        done = m.value.size if m.computed is None else int(m.computed.sum())
+        metrics.append({
+            "spec": m.spec, "name": m.name, "kind": m.kind, "symmetric": m.symmetric,
+            "params": m.params, "cells_computed": done, "cells": int(m.value.size),
+            "std_error": m.std_error is not None,
+        })  # fmt: skip
+    provenance = {key: attrs.get(key) for key in
+                  ("command", "repsim_version", "versions", "created", "host", "shard", "side",
+                   "compute_dtype") if attrs.get(key) is not None}  # fmt: skip
+    return {
+        "path": path, "kind": "results", "n_samples": attrs.get("n_samples"),
+        "stores": {"a": attrs.get("store_a"), "b": attrs.get("store_b")},
+        "fingerprints": {"a": attrs.get("fingerprint_a"), "b": attrs.get("fingerprint_b")},
+        "metrics": metrics, "layers_a": results.layers_a, "layers_b": results.layers_b,
+        "provenance": provenance,
+    }  # fmt: skip
+
+
+def _print_results(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    n = summary["n_samples"]
+    click.echo(f"{summary['path']}: similarity results" + (f", n = {n:,}" if n else ""))
+    stores = summary["stores"]
+    if stores["a"] is not None:
+        click.echo(f"  store A: {stores['a']}")
+        click.echo(f"  store B: {stores['b']}")
+    for side in ("a", "b"):
+        names = summary[f"layers_{side}"]
+        click.echo(f"  layers {side.upper()} ({len(names)}): {', '.join(names)}")
+    click.echo("  metrics:")
+    for m in summary["metrics"]:
+        extra = ", with standard errors" if m["std_error"] else ""
+        click.echo(f"    {m['spec']} ({m['kind']}): {m['cells_computed']:,} of {m['cells']:,} "
+                   f"cells computed{extra}")  # fmt: skip
+    prov = summary["provenance"]
+    labels = {"command": "command", "created": "date", "host": "host",
+              "repsim_version": "repsim", "shard": "shard", "side": "engine side",
+              "compute_dtype": "precision"}  # fmt: skip
+    for key, label in labels.items():
+        if key in prov:
+            click.echo(f"  {label}: {prov[key]}")
+    if "versions" in prov:
+        versions = ", ".join(f"{k} {v}" for k, v in dict(prov["versions"]).items())
+        click.echo(f"  versions: {versions}")

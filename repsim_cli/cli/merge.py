@@ -6,6 +6,7 @@ import click
 
 from ..merge import merge_results
 from ..results import write_results
+from ._guard import guarded_output
 from ._options import output_option
 
 
@@ -22,4 +23,5 @@ def command(shards: tuple[str, ...], out: str) -> None:
     Example:
       repsim merge parts/cka.*.h5 -o cka.h5
     """
-    write_results(merge_results(shards), out)
+    with guarded_output(out, shards, "shard"):
+        write_results(merge_results(shards), out)

@@ -298,9 +298,14 @@ class GramEngine:
         kc = self.centered_gram(ref)
         v, rowsum_c = self._row_terms(ref)
         mean = self.mean(ref)
-        k = kc + (v[:, None] + v[None, :]) + float(mean @ mean)  # exactly symmetric
+        # kc + (v_i + v_j) + ‖μ‖², built in one n×n array (exactly symmetric)
+        k = np.add.outer(v, v)
+        k += kc
+        k += float(mean @ mean)
         if center == "stimuli":
             s = rowsum_c + float(mean.sum())
-            k -= np.outer(s, s) / ref.width
+            outer = np.outer(s, s)
+            outer /= ref.width
+            k -= outer
         return k
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._units import format_size
 from ..errors import BudgetError
-from .strategies import Packed, SampleStrategy, Spilled, Stacked, Tiled
+from .strategies import DataOnly, Packed, SampleStrategy, Spilled, Stacked, Tiled
 from .strategies.base import layer_working_set
 
 Side = Literal["sample", "feature"]
@@ -123,17 +123,21 @@ def compute_dtype_for(itemsizes: Sequence[int], precision: str | None) -> str:
 
 
 def choose_sample_strategy(
-    n: int, layers: Sequence[LayerCost], c: int, n_pairs: int, budget: int, full_gram: bool
+    n: int, layers: Sequence[LayerCost], c: int, n_pairs: int, budget: int, full_gram: bool,
+    min_grams: int = 2,
 ) -> SampleStrategy:
     """The cheapest sample-side strategy that fits ``budget`` bytes, for GEMMs of itemsize ``c``.
 
     Metrics that need whole Grams (``full_gram``): :class:`Stacked`, else :class:`Spilled`;
     metrics that need only inner products: :class:`Packed`, else :class:`Tiled`. When not even
     spilling fits, :class:`Stacked` is returned and :func:`make_plan` reports that it does not fit.
+    ``min_grams``: whole Grams a spilled run must hold at once (2 when a metric takes inner
+    products of Gram pairs from them; 1 when Grams are only read by one layer's prepare stage).
     """
     if full_gram:
         stacked = Stacked.estimate(n, layers, c, n_pairs)
-        if stacked.peak_bytes <= budget or budget < 2 * n * n * 8 + layer_working_set(n, layers, c):
+        spill_floor = min_grams * n * n * 8 + layer_working_set(n, layers, c)
+        if stacked.peak_bytes <= budget or budget < spill_floor:
             return stacked
         return Spilled.estimate(n, layers, c, n_pairs, budget)
     packed = Packed.estimate(n, layers, c, n_pairs)
@@ -182,24 +186,38 @@ def make_plan(
     block_rows: int | None = None,
     metric_flops: dict[str, float] | None = None,
     full_gram: bool = True,
-    layer_cache_grams: float = 0.0,
+    reserved_bytes: int = 0,
+    min_grams: int = 2,
+    engine_work: bool = True,
 ) -> Plan:
     """Choose the side and block size for computing the Gram statistics of ``layers``.
 
     ``sides_allowed`` comes from the metrics (a metric that needs n×n Grams allows only the sample
     side). ``full_gram``: some metric needs whole n×n Grams (else the sample side may tile).
+    ``reserved_bytes``: memory the metrics' prepare stage needs beside the engine (one layer's
+    working set and room for the states of one pair), added to either side's peak.
+    ``engine_work`` False: no metric uses the engine's Grams or covariances (they read the layers
+    themselves), so the plan is :class:`DataOnly` (on the side asked for; ``auto``: sample).
     Raises :class:`BudgetError` when no allowed side fits ``budget``.
     """
     budget = budget or default_budget()
     dtype = compute_dtype_for([layer.itemsize for layer in layers], precision)
     c = np.dtype(dtype).itemsize
     rows = block_rows or _feature_rows(n, layers, c, budget)
-    cache = int(layer_cache_grams * len(layers) * n * n * 8)  # metrics' per-layer n×n caches
-    sample = choose_sample_strategy(n, layers, c, n_pairs, budget - cache, full_gram)
-    sample = replace(sample, peak_bytes=sample.peak_bytes + cache)
+    sample: SampleStrategy
+    if engine_work:
+        sample = choose_sample_strategy(n, layers, c, n_pairs, budget - reserved_bytes, full_gram,
+                                        min_grams)  # fmt: skip
+    else:
+        sample = DataOnly.estimate(n, layers)
+    sample = replace(sample, peak_bytes=sample.peak_bytes + reserved_bytes)
+    feature = _feature_side(n, layers, c, rows)
+    feature["peak_bytes"] += reserved_bytes
+    if not engine_work:  # either side is the same nothing: the metrics read the layers
+        feature = {"peak_bytes": sample.peak_bytes, "flops": sample.flops}
     costs = {
         "sample": {"peak_bytes": sample.peak_bytes, "flops": sample.flops},
-        "feature": _feature_side(n, layers, c, rows),
+        "feature": feature,
     }
     candidates = [s for s in sides_allowed if side in ("auto", s)]
     if not candidates:
@@ -217,7 +235,7 @@ def make_plan(
     data_passes = sample.passes if chosen == "sample" else 1.0
     passes = {layer.key: data_passes + (0 if layer.has_stats else 1) for layer in layers}
     bytes_read = int(sum(passes[layer.key] * n * layer.width * layer.itemsize for layer in layers))
-    strategy = sample if chosen == "sample" else Stacked.estimate(n, layers, c, n_pairs)
+    strategy = sample if chosen == "sample" or not engine_work else Stacked.estimate(n, layers, c, n_pairs)
     return Plan(
         side=chosen, n=n, compute_dtype=dtype, budget=budget,
         block_rows=rows if chosen == "feature" else 0, layers=tuple(layers),

@@ -1,24 +1,31 @@
 """Which modules to record (glob patterns over qualified names) and forward hooks that record them.
 
 Layer names are the qualified names of ``model.named_modules()`` (``layer1.0.conv2``), kept in that
-(registration) order, plus the pseudo-layer ``output``: the model's own return value, which is the
-only layer a TorchScript archive offers (scripted modules accept no forward hooks).
+(registration) order or, with ``order="forward"``, in the order their forward passes finish on the
+first batch; plus the pseudo-layer ``output``: the model's own return value, which is the only
+layer a TorchScript archive offers (scripted modules accept no forward hooks).
+
+Patterns are globs over the dotted names in which ``*`` and ``?`` stay within one component
+(``blocks.*.mlp`` matches ``blocks.3.mlp`` but not ``blocks.3.mlp.fc1``) and ``**`` crosses dots
+(``encoder.**.dense``), as path globs do for ``/``.
 """
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._warnings import RepsimWarning
 from ..errors import DataError, LayerNotFoundError, ShapeMismatchError
+from ..globs import close_names, glob_matches
 from ._torch import ModelError
 from .reductions import describe_output, reduce_output
 
 OUTPUT_LAYER = "output"
+ORDERS = ("registration", "forward")
 
 
 def layer_names(model: Any) -> list[str]:
@@ -30,42 +37,139 @@ def layer_names(model: Any) -> list[str]:
     return [*names, OUTPUT_LAYER] if OUTPUT_LAYER not in names else names
 
 
-def close_names(pattern: str, names: Sequence[str], limit: int = 6) -> list[str]:
-    """Names resembling ``pattern``: case-insensitive glob matches, then difflib's closest."""
-    folded = [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower())]
-    literal = pattern.replace("*", "").replace("?", "")
-    similar = difflib.get_close_matches(literal, names, n=limit, cutoff=0.5)
-    ordered = list(dict.fromkeys([*folded, *similar]))
-    return ordered[:limit]
+def _split_globs(patterns: Sequence[str]) -> list[str]:
+    return [g.strip() for p in patterns for g in p.split(",") if g.strip()]
 
 
-def match_layers(names: Sequence[str], patterns: Sequence[str], label: str) -> list[str]:
-    """The names matching any glob of ``patterns`` (comma-separated globs allowed), in model order.
-
-    Raises
-    ------
-    LayerNotFoundError
-        A glob matches nothing; the message lists close names (or the first names) of the model.
-    """
-    globs = [g.strip() for p in patterns for g in p.split(",") if g.strip()]
-    if not globs:
-        raise LayerNotFoundError(f"{label}: no --layers pattern given (see --list-layers)")
+def _check_globs(globs: Sequence[str], names: Sequence[str], label: str, option: str) -> None:
     for glob in globs:
-        if not any(fnmatch.fnmatchcase(name, glob) for name in names):
+        if not any(glob_matches(glob, name) for name in names):
             close = close_names(glob, names)
             hint = (
                 f"close names: {', '.join(close)}"
                 if close
                 else f"modules: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
             )
-            raise LayerNotFoundError(
-                f"{label}: no module matches {glob!r}; {hint} (see --list-layers)"
-            )
-    return [name for name in names if any(fnmatch.fnmatchcase(name, g) for g in globs)]
+            what = "no module matches" if option == "--layers" else f"{option}: no module matches"
+            raise LayerNotFoundError(f"{label}: {what} {glob!r}; {hint} (see --list-layers)")
+
+
+def match_layers(
+    names: Sequence[str], patterns: Sequence[str], label: str, exclude: Sequence[str] = ()
+) -> list[str]:
+    """The names matching any glob of ``patterns`` and none of ``exclude`` (comma-separated globs
+    allowed; see :func:`glob_regex`), in model order.
+
+    Raises
+    ------
+    LayerNotFoundError
+        A glob (of either list) matches nothing, or nothing is left after the exclusions; the
+        message lists close names (or the first names) of the model.
+    """
+    globs, excluded = _split_globs(patterns), _split_globs(exclude)
+    if not globs:
+        raise LayerNotFoundError(f"{label}: no --layers pattern given (see --list-layers)")
+    _check_globs(globs, names, label, "--layers")
+    _check_globs(excluded, names, label, "--exclude")
+    chosen = [name for name in names if any(glob_matches(g, name) for g in globs)
+              and not any(glob_matches(g, name) for g in excluded)]  # fmt: skip
+    if not chosen:
+        raise LayerNotFoundError(f"{label}: --exclude leaves none of the layers --layers matched")
+    return chosen
 
 
 def _run_model(model: Any, x: Any, mask: Any) -> Any:
     return model(x) if mask is None else model(x, attention_mask=mask)
+
+
+def batch_axis_problem(tensor: Any, batch: int) -> str | None:
+    """Why an output cannot be stored as one row per sample of a batch of ``batch``, or None."""
+    shape = tuple(int(s) for s in tensor.shape)
+    if len(shape) == 0:
+        return "its output is a scalar, not one row per sample"
+    if shape[0] != batch:
+        return (
+            f"its output of shape {shape} has no batch axis (axis 0 has {shape[0]}, the batch "
+            f"{batch} samples): it is the same for every sample (a position embedding, a "
+            "buffer), so there is no row per sample to store"
+        )
+    return None
+
+
+def probe_layers(
+    model: Any, x: Any, mask: Any, names: Sequence[str], *, output_index: int = 0,
+    order: str = "registration", strict: bool = False, label: str = "model",
+) -> list[str]:  # fmt: skip
+    """Run one batch with a hook on each chosen module; keep those that can be stored.
+
+    A module that never runs in the forward pass (a container such as a ModuleList), that runs
+    more than once (a shared module: no single output per sample), or whose output has no batch
+    axis (a position embedding) is skipped with a :class:`RepsimWarning` naming it and why; with
+    ``strict`` it stops the run instead. ``order="forward"``: the kept names in the order their
+    modules finished on this batch (``output`` last), instead of registration order.
+
+    Raises
+    ------
+    DataError
+        With ``strict``, a chosen module that cannot be stored; or none of them can be.
+    """
+    if order not in ORDERS:
+        raise DataError(f"unknown --order {order!r}; use {' or '.join(ORDERS)}")
+    modules = dict(model.named_modules())
+    hooked = [n for n in names if n in modules and n != ""]
+    calls: Counter[str] = Counter()
+    finished: list[str] = []
+    outputs: dict[str, Any] = {}
+
+    def hook_for(name: str) -> Any:
+        def hook(module: Any, args: Any, output: Any) -> None:
+            calls[name] += 1
+            if calls[name] == 1:
+                finished.append(name)
+                outputs[name] = output
+
+        return hook
+
+    handles = [modules[n].register_forward_hook(hook_for(n)) for n in hooked]
+    try:
+        output = _run_model(model, x, mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if OUTPUT_LAYER in names and OUTPUT_LAYER not in modules:
+        calls[OUTPUT_LAYER] = 1
+        finished.append(OUTPUT_LAYER)
+        outputs[OUTPUT_LAYER] = output
+    batch = int(x.shape[0])
+    problems: dict[str, str] = {}
+    for name in names:
+        if calls[name] == 0:
+            problems[name] = "it did not run in the forward pass (a container such as a ModuleList?)"
+        elif calls[name] > 1:
+            problems[name] = (f"it ran {calls[name]} times in one forward pass (a shared module), "
+                              "so it has no single output per sample")  # fmt: skip
+        else:
+            try:
+                tensor, _ = describe_output(outputs[name], output_index)
+            except DataError as exc:
+                problems[name] = f"its {exc}"
+                continue
+            why = batch_axis_problem(tensor, batch)
+            if why is not None:
+                problems[name] = why
+    if problems and (strict or len(problems) == len(names)):
+        detail = "; ".join(f"layer {n!r}: {why}" for n, why in problems.items())
+        advice = "leave it out of --layers (or --exclude it)" if len(problems) == 1 else \
+            "leave them out of --layers (or --exclude them)"
+        raise DataError(f"{label}: {detail}: {advice}; see --list-layers")
+    for name, why in problems.items():
+        warnings.warn(f"{label}: layer {name!r} skipped: {why} (--strict stops instead)",
+                      RepsimWarning, stacklevel=2)  # fmt: skip
+    kept = [n for n in names if n not in problems]
+    if order == "forward":
+        rank = {n: i for i, n in enumerate(finished)}
+        kept.sort(key=lambda n: rank[n])
+    return kept
 
 
 @dataclass(frozen=True)
@@ -121,6 +225,7 @@ class LayerCapture:
         self._inner = inner
         self._handles: list[Any] = []
         self._mask: Any = None
+        self._batch: int | None = None
         self.rows: dict[str, Any] = {}
         # Where recorded rows go: None keeps a private copy of each in ``rows``; a callable
         # ``sink(name, rows)`` is handed each layer's rows inside its hook and must copy them
@@ -148,6 +253,9 @@ class LayerCapture:
 
         try:
             tensor, note = describe_output(output, self.output_index)
+            why = None if self._batch is None else batch_axis_problem(tensor, self._batch)
+            if why is not None:
+                raise ShapeMismatchError(f"cannot be stored: {why}")
             rows, applied, used_mask = reduce_output(tensor, self.reduction, self._mask)
         except (DataError, ShapeMismatchError) as exc:
             raise type(exc)(f"{self.label}: layer {name!r}: {exc}") from None
@@ -174,6 +282,7 @@ class LayerCapture:
         """One forward pass; return ``{name: (N, *feature_shape) tensor}`` in model order."""
         self.rows, self._calls = {}, Counter()
         self._mask = mask
+        self._batch = int(x.shape[0]) if hasattr(x, "shape") and len(x.shape) else None
         output = _run_model(self.model, x, mask)
         if OUTPUT_LAYER in self.names and OUTPUT_LAYER not in self._inner:
             self._calls[OUTPUT_LAYER] += 1

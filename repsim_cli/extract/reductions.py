@@ -9,8 +9,11 @@ Reductions, by the rank of the picked tensor (N = samples of the batch):
 (N,) or (N, D)            stored as is (recorded as ``none``) whatever ``--reduce`` says
 (N, T, D) token sequence  ``flatten``: (T, D); ``mean``/``max`` over tokens; ``cls``: token 0;
                           ``last``: the last token. With an attention mask (N, T), ``mean``,
-                          ``max`` and ``last`` use only the unmasked tokens.
+                          ``max`` and ``last`` use only the unmasked tokens; without one they
+                          use every token. ``masked-mean`` is ``mean`` that requires the mask:
+                          an error, never a silent mean over padding, when there is none.
 (N, C, *spatial) maps     ``flatten``: (C, *spatial); ``mean``/``max`` over the spatial axes
+                          (``masked-mean``: as ``mean``; a mask has no meaning here)
 ========================  =============================================================
 
 Every reduction runs in the output's own dtype with plain torch operations, so the stored rows
@@ -23,7 +26,7 @@ from typing import Any
 
 from ..errors import DataError, ShapeMismatchError
 
-REDUCTIONS = ("flatten", "mean", "max", "cls", "last")
+REDUCTIONS = ("flatten", "mean", "masked-mean", "max", "cls", "last")
 HIDDEN_STATE_KEY = "last_hidden_state"
 
 
@@ -100,6 +103,19 @@ def _reduce_tokens(t: Any, mode: str, mask: Any) -> tuple[Any, str, bool]:
     if mode in {"flatten", "cls"}:
         return (t if mode == "flatten" else t[:, 0]), mode, False
     keep = _token_mask(t, mask)
+    if keep is None and mode == "masked-mean":
+        if mask is None:
+            raise DataError(
+                "--reduce masked-mean needs an attention mask, and the inputs have none (an "
+                "'attention_mask' array beside them); use --reduce mean to average every token"
+            )
+        raise ShapeMismatchError(
+            f"--reduce masked-mean: the attention mask's shape {tuple(mask.shape)} does not fit "
+            f"this token sequence (N, T, D) = {tuple(t.shape)}; use --reduce mean to average "
+            "every token"
+        )
+    if mode == "masked-mean":
+        mode = "mean"
     if keep is None:
         reduced = {"mean": lambda: t.mean(dim=1), "max": lambda: t.amax(dim=1),
                    "last": lambda: t[:, -1]}[mode]()  # fmt: skip
@@ -121,7 +137,7 @@ def reduce_output(t: Any, mode: str, mask: Any = None) -> tuple[Any, str, bool]:
     ----------
     t : Tensor
         (N, ...) output of one batch; non-float outputs are converted to float32, bfloat16 too.
-    mode : {"flatten", "mean", "max", "cls", "last"}
+    mode : {"flatten", "mean", "masked-mean", "max", "cls", "last"}
         See the module docstring for what each does at each rank.
     mask : Tensor, optional
         (N, T) attention mask (nonzero = keep); used for (N, T, D) outputs with the same N, T.
@@ -137,7 +153,7 @@ def reduce_output(t: Any, mode: str, mask: Any = None) -> tuple[Any, str, bool]:
     ShapeMismatchError
         ``cls``/``last`` asked of a feature map (N, C, H, ...), or an output of rank 0.
     DataError
-        A sample's attention mask is all zero.
+        A sample's attention mask is all zero; ``masked-mean`` of tokens without a mask.
 
     References
     ----------
@@ -163,4 +179,6 @@ def reduce_output(t: Any, mode: str, mask: Any = None) -> tuple[Any, str, bool]:
     if mode == "flatten":
         return t, "flatten", False
     spatial = tuple(range(2, t.dim()))
+    if mode == "masked-mean":
+        mode = "mean"
     return (t.mean(dim=spatial) if mode == "mean" else t.amax(dim=spatial)), mode, False

@@ -5,16 +5,15 @@ few buffers of one on-disk chunk each (the one being filled, and those queued fo
 before being written whole (whole-chunk writes spare Zarr a read-modify-write of a chunk per
 batch, and go to disk past the page cache). Column sums are accumulated as the chunks are written.
 
-Interruption and resume. The store is written under a fixed hidden sibling name
-(``.NAME.partial.h5`` for ``NAME.h5``), marked ``complete = False``, and renamed onto the target
-only after its last batch and its stats are written. When chunk writes advance the rows that every
-layer has written, the file is flushed and the root attribute ``rows_written`` ({layer: rows on
-disk}) advanced; a batch is complete once every layer has written its rows. Writing runs in a
-background thread, overlapping the next forward pass. ``--resume`` reopens the partial store,
-checks that it was started with the same model, weights, inputs, layers and settings, recomputes
-the column sums of the rows kept chunk by chunk (exactly as they were first accumulated), reloads
-the rows of the unfinished chunks, and continues from the last complete batch. The forward pass
-being deterministic, the result equals an uninterrupted run's store.
+Interruption and resume: the store is written as a resumable streaming write
+(:mod:`repsim_cli.store.streaming`) under a hidden partial name, renamed onto the target only after
+its last batch and its stats are written; writing runs in a background thread, overlapping the
+next forward pass, which also hashes each batch's inputs. ``--resume`` continues the partial store
+from its last complete batch after checking that it was started with the same model, weights,
+layers and settings and from the same inputs (their digest over the rows kept); on a complete
+store it checks the whole inputs' digest before saying there is nothing to do. The forward pass
+being deterministic, the result equals an uninterrupted run's store. The output's lock is held
+for the whole run, so a second extraction into the same store stops at once.
 """
 
 from __future__ import annotations
@@ -23,33 +22,43 @@ import contextlib
 import json
 import math
 import platform
-import queue
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .._allocator import aligned_empty, retain_freed_memory
-from .._atomic import remove_path, replace_path
+from .._allocator import retain_freed_memory
+from .._atomic import remove_path, replace_path, signals_deferred, terminate_cleanly
 from .._progress import ProgressFn, no_progress
 from .._version import __version__
 from .._warnings import RepsimWarning
-from ..errors import DataError, RepsimError, StoreError
-from ..store import StoreWriter, open_store
+from ..errors import ContentMismatchError, DataError, DiskFullError, RepsimError, StoreError
+from ..outputs import check_not_input, is_disk_full, output_lock
+from ..store import open_store
 from ..store._container import backend_for
-from ..store.base import TARGET_CHUNK_BYTES, LayerSpec
+from ..store.base import TARGET_CHUNK_BYTES, LayerSpec, check_unique_ids
+from ..store.streaming import (
+    INPUTS_DIGEST_ATTR,
+    InputsDigest,
+    StreamingWrite,
+    WriterThread,
+    new_stream,
+    partial_path,
+    reopen_stream,
+)
 from ._torch import require_torch
-from .hooks import LayerCapture, LayerListing, layer_names, list_layer_outputs, match_layers
+from .hooks import LayerCapture, LayerListing, list_layer_outputs
 from .inputs import InputSource, open_inputs
 from .models import LoadedModel, load_model
 from .reductions import REDUCTIONS
+from .selection import choose_layers, refuse_to_overwrite
 
+T = TypeVar("T")
 STORE_DTYPES = ("float32", "float16")
 # Commit granularity: a layer's chunk spans at most this many batches, so a killed run loses at
 # most this many batches of work (narrow layers would otherwise get chunks of 10^5 rows).
@@ -77,6 +86,9 @@ class ExtractOptions:
     inputs_key: str | None = None
     ids: str | None = None
     weights: str | None = None
+    exclude: tuple[str, ...] = ()
+    order: str = "registration"
+    strict: bool = False
 
     def check(self) -> None:
         """Raise :class:`DataError` for values no run can use."""
@@ -103,12 +115,6 @@ class ExtractReport:
     @property
     def samples_per_second(self) -> float:
         return self.computed / self.seconds if self.seconds > 0 else float("nan")
-
-
-def partial_path(out: str | Path) -> Path:
-    """The fixed hidden sibling an extraction writes to before renaming: ``.NAME.partial.h5``."""
-    final = Path(out)
-    return final.with_name(f".{final.stem}.partial{final.suffix}")
 
 
 def plan_chunk_rows(row_bytes: int, batch_size: int, n: int, target: int | None = None) -> int:
@@ -180,6 +186,17 @@ def _check_float16(rows: Any, label: str) -> None:
         raise DataError(f"{label}: values up to {peak:.3g} overflow float16; use --dtype float32")
 
 
+def _float16_check(label: str) -> Callable[[Any], None]:
+    """The overflow test of a float16 layer's rows (tensors; rows reloaded on resume are not
+    tested again)."""
+
+    def check(rows: Any) -> None:
+        if not isinstance(rows, np.ndarray):
+            _check_float16(rows, label)
+
+    return check
+
+
 def _copy_rows(dst: np.ndarray, src: Any) -> None:
     """Copy rows (a tensor on any device, or an array) into ``dst``, converting to its dtype with
     round-to-nearest-even as NumPy's ``astype`` does (exact for float32 into float32)."""
@@ -187,129 +204,6 @@ def _copy_rows(dst: np.ndarray, src: Any) -> None:
         np.copyto(dst, src, casting="unsafe")
     else:
         require_torch().from_numpy(dst).copy_(src)
-
-
-class _LayerChunks:
-    """One layer's rows on their way to disk, gathered into whole on-disk chunks.
-
-    Rows are copied once, by the thread running the model (inside the layer's forward hook,
-    with torch's threads), into page-aligned chunk buffers; the writer thread writes each full
-    chunk straight from its buffer and hands the buffer back for reuse. ``start`` is the first
-    row of the chunk being filled, of which ``held`` rows are in hand. A chunk is full at
-    ``chunk_rows`` rows, or at row n for the last one.
-    """
-
-    def __init__(
-        self, name: str, chunk_rows: int, n: int, feature_shape: tuple[int, ...],
-        dtype: np.dtype[Any], start: int = 0, label: str = "",
-    ) -> None:  # fmt: skip
-        self.name = name
-        self.chunk_rows = chunk_rows
-        self.n = n
-        self.start = start
-        self.held = 0
-        self.label = label or f"layer {name!r}"
-        self._shape = (chunk_rows, *feature_shape)
-        self._dtype = dtype
-        self._current: np.ndarray | None = None
-        self._full: list[tuple[int, np.ndarray, int]] = []
-        self._free: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
-
-    def take(self, rows: Any) -> None:
-        """Copy the layer's next rows ((k, *feature_shape): a tensor, or an array) into chunk
-        buffers; each chunk they fill waits for :meth:`full_chunks`."""
-        if self._dtype == np.float16 and not isinstance(rows, np.ndarray):
-            _check_float16(rows, self.label)
-        first = 0
-        while first < len(rows):
-            size = min(self.chunk_rows, self.n - self.start)
-            if self._current is None:
-                self._current = self._buffer()
-            count = min(size - self.held, len(rows) - first)
-            _copy_rows(self._current[self.held : self.held + count], rows[first : first + count])
-            self.held += count
-            first += count
-            if self.held == size:
-                self._full.append((self.start, self._current, size))
-                self._current, self.start, self.held = None, self.start + size, 0
-
-    def full_chunks(self) -> list[tuple[int, np.ndarray, int]]:
-        """The chunks filled since the last call, as (first row, buffer, rows)."""
-        full, self._full = self._full, []
-        return full
-
-    def release(self, buffer: np.ndarray) -> None:
-        """Give back a written chunk's buffer for reuse (from the writer thread)."""
-        self._free.put(buffer)
-
-    def _buffer(self) -> np.ndarray:
-        # At most a few buffers exist: chunks in flight are bounded by the writer's queue.
-        # Page-aligned, so that the writer sends whole chunks to disk without a staging copy.
-        try:
-            return self._free.get_nowait()
-        except queue.Empty:
-            return aligned_empty(self._shape, self._dtype)
-
-
-Chunks = dict[str, list[tuple[int, np.ndarray, int]]]
-
-
-@dataclass
-class _Run:
-    """State of one extraction: each layer's chunks, the next row to compute, ``written`` (rows
-    [0, k) of each layer on disk, kept by the writer thread), ``committed`` (the rows that every
-    layer has durably written: a resume starts there), and the store's writer. A new store is
-    made by ``create`` in the writer thread (:meth:`open`), while the next batch runs."""
-
-    layers: dict[str, _LayerChunks]
-    next_row: int
-    written: dict[str, int]
-    committed: int = 0
-    writer: StoreWriter | None = None
-    create: Callable[[], StoreWriter] | None = None
-
-    def open(self) -> StoreWriter:
-        """The store's writer, made on first use."""
-        if self.writer is None:
-            assert self.create is not None
-            self.writer = self.create()
-        return self.writer
-
-    def take(self, name: str, rows: Any) -> None:
-        """The capture's sink: copy a layer's rows of the current batch into its chunks."""
-        self.layers[name].take(rows)
-
-    def full_chunks(self) -> Chunks:
-        """Every layer's chunks filled since the last call, for :meth:`write`."""
-        return {name: layer.full_chunks() for name, layer in self.layers.items()}
-
-    def write(self, chunks: Chunks) -> None:
-        """Write full chunks ({layer: [(first row, buffer, rows)]}) and give their buffers
-        back; when every layer has written further, record it (a resume starts at the
-        least-written layer, so marks in between would serve nothing and cost a metadata write
-        each)."""
-        writer = self.open()
-        for name, items in chunks.items():
-            for first, buffer, rows in items:
-                writer.write_rows(name, first, buffer[:rows])
-                self.layers[name].release(buffer)
-                self.written[name] = first + rows
-        committed = min(self.written.values())
-        if committed > self.committed:
-            # Data first, then the marks: a mark never claims rows that are not on disk.
-            writer.flush()
-            writer.mark_rows_written(dict(self.written))
-            writer.flush()
-            self.committed = committed
-
-    def finish(self, n: int) -> None:
-        """Record the whole store as written (rows up to n were all taken, so written)."""
-        writer = self.open()
-        unwritten = [name for name, rows in self.written.items() if rows != n]
-        if unwritten:
-            raise StoreError(f"{writer.path}: rows of {', '.join(unwritten)} were not written")
-        writer.flush()
-        writer.mark_rows_written(dict.fromkeys(self.layers, n))
 
 
 @contextlib.contextmanager
@@ -330,55 +224,6 @@ def _short_gil_slices() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-class _WriterThread:
-    """Writes the chunks of a run in a background thread, in order, while the next batch runs.
-
-    The model's kernels release the GIL, so disk writes and column sums overlap the forward pass.
-    At most ``depth`` batches' chunks wait in the queue, so memory stays bounded. An error in the
-    thread is raised in the caller at its next :meth:`put` or at :meth:`close`.
-    """
-
-    def __init__(self, run: _Run, depth: int = 2) -> None:
-        self.run = run
-        self._queue: queue.Queue[Chunks | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._loop, name="repsim-extract-writer", daemon=True
-        )
-        self._thread.start()
-
-    def _loop(self) -> None:
-        try:
-            self.run.open()
-        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
-            self._error = exc
-        while True:
-            chunks = self._queue.get()
-            if chunks is None:
-                return
-            if self._error is None:
-                try:
-                    self.run.write(chunks)
-                except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
-                    self._error = exc
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def put(self, chunks: Chunks) -> None:
-        self._raise()
-        if any(chunks.values()):
-            self._queue.put(chunks)
-
-    def close(self) -> None:
-        """Wait until every queued chunk is written; raise the thread's error, if any."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        self._raise()
-
-
 def _start_run(
     path: Path,
     inputs: InputSource,
@@ -387,11 +232,11 @@ def _start_run(
     first: dict[str, Any],
     opts: ExtractOptions,
     label: str,
-) -> _Run:
-    """A new run for the layers of the first batch (``first``: {name: tensor}), holding that
+) -> StreamingWrite:
+    """A new write for the layers of the first batch (``first``: {name: tensor}), holding that
     batch's rows; its store is made by the writer thread."""
     store_dtype = np.dtype(opts.dtype)
-    layers, layouts = {}, []
+    specs = []
     for name, block in first.items():
         applied, used_mask, note, module_type = capture.applied[name]
         feature_shape = tuple(int(s) for s in block.shape[1:])
@@ -399,72 +244,66 @@ def _start_run(
                                inputs.n)  # fmt: skip
         attrs = {"reduction": applied, "module": module_type, "output": note,
                  "attention_mask": used_mask}  # fmt: skip
-        layouts.append(LayerSpec(name, feature_shape, store_dtype, attrs, rows))
-        layers[name] = _LayerChunks(name, rows, inputs.n, feature_shape, store_dtype,
-                                    label=f"{label}: layer {name!r}")  # fmt: skip
-
-    def create() -> StoreWriter:
-        remove_path(path)
-        writer = StoreWriter(path, inputs.ids, source=source)
-        try:
-            writer.add_layers(layouts)
-            writer.flush()
-        except BaseException:
-            writer.abort()
-            remove_path(path)
-            raise
-        return writer
-
-    run = _Run(layers, next_row=0, written=dict.fromkeys(layers, 0), create=create)
+        specs.append(LayerSpec(name, feature_shape, store_dtype, attrs, rows))
+    labels = {name: f"{label}: layer {name!r}" for name in first}
+    run = new_stream(path, inputs.ids, source, specs, copy=_copy_rows, labels=labels,
+                     check=lambda name: _float16_check(labels[name]) if store_dtype == np.float16 else None)  # fmt: skip
     for name, block in first.items():
         run.take(name, block)
     return run
 
 
-def _reopen(path: Path, source: dict[str, Any], names: list[str], n: int) -> _Run | None:
-    """The partial store as a run to continue, or None when it must be started again."""
-    try:
-        writer = StoreWriter.reopen(path)
-    except (StoreError, OSError, KeyError, ValueError) as exc:
-        warnings.warn(f"{path}: cannot continue the partial store ({exc}); starting again",
-                      RepsimWarning, stacklevel=3)  # fmt: skip
-        return None
-    try:
-        _check_same_run(path, writer.attrs().get("source", {}), source)
-        if writer.layers != names:
-            writer.abort()
-            return None
-        resume_at = min(writer.rows_written().values())
-        layers, written = {}, {}
-        for name in names:
-            chunk = writer.layer_chunk_rows(name)
-            chunk_start = (resume_at // chunk) * chunk
-            writer.restore_stats(name, chunk_start, chunk)
-            layers[name] = _LayerChunks(name, chunk, n, writer.layer_feature_shape(name),
-                                        writer.layer_dtype(name), start=chunk_start)  # fmt: skip
-            layers[name].take(writer.read_rows(name, chunk_start, resume_at))
-            written[name] = chunk_start
-    except BaseException:
-        writer.abort()
-        raise
-    return _Run(layers, next_row=resume_at, written=written, committed=resume_at, writer=writer)
+def _hash_inputs(inputs: InputSource, rows: int, batch_size: int) -> InputsDigest:
+    """The digest of the inputs' first ``rows`` rows (read again in batches)."""
+    digest = InputsDigest(inputs.ids)
+    for start in range(0, rows, batch_size):
+        digest.update(*inputs.batch(start, min(start + batch_size, rows)))
+    return digest
 
 
-def _check_same_run(path: Path, written: dict[str, Any], wanted: dict[str, Any]) -> None:
-    differing = sorted(k for k in set(written) | set(wanted) if written.get(k) != wanted.get(k))
-    if differing:
-        raise StoreError(
-            f"{path}: the partial store was started with different settings "
-            f"({', '.join(differing)}); run without --resume to start again"
-        )
-
-
-def _already_done(out: Path, source: dict[str, Any]) -> bool:
+def _check_complete_store(out: Path, inputs: InputSource, source: dict[str, Any], batch_size: int) -> bool:
+    """Whether ``out`` is a complete store of this very extraction (same settings and the same
+    inputs, hashed again); raise :class:`ContentMismatchError` when its inputs differ."""
     try:
         with open_store(out) as store:
-            return bool(store.attrs.get("source") == source)
+            if store.attrs.get("source") != source:
+                return False
+            recorded = store.attrs.get(INPUTS_DIGEST_ATTR) or {}
     except (RepsimError, OSError):
         return False
+    if recorded.get("rows") != inputs.n:
+        raise ContentMismatchError(
+            f"{out}: the store records no digest of its inputs (written by an older repsim), so "
+            "it cannot be known to match them; run without --resume (or add --force) to extract it again"
+        )
+    if _hash_inputs(inputs, inputs.n, batch_size).hexdigest() != recorded.get("sha256"):
+        raise ContentMismatchError(
+            f"{out}: the store was extracted from other inputs (their content or ids differ from "
+            "those now given, though file, shape and dtype agree); run without --resume (or add "
+            "--force) to extract it again"
+        )
+    return True
+
+
+def _forced(force: bool, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``call(*args, **kwargs)``; with ``force``, a :class:`ContentMismatchError` it raises
+    becomes a warning and None (the work is done again)."""
+    try:
+        return call(*args, **kwargs)
+    except ContentMismatchError as exc:
+        if not force:
+            raise
+        message = str(exc).split("; run without --resume")[0]
+        warnings.warn(f"{message}; --force: extracting again", RepsimWarning, stacklevel=3)
+        return None
+
+
+def input_paths(model_spec: str, inputs_spec: str, options: ExtractOptions) -> list[str]:
+    """The files an extraction reads (model file, weights, inputs, ids), which its output must not be."""
+    from .inputs import split_input_spec
+
+    model_file = model_spec.rsplit(":", 1)[0] if ":" in model_spec else model_spec
+    return [p for p in (model_file, options.weights, str(split_input_spec(inputs_spec)[0]), options.ids) if p]
 
 
 def _open_all(
@@ -484,6 +323,7 @@ def extract_activations(
     *,
     resume: bool = False,
     progress: ProgressFn = no_progress,
+    force: bool = False,
 ) -> ExtractReport:
     """Run a model over its inputs and stream the chosen layers' outputs into a new store.
 
@@ -499,8 +339,11 @@ def extract_activations(
     options : ExtractOptions
         Layers (globs), batch size, reduction, dtype, device, ...
     resume : bool
-        Continue the partial store of an interrupted run with the same settings (else start
-        again). The result equals an uninterrupted run's store.
+        Continue the partial store of an interrupted run with the same settings and inputs (else
+        start again). The result equals an uninterrupted run's store.
+    force : bool
+        With ``resume``: a partial or complete store of other settings or inputs is extracted
+        again (with a warning) instead of refused.
     progress : callable
         ``progress("extract", samples_done, n)`` after every batch.
 
@@ -517,19 +360,27 @@ def extract_activations(
     torch = require_torch()
     final = Path(out)
     backend_for(final)
+    check_not_input(final, input_paths(model_spec, inputs_spec, options))
+    check_not_input(partial_path(final), input_paths(model_spec, inputs_spec, options))
     retain_freed_memory()
-    model, inputs = _open_all(model_spec, inputs_spec, options)
-    with inputs:
-        names = match_layers(layer_names(model.module), options.layers, model.spec)
-        source = _source(model, inputs, names, options)
-        path = partial_path(final)
-        if resume and not path.exists() and final.exists() and _already_done(final, source):
-            return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
-        with torch.inference_mode(), _short_gil_slices(), LayerCapture(
-            model.module, names, options.reduction, options.output_index, model.scripted,
-            model.spec,
-        ) as capture:  # fmt: skip
-            return _stream(model, inputs, capture, source, names, final, options, resume, progress)
+    with output_lock(final):
+        model, inputs = _open_all(model_spec, inputs_spec, options)
+        with inputs:
+            check_unique_ids(inputs.ids, inputs.ids_from if inputs.ids_from != "range" else str(inputs.path))
+            names = choose_layers(model, inputs, options, _to_torch, _model_float_dtype(model.module))
+            source = _source(model, inputs, names, options)
+            path = partial_path(final)
+            if resume and not path.exists() and final.exists():
+                done = _forced(force, _check_complete_store, final, inputs, source, options.batch_size)
+                if done:
+                    return ExtractReport(final, inputs.n, names, inputs.n, already_complete=True)
+                if done is False and not force:  # made with other settings: never replaced silently
+                    refuse_to_overwrite(final, source)
+            with torch.inference_mode(), _short_gil_slices(), terminate_cleanly(), LayerCapture(
+                model.module, names, options.reduction, options.output_index, model.scripted,
+                model.spec,
+            ) as capture:  # fmt: skip
+                return _stream(model, inputs, capture, source, names, final, options, resume, progress, force)
 
 
 def _stream(
@@ -542,20 +393,25 @@ def _stream(
     opts: ExtractOptions,
     resume: bool,
     progress: ProgressFn,
+    force: bool = False,
 ) -> ExtractReport:
     path = partial_path(final)
     float_dtype = _model_float_dtype(model.module)
     n = inputs.n
-    run: _Run | None = None
+    run: StreamingWrite | None = None
     if resume and path.exists():
-        if _already_done(path, source):  # killed between finishing the store and renaming it
+        # killed between finishing the store and renaming it
+        if _forced(force, _check_complete_store, path, inputs, source, opts.batch_size):
             replace_path(path, final)
             return ExtractReport(final, n, names, n, already_complete=True)
-        run = _reopen(path, source, names, n)
+        run = _forced(force, reopen_stream, path, source, names, n,
+                      lambda rows: _hash_inputs(inputs, rows, opts.batch_size), copy=_copy_rows,
+                      check=lambda name: _float16_check(f"{model.spec}: layer {name!r}")
+                      if opts.dtype == "float16" else None)  # fmt: skip
     started_at = run.next_row if run is not None else 0
     writer_thread = None
     if run is not None:
-        writer_thread = _WriterThread(run)
+        writer_thread = WriterThread(run)
         capture.sink = run.take
     clock = time.perf_counter()
     try:
@@ -569,10 +425,10 @@ def _stream(
                                   _to_torch(mask, float_dtype, opts.device))  # fmt: skip
             if run is None:
                 run = _start_run(path, inputs, source, capture, outputs, opts, model.spec)
-                writer_thread = _WriterThread(run)
+                writer_thread = WriterThread(run)
                 capture.sink = run.take
             assert writer_thread is not None
-            writer_thread.put(run.full_chunks())
+            writer_thread.put(run.full_chunks(), (x, mask))
             row = stop
             progress("extract", row, n)
         if run is None or writer_thread is None:
@@ -580,21 +436,40 @@ def _stream(
         writer_thread.close()
         run.finish(n)
         run.open().finalize()
-    except BaseException:
-        if writer_thread is not None:
-            # The batches already queued are complete: keep them. The error to report is the
-            # original one, not one the writer may also have hit.
-            with contextlib.suppress(BaseException):
-                writer_thread.close()
-        if run is not None:
-            if run.writer is not None:
-                run.writer.abort()
-            if run.committed == 0 and started_at == 0:
-                remove_path(path)
+    except BaseException as exc:
+        with signals_deferred():
+            if writer_thread is not None:
+                # The batches already queued are complete: keep them. The error to report is the
+                # original one, not one the writer may also have hit.
+                with contextlib.suppress(BaseException):
+                    writer_thread.close()
+            kept = 0
+            if run is not None:
+                if run.writer is not None:
+                    run.writer.abort()
+                kept = run.committed
+                # An interrupted run keeps its partial store (--resume continues it); a failed one
+                # that wrote nothing leaves nothing behind.
+                if run.committed == 0 and started_at == 0 and not isinstance(exc, KeyboardInterrupt):
+                    remove_path(path)
+        if is_disk_full(exc):
+            raise _disk_full(final, path, kept) from exc
         raise
     replace_path(path, final)
     seconds = time.perf_counter() - clock
     return ExtractReport(final, n, names, started_at, n - started_at, seconds)
+
+
+def _disk_full(final: Path, partial: Path, kept: int) -> DiskFullError:
+    if kept > 0:
+        return DiskFullError(
+            f"{final}: no space left on device; the partial store {partial} keeps the first {kept} "
+            "samples: free some space and run the same command with --resume, or delete it"
+        )
+    return DiskFullError(
+        f"{final}: no space left on device; nothing was kept (the partial store was removed): "
+        "free some space and run the command again"
+    )
 
 
 def list_layers(model_spec: str, inputs_spec: str, options: ExtractOptions) -> list[LayerListing]:

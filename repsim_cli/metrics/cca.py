@@ -324,7 +324,7 @@ def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> flo
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=1,
         name="cca", kind="similarity", symmetric=True, bounds=(0.0, 1.0),
         params=(
             Param("stat", "mean_rho", choices=("mean_rho", "mean_rho2"),
@@ -344,7 +344,7 @@ register(
 )  # fmt: skip
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=1,
         name="svcca", kind="similarity", symmetric=True, bounds=(0.0, 1.0),
         params=(
             Param("keep", None, float, shown="default 0.99 unless dims is given",
@@ -363,7 +363,7 @@ register(
 )  # fmt: skip
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=1,
         name="pwcca", kind="similarity", symmetric=False, bounds=(0.0, 1.0),
         params=(
             Param("side", "a", choices=("a", "b", "narrower"),

@@ -169,7 +169,7 @@ def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> flo
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=3,
         name="cka_rbf",
         kind="similarity",
         symmetric=True,

@@ -44,12 +44,14 @@ class Cell:
 
 @dataclass
 class CellBlock:
-    """Cells of a block: ``value`` (La, Lb) float64, optional ``std_error`` of the same shape, and
-    the distinct notes raised by any of its cells."""
+    """Cells of a block: ``value`` (La, Lb) float64, optional ``std_error`` of the same shape, the
+    distinct notes raised by any of its cells, and ``cell_notes``: the note of each cell that has
+    one, by (row, column) within the block."""
 
     value: Float64
     std_error: Float64 | None = None
     notes: set[str] = field(default_factory=set)
+    cell_notes: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

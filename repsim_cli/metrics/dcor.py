@@ -115,7 +115,7 @@ def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> flo
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=3,
         name="dcor",
         kind="similarity",
         symmetric=True,

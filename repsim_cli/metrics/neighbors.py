@@ -70,7 +70,7 @@ from .registry import MetricInfo, Param, register
 
 CITATION_KNN = "Huh et al. 2024, ICML (arXiv:2405.07987), platonic-rep mutual_knn"
 CITATION_CKNNA = "Huh et al. 2024, ICML (arXiv:2405.07987), platonic-rep cknna (unbiased HSIC)"
-BLOCK_ELEMENTS = 1 << 22  # entries of the similarity matrix ranked at once (bounds temporaries)
+BLOCK_ELEMENTS = 1 << 20  # entries of the similarity matrix ranked at once (bounds temporaries)
 Int64 = NDArray[np.int64]
 
 
@@ -394,7 +394,7 @@ PARAMS = (
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=3,
         name="mutual_knn",
         kind="similarity",
         symmetric=True,
@@ -416,7 +416,7 @@ register(
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=3,
         name="cknna",
         kind="similarity",
         symmetric=True,

@@ -161,7 +161,7 @@ def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> flo
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=1,
         name="procrustes", kind="distance", symmetric=True, bounds=(0.0, 2.0), params=(),
         citation=PROCRUSTES_CITATION,
         summary="squared orthogonal Procrustes distance of centred, normalised layers",
@@ -173,7 +173,7 @@ register(
 )  # fmt: skip
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=1,
         name="shape", kind="distance", symmetric=True, bounds=(0.0, math.pi / 2),
         bounds_for=lambda p: (0.0, math.pi / 2) if p["score"] == "angular" else (0.0, math.inf),
         params=(

@@ -132,9 +132,10 @@ class MetricInfo:
     # False when the metric's prepare stage reads only the layer's data and means, never the
     # engine's Grams or covariances (the planner then reserves no whole Grams for it).
     needs_gram: bool = True
-    # How many n×n float64 matrices the metric caches per layer on the sample side (its derived
-    # statistics: kernels, distances, ranks, eigenvectors); the planner adds them to the peak.
-    layer_cache_grams: float = 0.0
+    # Working memory of one layer's prepare stage beside the engine's Gram, in n×n float64
+    # matrices (kernels, distances, RDM and ranks being built). Layers are prepared one at a time,
+    # so the planner reserves this once; the finished states are budgeted by the state store.
+    prepare_grams: float = 0.0
     # Work after the Gram statistics, for --dry-run: cost(n, n_layers, n_pairs, params) -> flops.
     cost: Callable[[int, int, int, Mapping[str, Any]], float] | None = None
 

@@ -85,7 +85,7 @@ def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> flo
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=1,
         name="linreg", kind="similarity", symmetric=False, bounds=(0.0, 1.0), params=(),
         citation=CITATION,
         summary="R² of predicting layer b (column) from layer a (row), least squares with intercept",

@@ -274,7 +274,7 @@ def _cost(n: int, n_layers: int, n_pairs: int, params: Mapping[str, Any]) -> flo
 
 register(
     MetricInfo(
-        layer_cache_grams=1,
+        prepare_grams=4,
         name="rsa",
         kind="similarity",
         symmetric=True,

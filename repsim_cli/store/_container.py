@@ -7,7 +7,9 @@ Activation stores and results files both use this; the backends are private and 
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ import numpy as np
 
 from .._allocator import ALIGN
 from ..errors import StoreError
+from ..outputs import drop_disk_full_noise
 from ._direct_io import FileWriter, PositionalWriter
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -112,6 +115,12 @@ class Container(abc.ABC):
                 self._write_slice(handle, first, part)
             first = end
 
+    def missing_chunk(self, handle: Any, start: int, stop: int) -> int | None:
+        """The first row of the first chunk of rows [start, stop) that the backend has no data
+        for (and would read as its fill value), or None. HDF5 allocates every chunk of an
+        activation store when the array is made, so only Zarr can lack one."""
+        return None
+
     def _raw_chunk_rows(self, handle: Any, block: np.ndarray) -> int:
         """Rows per chunk when this backend writes whole chunks of ``handle`` from ``block``
         itself; 0 when every write goes through the array's slicing."""
@@ -158,16 +167,34 @@ class Container(abc.ABC):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):  # the error in flight is the one to report
+            self.discard()
+
+    def discard(self) -> None:
+        """Close after a failure (the caller removes the file): nothing more need reach disk."""
         self.close()
 
 
 class _HDF5Container(Container):
-    def __init__(self, path: Path, mode: str) -> None:
+    """An HDF5 file. ``in_memory`` (new files only): built in memory and written to disk in one
+    plain write at :meth:`close`, so that a full disk is one clean OSError there (HDF5 itself
+    does not recover from a file whose writes fail: objects freed later can crash the process)."""
+
+    def __init__(self, path: Path, mode: str, in_memory: bool = False) -> None:
         import h5py
 
         self.path = path
         self.writable = mode != "r"
+        self.in_memory = in_memory and mode == "w"
         self._positional: PositionalWriter | None = None
+        if self.writable:
+            drop_disk_full_noise()
+        if self.in_memory:
+            self._file = h5py.File(str(path), "w", driver="core", backing_store=False)
+            return
         # Writing: large objects (chunks) start on ALIGN boundaries, so that whole chunks can be
         # written past the page cache; no chunk cache, since chunks are written whole, once,
         # and a cached copy could go stale beside those raw writes.
@@ -245,6 +272,8 @@ class _HDF5Container(Container):
         return self._file[node]
 
     def _raw_chunk_rows(self, handle: Any, block: np.ndarray) -> int:
+        if self.in_memory:
+            return 0
         plain = _plain_row_chunks(handle, block) and handle.id.get_create_plist().get_nfilters() == 0
         return int(handle.chunks[0]) if plain else 0
 
@@ -270,8 +299,24 @@ class _HDF5Container(Container):
         if self._positional is not None:
             self._positional.close()
             self._positional = None
-        if self._file.id.valid:
+        if not self._file.id.valid:
+            return
+        if not self.in_memory:
             self._file.close()
+            return
+        self._file.flush()
+        image = self._file.id.get_file_image()
+        self._file.close()
+        with open(self.path, "wb") as fh:
+            fh.write(image)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def discard(self) -> None:
+        if self.in_memory and self._file.id.valid:
+            self._file.close()
+            return
+        self.close()
 
 
 def _plain_row_chunks(handle: Any, block: np.ndarray) -> bool:
@@ -382,6 +427,26 @@ class _ZarrContainer(Container):
             self._raw_ok[key] = _raw_zarr_chunks(handle)
         return int(handle.chunks[0]) if self._raw_ok[key] else 0
 
+    def missing_chunk(self, handle: Any, start: int, stop: int) -> int | None:
+        """Zarr reads a chunk without a file as the fill value: look for the chunk files of
+        rows [start, stop) (arrays of a local directory store; others are not checked)."""
+        root = self._chunk_root(handle)
+        if root is None or stop <= start or not handle.shape or not handle.chunks:
+            return None
+        step = int(handle.chunks[0])
+        tail = (0,) * (len(handle.shape) - 1)
+        for index in range(start // step, (stop - 1) // step + 1):
+            if not (root / handle.metadata.encode_chunk_key((index, *tail))).exists():
+                return index * step
+        return None
+
+    def _chunk_root(self, handle: Any) -> Path | None:
+        where: Any = getattr(handle, "store_path", None)
+        local = getattr(getattr(where, "store", None), "root", None)
+        if local is None or getattr(handle.metadata, "zarr_format", 0) != 3:
+            return None
+        return Path(local) / str(where.path)
+
     def _write_chunk(self, handle: Any, first: int, step: int, rows: np.ndarray) -> None:
         """The chunk's file, as Zarr would write it (the raw bytes of the whole chunk, the edge
         chunk padded with the zero fill value), atomically and past the page cache."""
@@ -449,10 +514,15 @@ def _raw_zarr_chunks(handle: Any) -> bool:
     )
 
 
-def open_container(path: str | Path, mode: str = "r") -> Container:
-    """Open an HDF5 file or a Zarr group by suffix. ``mode``: ``r``, ``r+``, ``w`` (create/overwrite)."""
+def open_container(path: str | Path, mode: str = "r", *, in_memory: bool = False) -> Container:
+    """Open an HDF5 file or a Zarr group by suffix. ``mode``: ``r``, ``r+``, ``w`` (create/overwrite).
+
+    ``in_memory`` (mode ``w``, small files such as results): a new HDF5 file is built in memory
+    and written whole when closed, so that a full disk is one clean error."""
     p = Path(path)
     backend = backend_for(p)
     if mode == "r" and not p.exists():
         raise StoreError(f"{p}: no such file or directory")
-    return _HDF5Container(p, mode) if backend == "hdf5" else _ZarrContainer(p, mode)
+    if backend == "hdf5":
+        return _HDF5Container(p, mode, in_memory=in_memory)
+    return _ZarrContainer(p, mode)

@@ -7,13 +7,22 @@ Layout::
     /samples/ids      (n,) str or int64
     /layers/<name>    (n, *feature_shape), chunked along samples only; attrs: feature_shape, reduction
     /stats/<name>/sum, /stats/<name>/sumsq   (D,) float64 column sums of the flattened features
+    /digests/<name>   (chunks, 16) uint8: each chunk's content digest (see :mod:`.digests`);
+                      root attr ``content_digests`` = {layer: hex digest of the layer}
 
 A layer is always read as a 2-D ``(rows, D)`` array with ``D = prod(feature_shape)``.
+
+Reads fail loudly: a missing chunk (which Zarr would read as its fill value), an unreadable one,
+rows that no longer match their chunk's digest, and NaN/Inf values each raise an error naming the
+store, the layer and the rows; a layer that is not (n, D ≥ 1) is refused when the store is opened.
+Stores written before digests existed read as before, without the digest checks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +31,16 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import DataError, LayerNotFoundError, ShapeMismatchError, StoreError
+from ..errors import (
+    CorruptStoreError,
+    DataError,
+    LayerNotFoundError,
+    ShapeMismatchError,
+    StoreError,
+)
 from ._container import ArraySpec, Container, open_container
 from ._names import escape_name
+from .digests import ALGORITHM, DIGEST_BYTES, LayerHasher, ReadVerifier, layer_digest, n_chunks
 
 FORMAT = "activations"
 FORMAT_VERSION = 1
@@ -32,6 +48,40 @@ TARGET_CHUNK_BYTES = 8 * 1024**2
 # Column stats widen rows to float64 this many values at a time (4 MiB), in one reused buffer.
 STATS_SLAB_ITEMS = 1 << 19
 STATS_KINDS = ("sum", "sumsq")
+
+
+def digest_node(name: str) -> str:
+    """The node of a layer's chunk digests."""
+    return f"digests/{escape_name(name)}"
+
+
+def check_unique_ids(ids: np.ndarray, label: str) -> None:
+    """Raise :class:`DataError` naming the first sample id that occurs twice (and where)."""
+    values = np.asarray(ids).tolist()
+    seen: dict[object, int] = {}
+    for i, value in enumerate(values):
+        if value in seen:
+            raise DataError(
+                f"{label}: sample ids are not unique: {value!r} is id {seen[value]} and id {i}"
+            )
+        seen[value] = i
+
+
+def first_nonfinite_row(block: np.ndarray) -> int | None:
+    """The first row of a 2-D float block holding NaN or Inf, or None.
+
+    A float64 sum (buffered by NumPy: no temporary the size of the block) is finite for every
+    finite float16/32 block and almost every float64 one; only when it is not are the rows
+    searched, a slab at a time.
+    """
+    if math.isfinite(float(block.sum(dtype=np.float64))):
+        return None
+    step = max(1, STATS_SLAB_ITEMS // max(1, block.shape[1]))
+    for first in range(0, block.shape[0], step):
+        rows = np.isfinite(block[first : first + step]).all(axis=1)
+        if not rows.all():
+            return first + int(np.argmin(rows))
+    return None  # finite values whose float64 sum overflows
 
 
 def chunk_rows(width: int, itemsize: int, n: int, target: int = TARGET_CHUNK_BYTES) -> int:
@@ -75,6 +125,10 @@ class LayerInfo:
         return self.shape[0] * self.width * self.dtype.itemsize
 
 
+# What h5py and zarr raise for data they cannot read or decode.
+_READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
+
+
 class ActivationStore:
     """Read access to an activation store. Open with :func:`repsim_cli.store.open_store`."""
 
@@ -90,6 +144,42 @@ class ActivationStore:
         self.n_samples = int(attrs["n_samples"])
         self.complete = bool(attrs.get("complete", True))
         self._infos: dict[str, LayerInfo] = {}
+        self._chunk_digests: dict[str, np.ndarray | None] = {}
+        self._verifiers: dict[str, ReadVerifier] = {}
+        self._verify_lock = threading.Lock()
+        try:
+            for name in self.layers:
+                self._check_layer_shape(name)
+        except BaseException:
+            container.close()
+            raise
+
+    def _check_layer_shape(self, name: str) -> None:
+        """Refuse a layer whose array is missing or is not (n, D) with D ≥ 1."""
+        node = self._node(name)
+        if not self._c.has(node):
+            raise CorruptStoreError(
+                f"{self.path}: layer {name!r} is listed but its array {node!r} is missing "
+                "(the store is damaged: write it again)"
+            )
+        try:
+            info = self.info(name)
+        except (KeyError, ValueError, OSError) as exc:
+            raise CorruptStoreError(
+                f"{self.path}: layer {name!r}: its array cannot be opened ({exc.__class__.__name__}: "
+                f"{exc}); the store is damaged: write it again"
+            ) from None
+        if len(info.shape) < 2:
+            raise ShapeMismatchError(
+                f"{self.path}: layer {name!r} has shape {info.shape}; a layer must be (n, features...)"
+            )
+        if info.shape[0] != self.n_samples:
+            raise ShapeMismatchError(
+                f"{self.path}: layer {name!r} has {info.shape[0]} rows, but the store has "
+                f"{self.n_samples} samples"
+            )
+        if info.width == 0:
+            raise ShapeMismatchError(f"{self.path}: layer {name!r} has no columns (shape {info.shape})")
 
     def __enter__(self) -> ActivationStore:
         return self
@@ -130,11 +220,82 @@ class ActivationStore:
             )
         return self._infos[name]
 
-    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) of a layer as a 2-D (rows, D) array in the stored dtype."""
+    def read_rows(self, name: str, start: int, stop: int, *, check: bool = True) -> np.ndarray:
+        """Rows [start, stop) of a layer as a 2-D (rows, D) array in the stored dtype.
+
+        Raises :class:`CorruptStoreError` for a missing or unreadable chunk and, where the store
+        has content digests, for a whole chunk in the range whose rows no longer match its
+        digest; :class:`DataError` for NaN/Inf values. ``check=False`` skips the digest and
+        NaN/Inf checks (``repsim verify`` makes them itself).
+        """
         info = self.info(name)
-        block = np.asarray(self._c.array(self._node(name))[start:stop])
-        return block.reshape(block.shape[0], info.width)
+        handle = self._c.array(self._node(name))
+        missing = self._c.missing_chunk(handle, start, stop)
+        if missing is not None:
+            raise CorruptStoreError(
+                f"{self.path}: layer {name!r}: the chunk of rows {missing}-"
+                f"{min(missing + info.chunk_rows, self.n_samples) - 1} is missing (the store is "
+                "damaged: write it again)"
+            )
+        try:
+            block = np.asarray(handle[start:stop])
+        except _READ_ERRORS as exc:
+            raise self._unreadable(name, handle, start, stop, exc) from None
+        block = block.reshape(block.shape[0], info.width)
+        if check and block.dtype.kind == "f":
+            bad = first_nonfinite_row(block)
+            if bad is not None:
+                raise DataError(
+                    f"{self.path}: layer {name!r}: contains NaN or Inf values (first in row {start + bad})"
+                )
+        if check:
+            self._check_digests(name, start, block)
+        return block
+
+    def _unreadable(self, name: str, handle: Any, start: int, stop: int, exc: BaseException) -> CorruptStoreError:
+        """The error for a failed read, naming the first chunk of the range that cannot be read."""
+        step = self.info(name).chunk_rows
+        first, last = start, stop
+        for chunk_start in range(start - start % step, stop, step):
+            try:
+                np.asarray(handle[chunk_start : min(chunk_start + step, self.n_samples)])
+            except _READ_ERRORS:  # noqa: PERF203 - only after a read failed
+                first, last = chunk_start, min(chunk_start + step, self.n_samples)
+                break
+        return CorruptStoreError(
+            f"{self.path}: layer {name!r}: rows {first}-{last - 1} cannot be read "
+            f"({exc.__class__.__name__}: {exc}); the store is damaged: write it again"
+        )
+
+    def chunk_digests(self, name: str) -> np.ndarray | None:
+        """The layer's (chunks, 16) chunk digests, or None for a store written without them."""
+        if name not in self._chunk_digests:
+            node = digest_node(name)
+            stored = self.complete and name in (self.attrs.get("content_digests") or {})
+            self._chunk_digests[name] = (np.asarray(self._c.read_array(node), dtype=np.uint8)
+                                         if stored and self._c.has(node) else None)  # fmt: skip
+        return self._chunk_digests[name]
+
+    def content_digests(self) -> dict[str, str] | None:
+        """{layer: content digest} recorded when the store was written; None for older stores."""
+        digests = self.attrs.get("content_digests")
+        return dict(digests) if isinstance(digests, dict) and self.complete else None
+
+    def _check_digests(self, name: str, start: int, block: np.ndarray) -> None:
+        """Check the chunks these rows complete against their digests (see :class:`ReadVerifier`)."""
+        with self._verify_lock:
+            if name not in self._verifiers:
+                digests = self.chunk_digests(name)
+                if digests is None:
+                    return
+                self._verifiers[name] = ReadVerifier(digests, self.info(name).chunk_rows, self.n_samples)
+            bad = self._verifiers[name].feed(start, block)
+        if bad is not None:
+            raise CorruptStoreError(
+                f"{self.path}: layer {name!r}: rows {bad[0]}-{bad[1] - 1} do not match their "
+                "content digest (changed or damaged since the store was written; "
+                f"run 'repsim verify {self.path}')"
+            )
 
     def iter_blocks(self, name: str, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, block)`` with blocks of ``rows`` rows (default: the chunk size)."""
@@ -163,17 +324,22 @@ class ActivationStore:
         return np.asarray(self._c.read_array(node), dtype=np.float64)
 
     def fingerprint(self) -> str:
-        """A cheap content fingerprint: format, n, layers with shapes/dtypes, and the stats sums."""
+        """A cheap content fingerprint: format, n, layers with shapes/dtypes, the stats sums, and
+        the layers' content digests where the store has them (read from the store, not
+        recomputed: :func:`repsim_cli.integrity.verify_store` re-reads the rows)."""
         import hashlib
 
         h = hashlib.sha256()
         h.update(repr((self.n_samples, self.layers)).encode())
+        digests = self.content_digests() or {}
         for name in self.layers:
             info = self.info(name)
             h.update(repr((info.shape, str(info.dtype))).encode())
             sums = self.column_sums(name)
             if sums is not None:
                 h.update(sums.tobytes())
+            if name in digests:
+                h.update(str(digests[name]).encode())
         return h.hexdigest()[:16]
 
 
@@ -193,8 +359,9 @@ class StoreWriter:
         ids_arr = np.asarray(ids)
         if ids_arr.ndim != 1:
             raise ShapeMismatchError(f"{self.path}: sample ids must be 1-D, got shape {ids_arr.shape}")
-        if len(set(ids_arr.tolist())) != len(ids_arr):
-            raise DataError(f"{self.path}: sample ids are not unique")
+        check_unique_ids(ids_arr, str(self.path))
+        if len(ids_arr) == 0:
+            raise ShapeMismatchError(f"{self.path}: no samples")
         self.n_samples = len(ids_arr)
         self._c = open_container(self.path, "w")
         if ids_arr.dtype.kind in {"i", "u"}:
@@ -214,6 +381,8 @@ class StoreWriter:
         self._stats: dict[str, list[Any]] = {}
         self._wide = np.empty(0, dtype=np.float64)
         self._marked: dict[str, int] = {}
+        self._hashers: dict[str, LayerHasher] = {}
+        self._digest_arrays: dict[str, Any] = {}
 
     def add_layer(
         self, name: str, feature_shape: tuple[int, ...], dtype: Any, attrs: dict[str, Any] | None = None,
@@ -231,11 +400,11 @@ class StoreWriter:
         stats arrays (filled by :meth:`finalize`, so that closing writes only their data), are
         made in one call to the backend (one batch of metadata writes for Zarr)."""
         arrays: list[ArraySpec] = []
-        made: list[tuple[str, int]] = []  # (name, width), in order
-        per_layer = 1 + len(STATS_KINDS)  # the layer's array, then its stats arrays
+        made: list[tuple[str, int, int]] = []  # (name, width, rows per chunk), in order
+        per_layer = 2 + len(STATS_KINDS)  # the layer's array, its stats arrays, its digests
         for spec in specs:
             name = spec.name
-            if name in self.layers or any(name == m for m, _ in made):
+            if name in self.layers or any(name == m for m, _, _ in made):
                 raise StoreError(f"{self.path}: layer {name!r} given twice")
             if not name:
                 raise StoreError(f"{self.path}: empty layer name")
@@ -243,6 +412,11 @@ class StoreWriter:
             if dt.kind != "f":
                 dt = np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
             width = math.prod(spec.feature_shape)
+            if width == 0 or not spec.feature_shape:
+                raise ShapeMismatchError(
+                    f"{self.path}: layer {name!r}: rows of shape {tuple(spec.feature_shape)} have no "
+                    "values; a layer needs at least one column"
+                )
             wanted = spec.rows_per_chunk or self.chunk_rows
             rows = (min(wanted, self.n_samples) if wanted
                     else chunk_rows(width, dt.itemsize, self.n_samples))  # fmt: skip
@@ -251,13 +425,18 @@ class StoreWriter:
                                     dt, (rows, *spec.feature_shape), attrs))  # fmt: skip
             arrays += [ArraySpec(node, (width,), np.dtype(np.float64), (width,))
                        for node in self._stats_nodes(name)]  # fmt: skip
-            made.append((name, width))
+            digest_shape = (n_chunks(self.n_samples, rows), DIGEST_BYTES)
+            arrays.append(ArraySpec(digest_node(name), digest_shape, np.dtype(np.uint8), digest_shape))
+            made.append((name, width, rows))
         handles = self._c.create_arrays(arrays)
-        for i, (name, width) in enumerate(made):
-            self._arrays[name], *self._stats[name] = handles[i * per_layer : (i + 1) * per_layer]
+        for i, (name, width, rows) in enumerate(made):
+            layer, *rest = handles[i * per_layer : (i + 1) * per_layer]
+            self._arrays[name], self._stats[name] = layer, rest[:-1]
+            self._digest_arrays[name] = rest[-1]
+            self._hashers[name] = LayerHasher(self.n_samples, rows)
             self._sums[name] = np.zeros(width, dtype=np.float64)
             self._sumsq[name] = np.zeros(width, dtype=np.float64)
-        self.layers += [name for name, _ in made]
+        self.layers += [name for name, _, _ in made]
         self._c.set_attrs("", {"layers": self.layers})
 
     def _stats_arrays(self, name: str, width: int) -> list[Any]:
@@ -280,7 +459,9 @@ class StoreWriter:
                 f"{self.path}: layer {name!r}: rows of shape {block.shape[1:]} "
                 f"do not match the feature shape {tuple(arr.shape[1:])}"
             )
-        self._c.write_rows(arr, start, np.ascontiguousarray(block, dtype=arr.dtype))
+        data = np.ascontiguousarray(block, dtype=arr.dtype)
+        self._c.write_rows(arr, start, data)
+        self._hashers[name].update(start, data)
         self._add_stats(name, block)
 
     def layer_feature_shape(self, name: str) -> tuple[int, ...]:
@@ -317,16 +498,38 @@ class StoreWriter:
     def set_attrs(self, values: dict[str, Any]) -> None:
         self._c.set_attrs("", values)
 
-    def finalize(self) -> None:
-        """Write the stats, mark the store complete, and close it."""
+    def finalize(self, attrs: dict[str, Any] | None = None) -> None:
+        """Write the stats and the content digests, set ``attrs`` and mark the store complete,
+        and close it."""
+        digests = {}
         for name in self.layers:
             for handle, values in zip(self._stats[name], (self._sums[name], self._sumsq[name]), strict=True):
                 self._c.write_rows(handle, 0, values)
-        self._c.set_attrs("", {"complete": True})
+            digests[name] = self._write_digests(name)
+        self._c.set_attrs("", {**(attrs or {}), "content_digests": digests,
+                               "digest_algorithm": ALGORITHM, "complete": True})  # fmt: skip
         self._c.close()
 
+    def _write_digests(self, name: str) -> str:
+        """Store the layer's chunk digests (read back when its rows were not written in order)
+        and return its digest."""
+        arr = self._arrays[name]
+        hasher = self._hashers[name]
+        if not hasher.complete:
+            hasher = LayerHasher(self.n_samples, hasher.chunk_rows)
+            for start in range(0, self.n_samples, hasher.chunk_rows):
+                hasher.update(start, np.ascontiguousarray(self.read_rows(name, start, start + hasher.chunk_rows)))
+        handle = self._digest_arrays.get(name)
+        if handle is None:
+            handle = self._c.create_array(digest_node(name), hasher.digests.shape, np.uint8, hasher.digests.shape)
+        self._c.write_rows(handle, 0, hasher.digests)
+        return layer_digest(arr.shape, arr.dtype, hasher.chunk_rows, hasher.digests)
+
     def abort(self) -> None:
-        self._c.close()
+        """Close the store after a failure; errors while closing (a full disk) are dropped, so
+        that the original error is the one reported."""
+        with contextlib.suppress(Exception):  # the caller is already raising the error that matters
+            self._c.close()
 
     # ------------------------------------------------------------ resumable writing (extract)
     @classmethod
@@ -362,6 +565,9 @@ class StoreWriter:
         }
         writer._sumsq = {n: np.zeros_like(v) for n, v in writer._sums.items()}
         writer._stats = {n: writer._stats_arrays(n, v.size) for n, v in writer._sums.items()}
+        writer._hashers = {n: LayerHasher(writer.n_samples, writer.layer_chunk_rows(n)) for n in writer.layers}
+        writer._digest_arrays = {n: writer._c.array(digest_node(n)) for n in writer.layers
+                                 if writer._c.has(digest_node(n))}  # fmt: skip
         writer._wide = np.empty(0, dtype=np.float64)
         writer._marked = {name: int(k) for name, k in (attrs.get("rows_written") or {}).items()}
         return writer
@@ -381,11 +587,12 @@ class StoreWriter:
         (the root attribute ``rows_written``; layers never marked have 0)."""
         return {name: self._marked.get(name, 0) for name in self.layers}
 
-    def mark_rows_written(self, rows: dict[str, int]) -> None:
+    def mark_rows_written(self, rows: dict[str, int], attrs: dict[str, Any] | None = None) -> None:
         """Record that rows [0, rows[name]) of these layers are written (call :meth:`flush`
-        first, so that a mark never claims rows that are not on disk). One attribute write."""
+        first, so that a mark never claims rows that are not on disk), with other root
+        attributes that go with those rows. One attribute write."""
         self._marked.update({name: int(k) for name, k in rows.items()})
-        self._c.set_attrs("", {"rows_written": self.rows_written()})
+        self._c.set_attrs("", {**(attrs or {}), "rows_written": self.rows_written()})
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of a layer as written, in its stored dtype and feature shape."""
@@ -397,8 +604,11 @@ class StoreWriter:
         those blocks holds (``stop`` must be a multiple of ``step`` or the end of the layer)."""
         self._sums[name][:] = 0.0
         self._sumsq[name][:] = 0.0
+        self._hashers[name] = LayerHasher(self.n_samples, self.layer_chunk_rows(name))
         for start in range(0, stop, step):
-            self._add_stats(name, self.read_rows(name, start, min(start + step, stop)))
+            block = np.ascontiguousarray(self.read_rows(name, start, min(start + step, stop)))
+            self._hashers[name].update(start, block)
+            self._add_stats(name, block)
 
     def flush(self) -> None:
         """Push written data and metadata to disk, so that a killed process leaves a readable file.

@@ -16,7 +16,8 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..errors import DataError, RepsimError, ShapeMismatchError, StoreError
-from .base import StoreWriter, chunk_rows
+from ..outputs import check_not_input, output_lock
+from .base import StoreWriter, check_unique_ids, chunk_rows
 
 SOURCE_SUFFIXES = (".npy", ".npz", ".safetensors", ".pt", ".pth")
 
@@ -93,7 +94,7 @@ def load_source(spec: str) -> list[tuple[str, np.ndarray]]:
 
 
 def read_ids(path: str | Path) -> np.ndarray:
-    """Sample ids from a text file (one per line) or a ``.npy`` array."""
+    """Sample ids from a text file (one per line) or a ``.npy`` array; they must be unique."""
     p = Path(path)
     if not p.exists():
         raise StoreError(f"{p}: no such file")
@@ -105,12 +106,18 @@ def read_ids(path: str | Path) -> np.ndarray:
         ids = np.array([line for line in lines if line], dtype=object)
     if ids.ndim != 1:
         raise ShapeMismatchError(f"{p}: ids must be a 1-D array, got shape {ids.shape}")
+    check_unique_ids(ids, str(p))
     return ids
 
 
 def _check_layer(source: str, name: str, arr: np.ndarray) -> None:
-    if arr.ndim < 1 or arr.shape[0] == 0:
-        raise ShapeMismatchError(f"{source}: layer {name!r}: needs shape (n, ...), got {arr.shape}")
+    if arr.ndim < 2 or arr.shape[0] == 0:
+        raise ShapeMismatchError(
+            f"{source}: layer {name!r}: needs shape (n, features...), got {arr.shape}"
+            + (" (a 1-D array: reshape it to (n, 1) for one feature per sample)" if arr.ndim == 1 else "")
+        )
+    if math.prod(arr.shape[1:]) == 0:
+        raise ShapeMismatchError(f"{source}: layer {name!r}: has no columns (shape {arr.shape})")
     if arr.dtype.kind not in {"f", "i", "u", "b"}:
         raise DataError(f"{source}: layer {name!r}: dtype {arr.dtype} is not numeric")
 
@@ -152,8 +159,10 @@ def import_arrays(
         ids = np.arange(n, dtype=np.int64)
     elif len(ids) != n:
         raise ShapeMismatchError(f"ids: {len(ids)} ids given for {n} samples")
+    check_unique_ids(ids, "ids")
+    check_not_input(out, [parse_source(spec)[1] for spec in sources], "source")
     source: dict[str, Any] = {"command": "import", "inputs": list(sources)}
-    with atomic_path(out) as tmp:
+    with output_lock(out), atomic_path(out) as tmp:
         writer = StoreWriter(tmp, ids, source=source, chunk_rows=chunk_rows)
         try:
             for _, name, arr in loaded:

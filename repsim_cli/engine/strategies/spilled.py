@@ -34,7 +34,7 @@ class Spilled(SampleStrategy):
         cls, n: int, layers: Sequence[LayerCost], itemsize: int, n_pairs: int, budget: int
     ) -> Spilled:
         """As many whole Grams in memory as ``budget`` leaves room for beside one layer's
-        working set (the caller checks that at least two fit)."""
+        working set (the caller checks that enough fit: two when Gram pairs are multiplied)."""
         one_layer = layer_working_set(n, layers, itemsize)
         gram = n * n * 8
         capacity = (budget - one_layer) // gram

@@ -217,7 +217,7 @@ def _register(
             validate=_validator(name),
             range_text=range_text,
             # per layer: L⁻¹, and the engine's rebuilt kernel for center=none|stimuli
-            layer_cache_grams=2.0,
+            prepare_grams=4.0,
             cost=_cost(js),
             # bayes_js: whole blocks, so that one Monte Carlo draw serves all of a block's pairs
             batched=js,

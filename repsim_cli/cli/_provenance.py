@@ -1,0 +1,13 @@
+"""When and where a command's output was made, for ``repsim info`` (added by the CLI only: the
+library's results stay the same bytes for the same inputs)."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+
+
+def run_provenance() -> dict[str, str]:
+    """``{"created": ISO 8601 UTC time to the second, "host": this machine's name}``."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return {"created": now.isoformat(), "host": socket.gethostname()}
