@@ -455,11 +455,13 @@ def _read_csv(path: Path) -> Results:
 
 
 def _fill_kind(m: MetricResult) -> None:
-    from .errors import UnknownMetricError
-    from .metrics import get_metric
+    """A CSV records no kind or symmetry: take them from the registry, for the spec as written
+    (its parameters can change the symmetry, e.g. ``cknna:compat=platonic``)."""
+    from .errors import RepsimError
+    from .metrics import parse_spec
 
     try:
-        info = get_metric(m.name)
-    except UnknownMetricError:
+        spec = parse_spec(m.spec)
+    except RepsimError:
         return
-    m.kind, m.symmetric = info.kind, info.symmetric
+    m.kind, m.symmetric, m.params = spec.info.kind, spec.info.symmetric, dict(spec.params)
