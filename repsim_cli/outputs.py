@@ -20,6 +20,7 @@ import errno
 import fcntl
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,18 @@ def lock_path(out: str | os.PathLike[str]) -> Path:
     return final.with_name(f".{final.name}.lock")
 
 
-def _holder(path: Path) -> str:
-    try:
-        pid = path.read_text().strip()
-    except OSError:
-        pid = ""
-    return f"pid {pid}" if pid.isdigit() else "another process"
+def _holder(path: Path, patience: float = 1.0) -> str:
+    """``pid N`` of the lock's holder. The holder writes its pid just after taking the lock, so an
+    empty file is read again for up to ``patience`` seconds before giving up on the number."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            pid = path.read_text().strip()
+        except OSError:
+            pid = ""
+        if pid.isdigit() or time.monotonic() >= deadline:
+            return f"pid {pid}" if pid.isdigit() else "another process"
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
