@@ -321,21 +321,28 @@ class Comparison:
 
     def _block(self, spec: MetricSpec, rows: list[int], cols: list[int], wanted: set[Cell]) -> CellBlock:
         """Cells of one (rows × cols) block: the metric's batched ``block`` when it has one, else one
-        ``pair`` call per wanted cell (a layer with itself gets the identity when it is exact)."""
+        ``pair`` call per wanted cell (a layer with itself gets the identity when it is exact).
+
+        On the per-pair path only the two states of the cell in hand are held here; the others stay
+        with the state store, in memory within its budget or spilled to disk.
+        """
         info = spec.info
-        states_a = [self.state(spec, self.refs_a[i]) for i in rows]
-        states_b = [self.state(spec, self.refs_b[j]) for j in cols]
         if info.block is not None:
+            states_a = [self.state(spec, self.refs_a[i]) for i in rows]
+            states_b = [self.state(spec, self.refs_b[j]) for j in cols]
             return info.block(states_a, states_b, spec.params)
         out = CellBlock(np.full((len(rows), len(cols)), np.nan))
         for bi, i in enumerate(rows):
+            state_a = None
             for bj, j in enumerate(cols):
                 if (i, j) not in wanted:
                     continue
                 if info.identity_exact and self.refs_a[i].key == self.refs_b[j].key:
                     out.value[bi, bj] = info.identity
                     continue
-                cell = info.pair(states_a[bi], states_b[bj], spec.params)
+                if state_a is None:
+                    state_a = self.state(spec, self.refs_a[i])
+                cell = info.pair(state_a, self.state(spec, self.refs_b[j]), spec.params)
                 out.value[bi, bj] = cell.value
                 if cell.std_error is not None:
                     if out.std_error is None:
