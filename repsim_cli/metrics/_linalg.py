@@ -81,10 +81,10 @@ class Spectrum:
 def eigh_descending(sym: Float64) -> tuple[Float64, Float64]:
     """Eigenvalues (k,) and eigenvectors (k, k) of a symmetric float64 matrix, largest first.
 
-    The input is not modified (LAPACK works on a copy; divide-and-conquer driver).
+    The input is not modified (LAPACK works on a copy; divide-and-conquer driver, through numpy's
+    LAPACK like the GEMMs around it: see :func:`singular_values`).
     """
-    import scipy.linalg  # deferred: scipy.linalg costs 0.2 s at start-up
-    values, vectors = scipy.linalg.eigh(sym, driver="evd", check_finite=False)
+    values, vectors = np.linalg.eigh(sym)
     return values[::-1].copy(), vectors[:, ::-1]
 
 
@@ -133,11 +133,15 @@ def coupling(
 
 
 def singular_values(m: Float64) -> Float64:
-    """Singular values of a float64 matrix, descending (empty for an empty matrix)."""
+    """Singular values of a float64 matrix, descending (empty for an empty matrix).
+
+    numpy's LAPACK, the same library as the coupling GEMM before it: alternating between numpy's
+    and SciPy's OpenBLAS, each with its own spinning thread pool, halved the pair stage's speed on
+    two cores.
+    """
     if m.size == 0:
         return np.zeros(0)
-    import scipy.linalg  # deferred: scipy.linalg costs 0.2 s at start-up
-    return np.asarray(scipy.linalg.svdvals(m, check_finite=False), dtype=np.float64)
+    return np.asarray(np.linalg.svd(m, compute_uv=False), dtype=np.float64)
 
 
 def forced_ones(rank_a: int, rank_b: int, n: int) -> int:
