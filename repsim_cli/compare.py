@@ -23,7 +23,7 @@ from .metrics import MetricSpec, parse_spec
 from .metrics._linalg import warn_notes
 from .metrics.contract import CellBlock, LayerContext, SharedCache
 from .results import MetricResult, Results
-from .schedule import Cell, Journal, Shard, covering_blocks, shard_cells
+from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, shard_cells
 from .states import StateStore
 from .store import ActivationStore, open_store
 
@@ -165,8 +165,7 @@ class Layout:
         for pair in self.pairs:
             rows, cols = self.block_ranges(pair)
             upper = symmetric and self.upper_only(pair)
-            for a, r in enumerate(rows):
-                out.update((r, c) for b, c in enumerate(cols) if not upper or b >= a)
+            out.update((rows[a], cols[b]) for a, b in matrix_cells(len(rows), len(cols), upper))
         return sorted(out)
 
     def mirrored_notes(self, symmetric: bool, notes: dict[Cell, str]) -> dict[Cell, str]:
