@@ -49,6 +49,7 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
             spec=spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
             value=np.full_like(m.value, np.nan), computed=np.zeros(m.value.shape, dtype=bool),
             std_error=None if m.std_error is None else np.full_like(m.value, np.nan),
+            stats={k: np.full_like(m.value, np.nan) for k in m.stats},
         )  # fmt: skip
     for path, part in parts:
         for key in _SAME:
@@ -80,6 +81,9 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
                 out.computed[i, j] = True
                 if out.std_error is not None and m.std_error is not None:
                     out.std_error[i, j] = m.std_error[i, j]
+                for k, arr in out.stats.items():
+                    if k in m.stats:
+                        arr[i, j] = m.stats[k][i, j]
     required = merged.block_mask()  # an N-model comparison computes its model-pair blocks only
     missing = [
         (spec, merged.layers_a[i], merged.layers_b[j])

@@ -8,6 +8,8 @@ Results store layout (HDF5 ``.h5`` or Zarr ``.zarr``)::
     /metrics/<escaped spec>/value      (La, Lb) float64, NaN = not computed
     /metrics/<escaped spec>/std_error  optional, same shape (Monte Carlo metrics)
     /metrics/<escaped spec>/computed   optional (La, Lb) uint8: which cells a shard computed
+    /metrics/<escaped spec>/<statistic> optional (La, Lb) float64 per statistic of STAT_FIELDS
+                                        (ci_low, ci_high, p_value, ...; NaN where not computed)
     /metrics/<escaped spec>    attrs: spec, name, params, kind, symmetric
 
 Root attributes name the models (networks) a comparison covers: ``models`` (names), ``stores``
@@ -16,8 +18,9 @@ Root attributes name the models (networks) a comparison covers: ``models`` (name
 an N-store one lists every model's layers on both axes, and block (i, j) is model i's rows by
 model j's columns.
 
-CSV (long format): ``metric,layer_a,layer_b,value,std_error,model_a,model_b`` where ``metric`` is
-the spec as given (the model columns come last so that scripts reading the first five keep working).
+CSV (long format): ``metric,layer_a,layer_b,value,std_error,model_a,model_b,note`` followed by the
+statistics of :data:`STAT_FIELDS` (empty where not computed), where ``metric`` is the spec as given
+(later columns come last so that scripts reading the first five keep working).
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ FORMAT = "similarity"
 FORMAT_VERSION = 1
 CSV_HEADER = ("metric", "layer_a", "layer_b", "value", "std_error", "model_a", "model_b", "note")
 SUMMARIES = ("max", "matched", "mean")
+# Per-cell statistics of uncertainty (``compare --bootstrap/--permutations``), in CSV column order:
+# the interval's bounds, the raw and multiplicity-adjusted p-values, the null distribution's mean
+# and standard deviation, and the value adjusted against its null.
+STAT_FIELDS = ("ci_low", "ci_high", "p_value", "p_adjusted", "null_mean", "null_std", "null_adjusted")
+CSV_COLUMNS = (*CSV_HEADER, *STAT_FIELDS)
 
 
 @dataclass
@@ -59,6 +67,9 @@ class MetricResult:
     computed: NDArray[np.bool_] | None = None  # None: every cell computed (else a shard's share)
     # A note on each cell whose value is degenerate (e.g. CCA correlations 1 by construction)
     notes: dict[tuple[int, int], str] = field(default_factory=dict)
+    # Statistics of uncertainty by name (keys from STAT_FIELDS), each (La, Lb) float64, NaN where
+    # not computed; absent when the run computed none.
+    stats: dict[str, NDArray[np.float64]] = field(default_factory=dict)
 
     def is_computed(self, i: int, j: int) -> bool:
         return self.computed is None or bool(self.computed[i, j])
@@ -179,6 +190,7 @@ class Results:
                 spec=m.spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),
                 value=value,  # type: ignore[arg-type]
                 std_error=take(m.std_error), computed=computed, notes=notes,
+                stats={k: take(v) for k, v in m.stats.items()},  # type: ignore[misc]
             )  # fmt: skip
         return out
 
@@ -204,6 +216,7 @@ class Results:
                 value=value, std_error=take(m.std_error), computed=take(m.computed),
                 notes={(where_r[i], where_c[j]): note for (i, j), note in m.notes.items()
                        if i in where_r and j in where_c},
+                stats={k: take(v) for k, v in m.stats.items()},  # type: ignore[misc]
             )  # fmt: skip
         return out
 
@@ -272,19 +285,30 @@ def csv_text(results: Results, spec: str | None = None) -> str:
     """Long-format CSV of all metrics (or one), rows in metric, layer_a, layer_b order."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
     metrics = [results.get(spec)] if spec is not None else list(results.metrics.values())
     models, rows, cols = results.models, results.row_models, results.col_models
     pairs = set(results.model_pairs)
+    with_stats = any(m.stats for m in metrics)
+    writer.writerow(CSV_COLUMNS if with_stats else CSV_HEADER)
     for m in metrics:
         for i, la in enumerate(results.layers_a):
             for j, lb in enumerate(results.layers_b):
                 if not m.is_computed(i, j) or (rows[i], cols[j]) not in pairs:
                     continue
                 se = "" if m.std_error is None else format_value(m.std_error[i, j])
-                writer.writerow((m.spec, la, lb, format_value(m.value[i, j]), se,
-                                 models[rows[i]], models[cols[j]], m.notes.get((i, j), "")))  # fmt: skip
+                row = [m.spec, la, lb, format_value(m.value[i, j]), se,
+                       models[rows[i]], models[cols[j]], m.notes.get((i, j), "")]
+                if with_stats:
+                    row += [_stat_text(m.stats.get(k), i, j) for k in STAT_FIELDS]
+                writer.writerow(row)
     return buf.getvalue()
+
+
+def _stat_text(arr: NDArray[np.float64] | None, i: int, j: int) -> str:
+    """A statistic's CSV field: empty where it was not computed (absent or NaN)."""
+    if arr is None or np.isnan(arr[i, j]):
+        return ""
+    return format_value(arr[i, j])
 
 
 def wide_csv_text(results: Results, spec: str | None = None) -> str:
@@ -328,6 +352,9 @@ def _write_container(results: Results, path: Path) -> None:
                 c.write_array(f"{node}/std_error", m.std_error.astype(np.float64))
             if m.computed is not None:
                 c.write_array(f"{node}/computed", m.computed.astype(np.uint8))
+            for stat in STAT_FIELDS:
+                if stat in m.stats:
+                    c.write_array(f"{node}/{stat}", np.asarray(m.stats[stat], dtype=np.float64))
             distinct = sorted(set(m.notes.values()))
             if distinct:  # each cell's note as an index into the node's ``notes`` attribute
                 index = np.full(m.value.shape, -1, dtype=np.int16)
@@ -399,6 +426,8 @@ def read_results(path: str | Path) -> Results:
                 params=dict(a.get("params") or {}), value=np.asarray(c.read_array(f"{node}/value")),
                 std_error=None if se is None else np.asarray(se),
                 computed=None if done is None else np.asarray(done).astype(bool), notes=notes,
+                stats={k: np.asarray(c.read_array(f"{node}/{k}"), dtype=np.float64)
+                       for k in STAT_FIELDS if c.has(f"{node}/{k}")},
             )  # fmt: skip
     return res
 
@@ -414,7 +443,8 @@ def _read_csv(path: Path) -> Results:
         raise ResultsError(f"{path}: a row has fewer than 7 columns")
     if not with_models:
         body = [[*r[:5], *([""] * (5 - len(r[:5]))), "a", "b"] for r in body]
-    body = [[*r[:7], r[7] if len(r) > 7 else ""] for r in body]
+    stat_cols = {k: rows[0].index(k) for k in STAT_FIELDS if k in rows[0]}
+    body = [[*r[:7], r[7] if len(r) > 7 else "", *r[8:]] for r in body]
     models = list(dict.fromkeys(m for r in body for m in (r[5], r[6])))
     key_a = list(dict.fromkeys((r[5], r[1]) for r in body))
     key_b = list(dict.fromkeys((r[6], r[2]) for r in body))
@@ -451,6 +481,14 @@ def _read_csv(path: Path) -> Results:
             m.std_error[cell] = float(r[4])
         if r[7]:
             m.notes[cell] = r[7]
+        for k, col in stat_cols.items():
+            if col < len(r) and r[col]:
+                if k not in m.stats:
+                    m.stats[k] = np.full_like(m.value, np.nan)
+                try:
+                    m.stats[k][cell] = float(r[col])
+                except ValueError:
+                    raise ResultsError(f"{path}: bad {k} in row {','.join(r)!r}") from None
     return res
 
 
