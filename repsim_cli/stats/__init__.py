@@ -1,0 +1,1 @@
+"""Statistics of a comparison: resampling, permutation nulls and leave-one-out influence."""
