@@ -88,7 +88,7 @@ def _checked(k: ArrayLike, l: ArrayLike, min_n: int) -> tuple[Float64, Float64]:
 def _centred(k: Float64, zero_diagonal: bool) -> Float64:
     """HKH (a copy), with its diagonal set to 0 for the debiased estimator."""
     row = k.mean(axis=0)
-    out = k - row[None, :]
+    out: Float64 = k - row[None, :]
     out -= row[:, None]
     out += row.mean()
     if zero_diagonal:
@@ -150,8 +150,8 @@ def hsic(K: ArrayLike, L: ArrayLike, *, debiased: bool = False) -> float:
     if not debiased:
         return inner / (n - 1.0) ** 2
     r, s = kc.sum(axis=1), lc.sum(axis=1)
-    return (inner + r.sum() * s.sum() / ((n - 1.0) * (n - 2.0))
-            - 2.0 / (n - 2.0) * float(r @ s)) / (n * (n - 3.0))  # fmt: skip
+    total = inner + float(r.sum()) * float(s.sum()) / ((n - 1.0) * (n - 2.0))
+    return (total - 2.0 / (n - 2.0) * float(r @ s)) / (n * (n - 3.0))
 
 
 def _ratio(h_ab: Float64, h_aa: Float64, h_bb: Float64) -> Float64:
