@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import activations
 
 from repsim_cli.errors import DataError
 from repsim_cli.metrics.cka import linear_cka
 from repsim_cli.stats import loo
-from strategies import activations
 
 TOL = 1e-10
 
