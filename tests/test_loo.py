@@ -120,6 +120,18 @@ def test_mean_1000x_the_spread(debiased: bool) -> None:
                                rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("debiased", [False, True])
+def test_centred_flag_skips_only_the_conditioning_step(debiased: bool) -> None:
+    x, y = _data(25, 4, 6, seed=6)
+    kc, lc = _centred_gram(x), _centred_gram(y)
+    np.testing.assert_allclose(loo.loo_hsic(kc, lc, debiased=debiased, centred=True),
+                               loo.loo_hsic(kc, lc, debiased=debiased), rtol=1e-12, atol=0)
+    # exact for any K in exact arithmetic: a raw kernel of well-scaled data agrees closely too
+    k, l = _rbf_kernel(x), x @ x.T
+    np.testing.assert_allclose(loo.loo_cka(k, l, debiased=debiased, centred=True),
+                               loo.loo_cka(k, l, debiased=debiased), rtol=0, atol=1e-9)
+
+
 # ------------------------------------------------------------------ properties (hypothesis)
 
 

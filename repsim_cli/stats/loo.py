@@ -80,19 +80,20 @@ def _checked(k: ArrayLike, l: ArrayLike, min_n: int) -> tuple[Float64, Float64]:
         raise DataError(f"K is {a.shape} but L is {b.shape}: kernels of the same examples are needed")
     if a.shape[0] < min_n:
         raise DataError(f"leave-one-out needs at least {min_n} examples here, got n={a.shape[0]}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+    # A NaN or Inf anywhere makes the sum NaN or Inf (no n×n temporary, unlike np.isfinite).
+    if not (math.isfinite(float(a.sum())) and math.isfinite(float(b.sum()))):
         raise DataError("a kernel matrix contains NaN or Inf values")
     return a, b
 
 
-def _centred(k: Float64, zero_diagonal: bool) -> Float64:
-    """HKH (a copy), with its diagonal set to 0 for the debiased estimator."""
+def _centred(k: Float64, skip: bool = False) -> Float64:
+    """HKH (a copy); ``k`` itself when ``skip``."""
+    if skip:
+        return k
     row = k.mean(axis=0)
     out: Float64 = k - row[None, :]
     out -= row[:, None]
     out += row.mean()
-    if zero_diagonal:
-        np.fill_diagonal(out, 0.0)
     return out
 
 
@@ -102,16 +103,26 @@ def _min_n(debiased: bool) -> int:
 
 
 def _loo_from_centred(kc: Float64, lc: Float64, debiased: bool) -> Float64:
-    """Leave-one-out HSIC (n,) from already centred K and L (diagonals zeroed when debiased)."""
+    """Leave-one-out HSIC (n,) of K and L (exact for any K, L; well conditioned when centred).
+
+    For the debiased estimator the diagonals count as 0 (K̃ = K − diag K) without a copy: the
+    row sums, Hadamard row sums and products are corrected by their diagonal terms.
+    """
     n = kc.shape[0]
     m = float(n - 1)
+    dk, dl = np.diagonal(kc), np.diagonal(lc)
     r, s = kc.sum(axis=1), lc.sum(axis=1)
     h = np.einsum("ij,ij->i", kc, lc)
-    dk, dl = np.diagonal(kc), np.diagonal(lc)
+    if debiased:
+        r, s, h = r - dk, s - dl, h - dk * dl
+        l_r, k_s = lc @ r - dl * r, kc @ s - dk * s
+        dk, dl = np.zeros_like(dk), np.zeros_like(dl)
+    else:
+        l_r, k_s = lc @ r, kc @ s
     trace_ab = h.sum() - 2.0 * h + dk * dl
     sum_a = r.sum() - 2.0 * r + dk
     sum_b = s.sum() - 2.0 * s + dl
-    ones_ab_ones = float(r @ s) - lc @ r - kc @ s + h - (r - dk) * (s - dl)
+    ones_ab_ones = float(r @ s) - l_r - k_s + h - (r - dk) * (s - dl)
     if debiased:
         out = (trace_ab + sum_a * sum_b / ((m - 1.0) * (m - 2.0))
                - 2.0 / (m - 2.0) * ones_ab_ones) / (m * (m - 3.0))  # fmt: skip
@@ -120,7 +131,7 @@ def _loo_from_centred(kc: Float64, lc: Float64, debiased: bool) -> Float64:
     return np.asarray(out, dtype=np.float64)
 
 
-def loo_hsic(K: ArrayLike, L: ArrayLike, *, debiased: bool = False) -> Float64:
+def loo_hsic(K: ArrayLike, L: ArrayLike, *, debiased: bool = False, centred: bool = False) -> Float64:
     """HSIC of the n − 1 examples left when example k is left out, for every k.
 
     Parameters
@@ -131,6 +142,10 @@ def loo_hsic(K: ArrayLike, L: ArrayLike, *, debiased: bool = False) -> Float64:
     debiased : bool
         The unbiased estimator of Song et al. (2012) (needs n ≥ 5) instead of the biased
         tr(HKHL)/(n−1)² one (n ≥ 3).
+    centred : bool
+        True when K and L are already double-centred over the n examples (as the engine's
+        Kc = XcXcᵀ is): the internal centring copy (2 n×n matrices) is skipped. The result is
+        the same in exact arithmetic for any K; centring only keeps the sums well conditioned.
 
     Returns
     -------
@@ -138,13 +153,16 @@ def loo_hsic(K: ArrayLike, L: ArrayLike, *, debiased: bool = False) -> Float64:
         Entry k is HSIC(K₋ₖ, L₋ₖ), computed in O(n²) in total (no recomputation per example).
     """
     a, b = _checked(K, L, _min_n(debiased))
-    return _loo_from_centred(_centred(a, debiased), _centred(b, debiased), debiased)
+    return _loo_from_centred(_centred(a, centred), _centred(b, centred), debiased)
 
 
 def hsic(K: ArrayLike, L: ArrayLike, *, debiased: bool = False) -> float:
     """HSIC of all n examples in the conventions of :func:`loo_hsic` (n ≥ 2; debiased n ≥ 4)."""
     a, b = _checked(K, L, 4 if debiased else 2)
-    kc, lc = _centred(a, debiased), _centred(b, debiased)
+    kc, lc = _centred(a), _centred(b)
+    if debiased:
+        np.fill_diagonal(kc, 0.0)
+        np.fill_diagonal(lc, 0.0)
     n = float(a.shape[0])
     inner = float(np.einsum("ij,ij->", kc, lc))
     if not debiased:
@@ -162,15 +180,16 @@ def _ratio(h_ab: Float64, h_aa: Float64, h_bb: Float64) -> Float64:
     return out
 
 
-def loo_cka(K: ArrayLike, L: ArrayLike, *, debiased: bool = False) -> Float64:
+def loo_cka(K: ArrayLike, L: ArrayLike, *, debiased: bool = False, centred: bool = False) -> Float64:
     """CKA of the n − 1 examples left when example k is left out, for every k: (n,) float64.
 
     From :func:`loo_hsic` of (K, L), (K, K) and (L, L). For RBF CKA pass the kernel matrices built
     with the full data's bandwidth (they are held fixed). Entries whose self terms are not positive
     (possible for the debiased estimator, or a left-out set that is constant) are NaN.
+    ``centred``: as for :func:`loo_hsic`.
     """
     a, b = _checked(K, L, _min_n(debiased))
-    kc, lc = _centred(a, debiased), _centred(b, debiased)
+    kc, lc = _centred(a, centred), _centred(b, centred)
     return _ratio(_loo_from_centred(kc, lc, debiased), _loo_from_centred(kc, kc, debiased),
                   _loo_from_centred(lc, lc, debiased))  # fmt: skip
 
