@@ -100,7 +100,7 @@ def command(results_path: str, out: str, spec: str | None, wide: bool, annotate:
     \b
     Examples:
       repsim export cka.h5 -o cka.png --annotate
-      repsim export cka.h5 -o cka.png --annotate error --mark p_adjusted<0.05
+      repsim export cka.h5 -o cka.png --annotate error --mark 'p_adjusted<0.05'
       repsim export cka.h5 -o cka_ci.png --what ci-width
       repsim export cka.h5 -o cka.pdf --range data --cmap magma --title 'CKA, seed 0 vs 1'
       repsim export cka.h5 --metric cka:debiased=true --wide -o cka_wide.csv
