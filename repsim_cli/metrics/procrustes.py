@@ -30,6 +30,7 @@ from ._linalg import (
     Spectrum,
     basis_cost,
     basis_coupling,
+    basis_pair_cost,
     dense_pair,
     prepare_basis,
     singular_values,
@@ -168,7 +169,7 @@ register(
         sides=("sample", "feature"), needs_gram=False, prepare=prepare_basis, pair=procrustes_pair,
         state_cost=basis_cost, state_key=lambda params: ("basis",), identity=0.0, identity_exact=True,
         invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
-        range_text="[0, 2] (squared distance)", cost=_cost,
+        range_text="[0, 2] (squared distance)", cost=_cost, pair_cost=basis_pair_cost,
     )
 )  # fmt: skip
 register(
@@ -187,6 +188,6 @@ register(
         state_cost=basis_cost, state_key=lambda params: ("basis",), identity=0.0, identity_exact=True,
         invariances=("orthogonal", "translation", "permutation"), is_metric=True,
         validate=_check_shape_params,
-        range_text="[0, π/2] radians (score=euclidean: [0, ∞))", cost=_cost,
+        range_text="[0, π/2] radians (score=euclidean: [0, ∞))", cost=_cost, pair_cost=basis_pair_cost,
     )
 )  # fmt: skip
