@@ -44,7 +44,7 @@ def _run_time(path: Any, metric: str, side: str) -> float:
 
 CASES = [  # metric, n, width, layers, the side expected to win
     ("procrustes", 300, 8, 2, "feature"),  # thin eigh of 8×8 vs eigh of 300×300
-    ("procrustes", 30, 300, 2, "sample"),  # eigh of 30×30 vs eigh of 300×300
+    ("procrustes", 30, 500, 3, "sample"),  # 30×30 couplings vs SVDs of 500×500 XcᵀYc
     ("cka", 1000, 4, 2, "feature"),  # 8×8 joint covariance vs 1000×1000 Grams
     ("cka", 30, 800, 2, "sample"),  # 30×30 Grams vs a 1600×1600 joint covariance
     ("bayes_kl", 250, 6, 2, "feature"),  # span of 12 columns vs the n×n route
@@ -69,7 +69,7 @@ def test_chosen_side_is_the_faster(make_store: Any, metric: str, n: int, width: 
 
 def test_dry_run_prints_both_sides_and_the_span_cost(make_store: Any) -> None:
     path = make_store(_layers(300, 20, 3, seed=1) | {"wide": _layers(300, 400, 1, seed=2)["l0"]})
-    metrics = ["cka", "procrustes", "bayes_kl", "dcor"]
+    metrics = ["cka", "cca", "procrustes", "bayes_kl", "dcor"]
     with open_store(path) as store:
         comparison = prepare_comparison(store, None, metrics)
         text = comparison.describe()
@@ -81,10 +81,13 @@ def test_dry_run_prints_both_sides_and_the_span_cost(make_store: Any) -> None:
         line = next(line for line in text.splitlines() if line.startswith(f"  {metric}: sample ≈"))
         assert "→" in line and (metric == "dcor" or "feature ≈" in line), line
         assert sides[metric]["choice"] == routes[metric].choice
-    # three narrow layers take the thin route, the wide one the n×n one
-    assert routes["procrustes"].choice == "per layer"
-    assert sorted(routes["procrustes"].layers.values()) == ["feature"] * 3 + ["sample"]
+    # CCA's pairs cost the same either side: three narrow layers take the thin route, the wide
+    # one the n×n one; Procrustes' pairs differ by side (XcᵀYc or the bases' coupling): one side
+    assert routes["cca"].choice == "per layer"
+    assert sorted(routes["cca"].layers.values()) == ["feature"] * 3 + ["sample"]
     assert "per layer (1 sample, 3 feature)" in text
+    assert routes["procrustes"].choice in ("sample", "feature")
+    assert set(routes["procrustes"].layers.values()) == {routes["procrustes"].choice}
     # readout: the span route's cost (pairs of narrow layers), far below the n×n bound
     assert routes["bayes_kl"].choice == "feature"
     bound = get_metric("bayes_kl").cost

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,11 +32,12 @@ from ._linalg import (
     basis_cost,
     basis_coupling,
     basis_pair_cost,
+    centred_float64,
     dense_pair,
     prepare_basis,
     singular_values,
 )
-from .contract import Cell
+from .contract import Cell, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
 
 PROCRUSTES_CITATION = "Ding, Denain & Steinhardt 2021, NeurIPS (arXiv:2108.01661)"
@@ -133,10 +135,61 @@ def shape_distance(x: ArrayLike, y: ArrayLike, alpha: float = 1.0, score: str = 
     return shape_value(pair.c[:ka, :kb], pair.a, pair.b, alpha, score, width)
 
 
-# ---------------------------------------------------------------- pair stage
-def procrustes_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
-    """Squared Procrustes distance of two layer states."""
+# ---------------------------------------------------------------- per-layer and pair stages
+@dataclass(frozen=True)
+class CentredLayer:
+    """Procrustes' state on the feature side: the centred layer Xc (n, p) in float64 and
+    ‖Xc‖²_F. A pair is then the nuclear norm of XcᵀYc (p_a×p_b) itself — no factorisation of
+    either layer, the same work per pair as the basis route's coupling when p < n."""
+
+    data: Float64
+    sq_norm: float
+    n: int
+    width: int
+
+
+ProcrustesState = CentredLayer | LayerBasis
+
+
+def prepare_procrustes(layer: LayerContext, params: Mapping[str, Any]) -> ProcrustesState:
+    """The per-layer stage: the centred layer when the planner chose the feature side for the
+    metric, else the layer's basis (:func:`prepare_basis`, shared with the CCA family)."""
+    if layer.route != "feature":
+        return prepare_basis(layer, params)
+    xc = centred_float64(layer)
+    sq = float(np.einsum("ij,ij->", xc, xc))
+    layer.check_variance(sq)
+    return CentredLayer(xc, sq, layer.n, layer.width)
+
+
+def procrustes_pair(a: ProcrustesState, b: ProcrustesState, params: Mapping[str, Any]) -> Cell:
+    """Squared Procrustes distance of two layer states (both of one kind: a run gives all of a
+    metric's states one side)."""
+    if isinstance(a, CentredLayer) and isinstance(b, CentredLayer):
+        cosine = float(singular_values(a.data.T @ b.data).sum()) / math.sqrt(a.sq_norm * b.sq_norm)
+        return Cell(float(np.clip(2.0 - 2.0 * cosine, 0.0, 2.0)))
+    if not (isinstance(a, LayerBasis) and isinstance(b, LayerBasis)):
+        raise TypeError("procrustes: a pair's two states must come from the same side")
     return Cell(procrustes_value(basis_coupling(a, b), a.spectrum, b.spectrum))
+
+
+def _procrustes_state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """Feature side: the centred float64 layer (n·p). Sample side: the basis through the n×n
+    Gram (:func:`basis_cost`)."""
+    if side == "feature":
+        return StateCost(bytes=8.0 * n * width, flops=2.0 * n * width)
+    return basis_cost(n, width, side, params)
+
+
+def _procrustes_pair_cost(
+    n: int, width_a: int, width_b: int, side: str, params: Mapping[str, Any]
+) -> StateCost:
+    """Feature side: XcᵀYc (2n·p_a·p_b) and its singular values (≈ 6·p_a·p_b·min). Sample side:
+    the coupling of the two bases (:func:`basis_pair_cost`, r = min(n, p))."""
+    if side == "feature":
+        return StateCost(bytes=8.0 * width_a * width_b,
+                         flops=2.0 * n * width_a * width_b + 6.0 * width_a * width_b * min(width_a, width_b))  # fmt: skip
+    return basis_pair_cost(n, width_a, width_b, side, params)
 
 
 def shape_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
@@ -166,10 +219,11 @@ register(
         name="procrustes", kind="distance", symmetric=True, bounds=(0.0, 2.0), params=(),
         citation=PROCRUSTES_CITATION,
         summary="squared orthogonal Procrustes distance of centred, normalised layers",
-        sides=("sample", "feature"), needs_gram=False, prepare=prepare_basis, pair=procrustes_pair,
-        state_cost=basis_cost, state_key=lambda params: ("basis",), identity=0.0, identity_exact=True,
+        sides=("sample", "feature"), needs_gram=False, prepare=prepare_procrustes,
+        pair=procrustes_pair, state_cost=_procrustes_state_cost,
+        state_key=lambda params: ("procrustes",), identity=0.0, identity_exact=True,
         invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
-        range_text="[0, 2] (squared distance)", cost=_cost, pair_cost=basis_pair_cost,
+        range_text="[0, 2] (squared distance)", cost=_cost, pair_cost=_procrustes_pair_cost,
     )
 )  # fmt: skip
 register(
