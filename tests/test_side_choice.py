@@ -94,3 +94,22 @@ def test_dry_run_prints_both_sides_and_the_span_cost(make_store: Any) -> None:
     assert bound is not None
     assert work["bayes_kl"]["pair_flops"] < 0.6 * bound(300, 0, work["bayes_kl"]["cells"], {})
     assert routes["dcor"].estimates.keys() == {"sample"} and routes["dcor"].engine
+
+
+@pytest.mark.parametrize("metric", ["procrustes", "shape", "shape:score=euclidean"])
+def test_both_sides_give_the_same_value(make_store: Any, metric: str) -> None:
+    """Procrustes and shape (alpha = 1) take the centred layers on the feature side and the
+    bases on the sample side; the values agree, also for a layer with a direction the shape
+    metric's rank tolerance drops (variance 1e-12 of the largest: that layer keeps its basis)."""
+    layers = _layers(60, 5, 3, seed=3)
+    tiny = layers["l2"].astype(np.float64)
+    tiny[:, 0] = tiny[:, 1] + 1e-6 * np.random.default_rng(4).standard_normal(60)
+    layers["l2"] = tiny
+    path = make_store(layers)
+    values = []
+    for side in ("sample", "feature"):
+        with open_store(path) as store:
+            comparison = prepare_comparison(store, None, [metric], side=side)
+            values.append(comparison.run().metrics[metric].value)
+            comparison.close()
+    np.testing.assert_allclose(values[1], values[0], rtol=0, atol=1e-10)

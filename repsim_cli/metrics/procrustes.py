@@ -35,6 +35,7 @@ from ._linalg import (
     centred_float64,
     dense_pair,
     prepare_basis,
+    roundoff_floor,
     singular_values,
 )
 from .contract import Cell, LayerContext, StateCost
@@ -192,11 +193,74 @@ def _procrustes_pair_cost(
     return basis_pair_cost(n, width_a, width_b, side, params)
 
 
-def shape_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
+def _unwhitened(params: Mapping[str, Any]) -> bool:
+    """alpha = 1 (within netrep's tolerance): rotations only, no whitening."""
+    return bool(params["alpha"] > 1.0 - NETREP_EIGVAL_TOL)
+
+
+def prepare_shape(layer: LayerContext, params: Mapping[str, Any]) -> ProcrustesState:
+    """The per-layer stage. On the feature side without whitening (alpha = 1): the centred layer
+    (:class:`CentredLayer`), provided its covariance's eigenvalues (no vectors: n·p² + ~3p³)
+    show no direction that the rank tolerance would drop (none in (round-off floor,
+    RANK_RTOL·λ_max]): the pair's nuclear norm of XcᵀYc then equals the truncated one. Otherwise
+    the layer's basis (:func:`prepare_basis`)."""
+    if layer.route != "feature" or not _unwhitened(params):
+        return prepare_basis(layer, params)
+    xc = centred_float64(layer)
+    sq = float(np.einsum("ij,ij->", xc, xc))
+    layer.check_variance(sq)
+    lam = np.linalg.eigvalsh(xc.T @ xc)
+    top = float(lam[-1])
+    floor = roundoff_floor(top, layer.n, layer.width, np.float64)
+    if np.any((lam > floor) & (lam <= RANK_RTOL * top)):
+        return prepare_basis(layer, params)
+    return CentredLayer(xc, sq, layer.n, layer.width)
+
+
+def _scaled_basis(state: LayerBasis, k: int) -> Float64:
+    """U·diag(s) over the leading ``k`` directions (n, k): the layer's centred data, truncated."""
+    spec = state.spectrum
+    assert spec.left is not None
+    return np.asarray(spec.left[:, :k] * spec.s[:k], dtype=np.float64)
+
+
+def shape_pair(a: ProcrustesState, b: ProcrustesState, params: Mapping[str, Any]) -> Cell:
     """Shape metric of two layer states."""
-    ka, kb = a.spectrum.rank(RANK_RTOL), b.spectrum.rank(RANK_RTOL)
-    c = basis_coupling(a, b, ka, kb)
-    return Cell(shape_value(c, a.spectrum, b.spectrum, params["alpha"], params["score"], max(a.width, b.width)))
+    if isinstance(a, LayerBasis) and isinstance(b, LayerBasis):
+        ka, kb = a.spectrum.rank(RANK_RTOL), b.spectrum.rank(RANK_RTOL)
+        c = basis_coupling(a, b, ka, kb)
+        return Cell(shape_value(c, a.spectrum, b.spectrum, params["alpha"], params["score"],
+                                max(a.width, b.width)))  # fmt: skip
+    # alpha = 1 with at least one centred layer: the nuclear norm of the (truncated) cross product
+    sides = []
+    for state in (a, b):
+        if isinstance(state, CentredLayer):
+            sides.append((state.data, state.sq_norm))
+        else:
+            k = state.spectrum.rank(RANK_RTOL)
+            sides.append((_scaled_basis(state, k), float(state.spectrum.sq[:k].sum())))
+    (xa, norm_a), (xb, norm_b) = sides
+    inner = float(singular_values(xa.T @ xb).sum())
+    if params["score"] == "euclidean":
+        return Cell(math.sqrt(max(norm_a + norm_b - 2.0 * inner, 0.0)))
+    return Cell(float(np.arccos(np.clip(inner / math.sqrt(norm_a * norm_b), 0.0, 1.0))))
+
+
+def _shape_state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """Feature side at alpha = 1: the centred layer and its covariance's eigenvalues (n·p² +
+    3p³). Otherwise the basis (:func:`basis_cost`)."""
+    if side == "feature" and _unwhitened(params):
+        return StateCost(bytes=8.0 * n * width, flops=1.0 * n * width**2 + 3.0 * width**3 + 2.0 * n * width)
+    return basis_cost(n, width, side, params)
+
+
+def _shape_pair_cost(
+    n: int, width_a: int, width_b: int, side: str, params: Mapping[str, Any]
+) -> StateCost:
+    """As Procrustes' at alpha = 1; otherwise the bases' coupling on either side."""
+    if _unwhitened(params):
+        return _procrustes_pair_cost(n, width_a, width_b, side, params)
+    return basis_pair_cost(n, width_a, width_b, side, params)
 
 
 def _check_shape_params(params: Mapping[str, Any]) -> None:
@@ -238,10 +302,12 @@ register(
         ),
         citation=SHAPE_CITATION,
         summary="angular shape metric after partial whitening and optimal rotation",
-        sides=("sample", "feature"), needs_gram=False, prepare=prepare_basis, pair=shape_pair,
-        state_cost=basis_cost, state_key=lambda params: ("basis",), identity=0.0, identity_exact=True,
+        sides=("sample", "feature"), needs_gram=False, prepare=prepare_shape, pair=shape_pair,
+        state_cost=_shape_state_cost,
+        state_key=lambda params: ("shape_data",) if _unwhitened(params) else ("basis",),
+        identity=0.0, identity_exact=True,
         invariances=("orthogonal", "translation", "permutation"), is_metric=True,
         validate=_check_shape_params,
-        range_text="[0, π/2] radians (score=euclidean: [0, ∞))", cost=_cost, pair_cost=basis_pair_cost,
+        range_text="[0, π/2] radians (score=euclidean: [0, ∞))", cost=_cost, pair_cost=_shape_pair_cost,
     )
 )  # fmt: skip
