@@ -50,7 +50,7 @@ def prepare_readout(layer: LayerContext, params: Mapping[str, Any]) -> ReadoutSt
     """The per-layer stage. A layer narrower than n (unless the planner chose the sample side for
     the metric): the thin SVD of its float64 data, centred as ``params["center"]``
     (:class:`ReadoutBasis`, n·p floats, ≈ 4n·p² flops). Otherwise: the engine's n × n kernel and
-    the inverse Cholesky factor of its Σ' (:class:`ReadoutLayer`, O(n³))."""
+    the Cholesky factor of its Σ' (:class:`ReadoutLayer`, O(n³))."""
     b = resolve_b(layer.n, params.get("b"), params.get("a"))
     if layer.width < layer.n and layer.route != "sample":
         return readout_basis(layer_data(layer, params["center"]), b, layer.label)
@@ -143,11 +143,10 @@ def _invariances(params: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
     """Feature side (the span route) and p < n: U (n×p) and s² from a thin SVD (≈ 4n·p² + 8p³
-    flops). Otherwise the kernel (n²·p, or the engine's) and L⁻¹ (n×n each); Cholesky and its
-    inverse (n³/3 each)."""
+    flops). Otherwise the kernel (n²·p, or the engine's) and L (n×n each); Cholesky (n³/3)."""
     if side == "feature" and width < n:
         return StateCost(bytes=8.0 * (n + 1) * width, flops=4.0 * n * width**2 + 8.0 * width**3)
-    return StateCost(bytes=16.0 * n * n, flops=1.0 * n * n * width + (2.0 / 3.0) * float(n) ** 3)
+    return StateCost(bytes=16.0 * n * n, flops=1.0 * n * n * width + (1.0 / 3.0) * float(n) ** 3)
 
 
 def _cost(js: bool) -> Callable[[int, int, int, Mapping[str, Any]], float]:
@@ -168,14 +167,14 @@ def _pair_cost(js: bool) -> Callable[[int, int, int, str, Mapping[str, Any]], St
     def cost(n: int, width_a: int, width_b: int, side: str, params: Mapping[str, Any]) -> StateCost:
         """Feature side with p_a + p_b < n (:mod:`.span`): C, R and its QR (≈ 4n·p_a·p_b +
         2n·p_b²) and an eigvalsh of order m = p_a + p_b (≈ 3m³ GEMM-equivalent). Otherwise the n×n
-        route: two triangular multiplies (n³ each) and the tridiagonal reduction (≈ 3n³
+        route: L⁻¹DL⁻ᵀ by dsygst (n³) and the tridiagonal reduction (≈ 3n³
         GEMM-equivalent). bayes_js adds its Monte Carlo samples (≈ 4n each, per pair)."""
         m = width_a + width_b
         if side == "feature" and m < n:
             flops = 4.0 * n * width_a * width_b + 2.0 * n * width_b**2 + 3.0 * float(m) ** 3
             held = 8.0 * (n * width_b + m * m)
         else:
-            flops, held = 5.0 * float(n) ** 3, 16.0 * n * n
+            flops, held = 4.0 * float(n) ** 3, 16.0 * n * n
         if js:
             flops += 4.0 * float(params.get("samples", DEFAULT_SAMPLES)) * min(n, m)
         return StateCost(bytes=held, flops=flops)
@@ -240,7 +239,7 @@ def _register(
             invariances_for=_invariances,
             validate=_validator(name),
             range_text=range_text,
-            # per layer: L⁻¹, and the engine's rebuilt kernel for center=none|stimuli
+            # per layer: L, and the engine's rebuilt kernel for center=none|stimuli
             prepare_grams=4.0,
             cost=_cost(js),
             pair_cost=_pair_cost(js),
