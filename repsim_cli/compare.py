@@ -22,6 +22,7 @@ from .globs import glob_matches
 from .metrics import MetricSpec, parse_spec
 from .metrics._linalg import warn_notes
 from .metrics.contract import CellBlock, LayerContext, SharedCache
+from .metrics.sides import metric_demands
 from .results import MetricResult, Results
 from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, shard_cells
 from .states import StateStore
@@ -254,8 +255,11 @@ class Comparison:
             cells = self.layout.cells(info.symmetric)
             layers = {self.refs_a[i].key: self.refs_a[i] for i, _ in cells}
             layers.update({self.refs_b[j].key: self.refs_b[j] for _, j in cells})
-            costs = [info.state_cost(n, r.width, self.plan.side, spec.params) for r in layers.values()]
+            costs = [info.state_cost(n, r.width, self.plan.state_side(spec.text, r.key) or self.plan.side,
+                                     spec.params) for r in layers.values()]  # fmt: skip
             pair_flops = info.cost(n, 0, len(cells), spec.params) if info.cost is not None else 0.0
+            if spec.text in self.plan.routes:  # the chosen side's pair work
+                pair_flops = self.plan.routes[spec.text].pair_flops
             out[spec.text] = {
                 "states": len(layers), "state_key": repr(info.key_of(spec.params)),
                 "state_bytes": float(sum(c.bytes for c in costs)),
@@ -297,7 +301,8 @@ class Comparison:
         info = spec.info
         return self.states.get(
             info.key_of(spec.params), ref.key,
-            lambda: info.prepare(LayerContext(self.engine, ref, self.shared), spec.params),
+            lambda: info.prepare(LayerContext(self.engine, ref, self.shared,
+                                              self.plan.state_side(spec.text, ref.key)), spec.params),
         )
 
     def prepare_states(self, pending: Sequence[Sequence[Cell]]) -> None:
@@ -529,6 +534,9 @@ def prepare_models(
         reserved_bytes=sum(reserved),
         min_grams=2 if any(s.info.inner_products_only for s in specs) else 1,
         engine_work=any(s.info.needs_gram for s in specs),
+        demands=metric_demands(
+            specs, {s.text: [(layout.rows[i], layout.cols[j]) for i, j in layout.cells(s.info.symmetric)]
+                    for s in specs}, n, {c.key: c.itemsize for c in costs}),
     )  # fmt: skip
     store_paths = [str(store.path) for store in stores]
     fingerprints = [store.fingerprint() for store in stores]

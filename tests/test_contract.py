@@ -236,7 +236,10 @@ def test_state_size_within_declared_bytes(text: str, side: str) -> None:
     ref = comparison.engine.refs[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RepsimWarning)
-        state = spec.info.prepare(LayerContext(comparison.engine, ref, SharedCache()), spec.params)
+        route = comparison.plan.state_side(spec.text, ref.key)  # the side chosen for the state
+        assert route == side
+        state = spec.info.prepare(LayerContext(comparison.engine, ref, SharedCache(), route),
+                                  spec.params)  # fmt: skip
     declared = spec.info.state_cost(30, 7, side, spec.params)  # type: ignore[arg-type]
     assert state_nbytes(state) <= declared.bytes, (text, state_nbytes(state), declared)
     assert declared.flops >= 0
@@ -255,5 +258,6 @@ def test_each_layer_is_prepared_once_in_an_n_store_run(make_store) -> None:
         comparison.close()
     prepares = {k: v for k, v in counts.items() if k.startswith("prepare:")}
     assert set(prepares.values()) == {1}
-    # 6 layers × (gram handle, basis, rsa): each state once, shared across the 3 model pairs
-    assert len(prepares) == 6 * 3
+    # 6 layers × (gram handle, basis, procrustes' centred layer, rsa): each state once, shared
+    # across the 3 model pairs
+    assert len(prepares) == 6 * 4

@@ -62,6 +62,7 @@ def per_layer_counts(comparison):
     out = {}
     for key, count in comparison.counts.items():
         stat, _, rest = key.partition(":")
+        stat = stat.split("@")[0]  # a shared intermediate is named with the side it is built on
         if stat == "prepare":
             state, scope, name = rest.rsplit(":", 2)
             out[(stat + state, f"{scope}:{name}")] = count

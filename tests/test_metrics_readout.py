@@ -464,8 +464,12 @@ def test_cli_writes_std_error_only_for_js_and_dry_run_shows_the_cost(make_store,
         cli, ["compare", str(path), "-m", "bayes_tv", "-o", str(tmp_path / "x.csv"), "--dry-run"]
     )
     assert r.exit_code == 0, r.output
-    n3 = 60.0**3 * (3 * 2 / 3 + 6 * 10 / 3)
-    assert f"metric bayes_tv: about {n3:.3g} flops" in r.output
+    # both sides' estimates and the choice; the pair work of the chosen side, below the n×n bound
+    line = next(x for x in r.output.splitlines() if x.startswith("  bayes_tv: sample ≈"))
+    assert "feature ≈" in line and "→" in line, line
+    pair_flops = float(next(x for x in r.output.splitlines() if x.startswith("  bayes_tv: ")
+                            and "cells, about" in x).split("about ")[1].split()[0])
+    assert pair_flops <= 60.0**3 * 6 * 10 / 3
     r = runner.invoke(cli, ["compare", str(path), "-m", "bayes_tv:a=0.5,b=0.1", "-o", "-"])
     assert r.exit_code == 2
     assert "not both" in r.output
@@ -476,6 +480,6 @@ def test_registry_records():
         info = get_metric(name)
         assert info.kind == "distance"
         assert info.symmetric
-        assert info.sides == ("sample",)
+        assert info.sides == ("sample", "feature") and info.own_route  # n×n route, span route
         assert info.param("b").describe().startswith("b=float (default 0.01")
     assert get_metric("bayes_kl").bounds == (0.0, math.inf)

@@ -8,12 +8,22 @@ strategy (:mod:`.strategies`: stacked, packed, spilled or tiled). Cost ≈ Σ_l 
 Feature side: one pass over all layers together accumulating the joint centred cross-product
 [X₁…X_L]ᵀ[X₁…X_L] ((ΣD)², float64), from which ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩. Cost ≈ n·(ΣD)². The
 cheaper side that fits the budget wins.
+
+Per metric. Each metric declares, per side, the flops of its per-layer stage (``state_cost``)
+and of its pair stage (``pair_cost``); :class:`MetricDemand` carries them here. Metrics that read
+the engine's Grams or covariances work on the engine's side, which is chosen for the lowest total
+of the engine's work, its reads and theirs. Metrics with their own route (their states come from
+the layer's data: the CCA family, Procrustes, shape, regression, the readout distances) each get
+the side with the lowest total of their own (reads, Grams or covariances, factorisations, pairs);
+metrics that share a state share its side, and where a metric's pair stage costs the same on
+both sides each layer's state takes its cheaper side (``per layer``). :class:`MetricRoute`
+records both sides' estimates and the choice, which ``compare --dry-run`` prints.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -25,7 +35,126 @@ from .strategies import DataOnly, Packed, SampleStrategy, Spilled, Stacked, Tile
 from .strategies.base import layer_working_set
 
 Side = Literal["sample", "feature"]
+SIDES: tuple[Side, Side] = ("sample", "feature")
 FEATURE_BLOCK_BYTES = 64 * 1024**2
+# A byte read from a store costs about the time of this many GEMM flops (one core's ~20 GFLOP/s
+# against a page-cache or disk read of ~2.5 GB/s); reads enter the sides' totals this way.
+BYTE_FLOPS = 8.0
+
+
+@dataclass(frozen=True)
+class MetricDemand:
+    """One metric's work on each side it can take, for the planner (built from the metric's
+    record by :func:`repsim_cli.metrics.sides.metric_demands`).
+
+    ``group``: metrics with the same group share one state per layer, hence one side.
+    ``own_route``: the metric's side is its own, apart from the engine's (else it works on the
+    engine's side). ``layers``: per side, each layer key's state flops. ``pairs``: per side, the
+    flops of all its cells' pair stage. ``read_bytes``: what its states read of the stores
+    themselves (the same on both sides).
+    """
+
+    spec: str
+    group: str
+    sides: tuple[Side, ...]
+    own_route: bool
+    layers: Mapping[Side, Mapping[str, float]]
+    pairs: Mapping[Side, float]
+    read_bytes: float = 0.0
+
+    def total(self, side: Side) -> float:
+        """The metric's own work on ``side``, reads as :data:`BYTE_FLOPS` flops per byte."""
+        return sum(self.layers[side].values()) + self.pairs[side] + BYTE_FLOPS * self.read_bytes
+
+
+@dataclass(frozen=True)
+class MetricRoute:
+    """The planner's choice for one metric. ``estimates``: per side, the total (flops, reads at
+    :data:`BYTE_FLOPS` per byte; for a metric on the engine's side, the engine's work included);
+    ``choice``: ``sample``, ``feature`` or ``per layer``; ``layers``: the side of each layer's
+    state; ``state_flops``/``pair_flops``: the chosen option's work; ``engine``: whether the
+    metric works on the engine's side."""
+
+    spec: str
+    estimates: dict[str, float]
+    choice: str
+    layers: dict[str, Side]
+    state_flops: float
+    pair_flops: float
+    engine: bool
+
+    def describe(self) -> str:
+        both = ", ".join(f"{side} ≈ {value:.3g}" for side, value in self.estimates.items())
+        choice = self.choice
+        if choice == "per layer":
+            counts = {s: sum(1 for v in self.layers.values() if v == s) for s in SIDES}
+            choice += " (" + ", ".join(f"{counts[s]} {s}" for s in SIDES if counts[s]) + ")"
+        if self.engine:
+            choice += ", the engine's side"
+        only = " (its only side)" if len(self.estimates) == 1 else ""
+        return f"  {self.spec}: {both} → {choice}{only}"
+
+
+def _side(text: str) -> Side:
+    return "feature" if text == "feature" else "sample"
+
+
+def _pairs_side_free(d: MetricDemand) -> bool:
+    values = [d.pairs[s] for s in SIDES if s in d.pairs]
+    return len(values) == 2 and abs(values[0] - values[1]) <= 1e-9 * max(1.0, *values)
+
+
+def choose_routes(
+    demands: Sequence[MetricDemand], engine_side: Side, engine_totals: Mapping[Side, float],
+    forced: str = "auto",
+) -> dict[str, MetricRoute]:
+    """Each metric's side (see the module's docstring). ``engine_totals``: the engine's work
+    per side (flops, reads at :data:`BYTE_FLOPS`); ``forced``: ``--side`` (``auto`` to choose).
+    Raises :class:`BudgetError` when a forced side is not one a metric can take."""
+    routes: dict[str, MetricRoute] = {}
+    groups: dict[str, list[MetricDemand]] = {}
+    for d in demands:
+        if d.own_route:
+            groups.setdefault(d.group, []).append(d)
+            continue
+        on_sides: dict[str, float] = {s: engine_totals.get(s, 0.0) + d.total(s) for s in d.sides}
+        routes[d.spec] = MetricRoute(
+            d.spec, on_sides, engine_side, dict.fromkeys(d.layers[engine_side], engine_side),
+            sum(d.layers[engine_side].values()), d.pairs[engine_side], engine=True,
+        )  # fmt: skip
+    for members in groups.values():
+        sides = [s for s in SIDES if all(s in m.sides for m in members) and forced in ("auto", s)]
+        if not sides:
+            raise BudgetError(f"side {forced!r} cannot compute {members[0].spec} "
+                              f"(it works on: {', '.join(members[0].sides)})")  # fmt: skip
+        state = members[0].layers  # one state per layer serves the whole group
+        pairs = {s: sum(m.pairs[s] for m in members) for s in sides}
+        options: dict[str, tuple[float, dict[str, Side]]] = {
+            s: (sum(state[s].values()) + pairs[s], dict.fromkeys(state[s], s)) for s in sides
+        }
+        if len(sides) == 2 and all(_pairs_side_free(m) for m in members):
+            mixed: dict[str, Side] = {
+                k: "sample" if state["sample"][k] <= state["feature"][k] else "feature"
+                for k in state["sample"]
+            }
+            total = sum(state[s][k] for k, s in mixed.items()) + pairs[SIDES[0]]
+            if total < min(options[s][0] for s in sides):
+                options["per layer"] = (total, mixed)
+        choice = min(options, key=lambda o: options[o][0])
+        layers = options[choice][1]
+        for m in members:
+            estimates: dict[str, float] = {s: m.total(s) for s in sides}
+            if "per layer" in options:
+                mixed_layers = options["per layer"][1]
+                estimates["per layer"] = (sum(state[s][k] for k, s in mixed_layers.items())
+                                          + m.pairs[SIDES[0]] + BYTE_FLOPS * m.read_bytes)  # fmt: skip
+            routes[m.spec] = MetricRoute(
+                m.spec, estimates, choice, dict(layers),
+                sum(state[s][k] for k, s in layers.items()),
+                m.pairs[SIDES[0]] if choice == "per layer" else m.pairs[_side(choice)],
+                engine=False,
+            )  # fmt: skip
+    return {d.spec: routes[d.spec] for d in demands}
 
 
 def default_budget() -> int:
@@ -69,6 +198,13 @@ class Plan:
     pairs: int = 0
     alternatives: dict[str, dict[str, float]] = field(default_factory=dict)
     metric_flops: dict[str, float] = field(default_factory=dict)
+    # Each metric's side, by spec text (empty where the plan was made without metric demands).
+    routes: dict[str, MetricRoute] = field(default_factory=dict)
+
+    def state_side(self, spec: str, layer_key: str) -> Side | None:
+        """The side the planner chose for ``spec``'s state of one layer (None: not planned)."""
+        route = self.routes.get(spec)
+        return None if route is None else route.layers.get(layer_key)
 
     @property
     def tile_rows(self) -> int:
@@ -99,8 +235,12 @@ class Plan:
                 f"  {side} side would need: {alt['flops']:.3g} flops, "
                 f"peak {format_size(alt['peak_bytes'])}"
             )
-        for spec, flops in self.metric_flops.items():
-            lines.append(f"  metric {spec}: about {flops:.3g} flops after the Gram statistics")
+        if self.routes:
+            lines.append("side per metric (estimated flops, reads included, on each side → chosen):")
+            lines += [route.describe() for route in self.routes.values()]
+        else:
+            for spec, flops in self.metric_flops.items():
+                lines.append(f"  metric {spec}: about {flops:.3g} flops after the Gram statistics")
         lines.append("passes per layer:")
         lines += [f"  {c.label}: {self.passes.get(c.key, 0):g}" for c in self.layers]
         return "\n".join(lines)
@@ -112,6 +252,8 @@ class Plan:
             "flops": self.flops, "bytes_read": self.bytes_read, "pairs": self.pairs,
             "passes": dict(self.passes), "metric_flops": dict(self.metric_flops),
             "mode": self.strategy.name, "tile_rows": self.tile_rows, "gram_capacity": self.gram_capacity,
+            "metric_sides": {spec: {"estimates": dict(r.estimates), "choice": r.choice,
+                                    "layers": dict(r.layers)} for spec, r in self.routes.items()},
         }  # fmt: skip
 
 
@@ -189,6 +331,7 @@ def make_plan(
     reserved_bytes: int = 0,
     min_grams: int = 2,
     engine_work: bool = True,
+    demands: Sequence[MetricDemand] = (),
 ) -> Plan:
     """Choose the side and block size for computing the Gram statistics of ``layers``.
 
@@ -198,6 +341,9 @@ def make_plan(
     working set and room for the states of one pair), added to either side's peak.
     ``engine_work`` False: no metric uses the engine's Grams or covariances (they read the layers
     themselves), so the plan is :class:`DataOnly` (on the side asked for; ``auto``: sample).
+    ``demands``: each metric's work per side; with them the engine's side is the one with the
+    lowest total of the engine's work, its reads and the work of the metrics on its side, and
+    every metric gets a :class:`MetricRoute` (without them: the engine's flops alone decide).
     Raises :class:`BudgetError` when no allowed side fits ``budget``.
     """
     budget = budget or default_budget()
@@ -231,7 +377,20 @@ def make_plan(
             f"the {best} side needs about {format_size(costs[best]['peak_bytes'])} of memory, "
             f"more than the budget of {format_size(budget)}; raise --memory or select fewer layers"
         )
-    chosen: Side = min(fitting, key=lambda s: costs[s]["flops"])
+    def reads(side: str) -> float:
+        passes = (sample.passes if side == "sample" else 1.0) if engine_work else 0.0
+        return float(sum(passes * n * layer.width * layer.itemsize for layer in layers))
+
+    engine_totals: dict[Side, float] = {
+        s: costs[s]["flops"] + BYTE_FLOPS * reads(s) if engine_work else 0.0 for s in SIDES
+    }
+    on_engine = [d for d in demands if not d.own_route]
+    chosen: Side
+    if on_engine:
+        chosen = min(fitting, key=lambda s: engine_totals[s] + sum(d.total(s) for d in on_engine))
+    else:
+        chosen = min(fitting, key=lambda s: costs[s]["flops"])
+    routes = choose_routes(demands, chosen, engine_totals, side) if demands else {}
     data_passes = sample.passes if chosen == "sample" else 1.0
     passes = {layer.key: data_passes + (0 if layer.has_stats else 1) for layer in layers}
     bytes_read = int(sum(passes[layer.key] * n * layer.width * layer.itemsize for layer in layers))
@@ -242,5 +401,5 @@ def make_plan(
         peak_bytes=int(costs[chosen]["peak_bytes"]), flops=costs[chosen]["flops"],
         bytes_read=int(bytes_read), strategy=strategy, passes=passes, pairs=n_pairs,
         alternatives={s: costs[s] for s in candidates if s != chosen},
-        metric_flops=dict(metric_flops or {}),
+        metric_flops=dict(metric_flops or {}), routes=routes,
     )  # fmt: skip

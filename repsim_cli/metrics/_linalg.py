@@ -46,6 +46,9 @@ DEAD_UNIT_RTOL = 1e-10
 # ‖Xc‖²_F ≤ this × ‖X‖²_F: constant up to round-off (the engine uses the same rule).
 CONSTANT_RTOL = 1e-20
 SPECTRUM = "centred_spectrum"  # shared per-layer intermediate of every metric of these families
+# Cost of a symmetric eigendecomposition with vectors, in GEMM-equivalent flops per k³ (LAPACK's
+# divide and conquer does ~4k³ flops at a fraction of the GEMM rate).
+EIGH_FLOPS = 9.0
 
 
 @dataclass(frozen=True)
@@ -250,15 +253,23 @@ def centred_float64(layer: LayerContext) -> Float64:
     return out
 
 
+def thin_route(layer: LayerContext) -> bool:
+    """Whether the layer's spectrum comes from the p×p covariance (feature side) rather than the
+    n×n Gram: as the planner chose for the metric, else (no plan) when p < n."""
+    route = layer.route
+    return route == "feature" if route is not None else layer.width < layer.n
+
+
 def data_spectrum(layer: LayerContext) -> Spectrum:
     """The layer's :class:`Spectrum` with its left vectors U (n×r), from the centred layer itself
-    in float64 whatever the run's GEMM precision: a thin factorisation when p < n (eigh of the p×p
-    covariance, then U = XcV/s: n·p² flops instead of n³), else eigh of the n×n Gram XcXcᵀ.
+    in float64 whatever the run's GEMM precision: on the feature side a thin factorisation (eigh
+    of the p×p covariance, then U = XcV/s: about n·p² flops), on the sample side the eigh of the
+    n×n Gram XcXcᵀ (n³); :func:`thin_route` says which.
     """
     xc = centred_float64(layer)
     layer.check_variance(float(np.einsum("ij,ij->", xc, xc)))
     n, width = layer.n, layer.width
-    if width < n:
+    if thin_route(layer):
         thin = build_spectrum(xc.T @ xc, side="feature", n=n, width=width)
         assert thin.right is not None
         left = xc @ thin.right
@@ -268,8 +279,10 @@ def data_spectrum(layer: LayerContext) -> Spectrum:
 
 
 def layer_spectrum(layer: LayerContext) -> Spectrum:
-    """The layer's :class:`Spectrum` (:func:`data_spectrum`), shared by the metrics of a run."""
-    return layer.shared(SPECTRUM, lambda: data_spectrum(layer))
+    """The layer's :class:`Spectrum` (:func:`data_spectrum`), shared by the metrics of a run that
+    build it on the same side."""
+    side = "feature" if thin_route(layer) else "sample"
+    return layer.shared(f"{SPECTRUM}@{side}", lambda: data_spectrum(layer))
 
 
 def prepare_basis(
@@ -299,11 +312,24 @@ def basis_coupling(
 
 
 def basis_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
-    """A spectrum on either side: U (n×r) and V (p×r) from the thin eigh of XcᵀXc when p < n
-    (about 3n·p² + 4p³ flops), else U from the eigh of XcXcᵀ (n²·p + 4n³)."""
+    """One layer's spectrum on ``side``: feature: XcᵀXc (n·p²), its eigh (≈ 9p³ in GEMM-equivalent
+    flops: LAPACK's symmetric eigensolver runs far below the GEMM rate) and U = XcV (2n·p·r);
+    sample: XcXcᵀ (n²·p) and its eigh (9n³). Either keeps U (n×r), V or s² (r = min(n, p))."""
     r = min(n, width)
-    flops = 3.0 * n * width**2 + 4.0 * width**3 if width < n else n * n * width + 4.0 * n**3
+    if side == "feature":
+        flops = 1.0 * n * width**2 + EIGH_FLOPS * width**3 + 2.0 * n * width * r
+    else:
+        flops = 1.0 * n * n * width + EIGH_FLOPS * n**3
     return StateCost(bytes=8.0 * (n * r + width * r + r), flops=flops)
+
+
+def basis_pair_cost(
+    n: int, width_a: int, width_b: int, side: str, params: Mapping[str, Any]
+) -> StateCost:
+    """One pair on either side: C = U_aᵀU_b (2n·r_a·r_b) and its singular values (≈ 6·r_a·r_b·min,
+    GEMM-equivalent); the same work whichever side built the bases."""
+    ra, rb = min(n, width_a), min(n, width_b)
+    return StateCost(bytes=8.0 * ra * rb, flops=2.0 * n * ra * rb + 6.0 * ra * rb * min(ra, rb))
 
 
 # ---------------------------------------------------------------- warnings

@@ -42,6 +42,7 @@ from ._linalg import (
     Spectrum,
     basis_cost,
     basis_coupling,
+    basis_pair_cost,
     dense_pair,
     forced_ones,
     prepare_basis,
@@ -286,10 +287,12 @@ def _prepare_weighted(layer: LayerContext, params: Mapping[str, Any]) -> LayerBa
 
 
 def _weighted_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
-    """The basis, plus G = UᵀXc (r×p) and the means (p); G costs a pass on the sample side."""
+    """The basis, plus G = UᵀXc (r×p) and the means (p); G costs a pass on the sample side (on
+    the feature side it is diag(s)Vᵀ)."""
     base = basis_cost(n, width, side, params)
     r = min(n, width)
-    return StateCost(base.bytes + 8.0 * (r * width + width), base.flops + 2.0 * n * r * width)
+    extra = 2.0 * n * r * width if side == "sample" else 1.0 * r * width
+    return StateCost(base.bytes + 8.0 * (r * width + width), base.flops + extra)
 
 
 # ---------------------------------------------------------------- parameters and registration
@@ -339,7 +342,7 @@ register(
         state_key=lambda params: ("basis",), identity=1.0, identity_exact=True,
         invariances=("orthogonal", "isotropic_scaling", "translation", "permutation",
                      "invertible_linear"),
-        validate=_check_cca_params, range_text="[0, 1]", cost=_cost,
+        validate=_check_cca_params, range_text="[0, 1]", cost=_cost, pair_cost=basis_pair_cost,
     )
 )  # fmt: skip
 register(
@@ -358,7 +361,7 @@ register(
         prepare=prepare_basis, pair=svcca_pair, state_cost=basis_cost,
         state_key=lambda params: ("basis",), identity=1.0, identity_exact=True,
         invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
-        validate=_check_svcca_params, range_text="[0, 1]", cost=_cost,
+        validate=_check_svcca_params, range_text="[0, 1]", cost=_cost, pair_cost=basis_pair_cost,
     )
 )  # fmt: skip
 register(
@@ -378,6 +381,6 @@ register(
         # invariance survives that (repsim matches the reference; see the module docs)
         invariances=("isotropic_scaling",),
         validate=lambda p: _check_side(p["side"]),
-        range_text="[0, 1]", cost=_cost,
+        range_text="[0, 1]", cost=_cost, pair_cost=basis_pair_cost,
     )
 )  # fmt: skip

@@ -89,15 +89,19 @@ class LayerContext:
     """What a metric's ``prepare`` stage may ask of one layer.
 
     ``n``: samples; ``width``: features D; ``label``: ``store:layer`` for messages; ``dtype``: the
-    GEMM precision of the run; ``side``: the engine side ("sample" or "feature"). The engine
+    GEMM precision of the run; ``side``: the engine side ("sample" or "feature"); ``route``: the
+    side chosen for this metric's state (see :attr:`route`). The engine
     methods give the layer's exact float64 column means, its centred data or Gram, row norms and
     raw row blocks; :meth:`shared` caches an intermediate several metrics' states are built from.
     """
 
-    def __init__(self, engine: GramEngine, ref: LayerRef, shared: SharedCache) -> None:
+    def __init__(
+        self, engine: GramEngine, ref: LayerRef, shared: SharedCache, route: str | None = None
+    ) -> None:
         self.engine = engine
         self.ref = ref
         self._shared = shared
+        self._route = route
 
     @property
     def key(self) -> str:
@@ -122,6 +126,13 @@ class LayerContext:
     @property
     def side(self) -> str:
         return self.engine.plan.side
+
+    @property
+    def route(self) -> str | None:
+        """The side the planner chose for this metric's state of this layer (``sample``: through
+        n×n matrices; ``feature``: through p×p ones), or None where no plan chose one (in-memory
+        inputs): the metric then takes the cheaper side for the layer's shape itself."""
+        return self._route
 
     def mean(self) -> Float64:
         """Exact float64 column means (D,)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,11 +31,14 @@ from ._linalg import (
     Spectrum,
     basis_cost,
     basis_coupling,
+    basis_pair_cost,
+    centred_float64,
     dense_pair,
     prepare_basis,
+    roundoff_floor,
     singular_values,
 )
-from .contract import Cell
+from .contract import Cell, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
 
 PROCRUSTES_CITATION = "Ding, Denain & Steinhardt 2021, NeurIPS (arXiv:2108.01661)"
@@ -132,17 +136,131 @@ def shape_distance(x: ArrayLike, y: ArrayLike, alpha: float = 1.0, score: str = 
     return shape_value(pair.c[:ka, :kb], pair.a, pair.b, alpha, score, width)
 
 
-# ---------------------------------------------------------------- pair stage
-def procrustes_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
-    """Squared Procrustes distance of two layer states."""
+# ---------------------------------------------------------------- per-layer and pair stages
+@dataclass(frozen=True)
+class CentredLayer:
+    """Procrustes' state on the feature side: the centred layer Xc (n, p) in float64 and
+    ‖Xc‖²_F. A pair is then the nuclear norm of XcᵀYc (p_a×p_b) itself — no factorisation of
+    either layer, the same work per pair as the basis route's coupling when p < n."""
+
+    data: Float64
+    sq_norm: float
+    n: int
+    width: int
+
+
+ProcrustesState = CentredLayer | LayerBasis
+
+
+def prepare_procrustes(layer: LayerContext, params: Mapping[str, Any]) -> ProcrustesState:
+    """The per-layer stage: the centred layer when the planner chose the feature side for the
+    metric, else the layer's basis (:func:`prepare_basis`, shared with the CCA family)."""
+    if layer.route != "feature":
+        return prepare_basis(layer, params)
+    xc = centred_float64(layer)
+    sq = float(np.einsum("ij,ij->", xc, xc))
+    layer.check_variance(sq)
+    return CentredLayer(xc, sq, layer.n, layer.width)
+
+
+def procrustes_pair(a: ProcrustesState, b: ProcrustesState, params: Mapping[str, Any]) -> Cell:
+    """Squared Procrustes distance of two layer states (both of one kind: a run gives all of a
+    metric's states one side)."""
+    if isinstance(a, CentredLayer) and isinstance(b, CentredLayer):
+        cosine = float(singular_values(a.data.T @ b.data).sum()) / math.sqrt(a.sq_norm * b.sq_norm)
+        return Cell(float(np.clip(2.0 - 2.0 * cosine, 0.0, 2.0)))
+    if not (isinstance(a, LayerBasis) and isinstance(b, LayerBasis)):
+        raise TypeError("procrustes: a pair's two states must come from the same side")
     return Cell(procrustes_value(basis_coupling(a, b), a.spectrum, b.spectrum))
 
 
-def shape_pair(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> Cell:
+def _procrustes_state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """Feature side: the centred float64 layer (n·p). Sample side: the basis through the n×n
+    Gram (:func:`basis_cost`)."""
+    if side == "feature":
+        return StateCost(bytes=8.0 * n * width, flops=2.0 * n * width)
+    return basis_cost(n, width, side, params)
+
+
+def _procrustes_pair_cost(
+    n: int, width_a: int, width_b: int, side: str, params: Mapping[str, Any]
+) -> StateCost:
+    """Feature side: XcᵀYc (2n·p_a·p_b) and its singular values (≈ 6·p_a·p_b·min). Sample side:
+    the coupling of the two bases (:func:`basis_pair_cost`, r = min(n, p))."""
+    if side == "feature":
+        return StateCost(bytes=8.0 * width_a * width_b,
+                         flops=2.0 * n * width_a * width_b + 6.0 * width_a * width_b * min(width_a, width_b))  # fmt: skip
+    return basis_pair_cost(n, width_a, width_b, side, params)
+
+
+def _unwhitened(params: Mapping[str, Any]) -> bool:
+    """alpha = 1 (within netrep's tolerance): rotations only, no whitening."""
+    return bool(params["alpha"] > 1.0 - NETREP_EIGVAL_TOL)
+
+
+def prepare_shape(layer: LayerContext, params: Mapping[str, Any]) -> ProcrustesState:
+    """The per-layer stage. On the feature side without whitening (alpha = 1): the centred layer
+    (:class:`CentredLayer`), provided its covariance's eigenvalues (no vectors: n·p² + ~3p³)
+    show no direction that the rank tolerance would drop (none in (round-off floor,
+    RANK_RTOL·λ_max]): the pair's nuclear norm of XcᵀYc then equals the truncated one. Otherwise
+    the layer's basis (:func:`prepare_basis`)."""
+    if layer.route != "feature" or not _unwhitened(params):
+        return prepare_basis(layer, params)
+    xc = centred_float64(layer)
+    sq = float(np.einsum("ij,ij->", xc, xc))
+    layer.check_variance(sq)
+    lam = np.linalg.eigvalsh(xc.T @ xc)
+    top = float(lam[-1])
+    floor = roundoff_floor(top, layer.n, layer.width, np.float64)
+    if np.any((lam > floor) & (lam <= RANK_RTOL * top)):
+        return prepare_basis(layer, params)
+    return CentredLayer(xc, sq, layer.n, layer.width)
+
+
+def _scaled_basis(state: LayerBasis, k: int) -> Float64:
+    """U·diag(s) over the leading ``k`` directions (n, k): the layer's centred data, truncated."""
+    spec = state.spectrum
+    assert spec.left is not None
+    return np.asarray(spec.left[:, :k] * spec.s[:k], dtype=np.float64)
+
+
+def shape_pair(a: ProcrustesState, b: ProcrustesState, params: Mapping[str, Any]) -> Cell:
     """Shape metric of two layer states."""
-    ka, kb = a.spectrum.rank(RANK_RTOL), b.spectrum.rank(RANK_RTOL)
-    c = basis_coupling(a, b, ka, kb)
-    return Cell(shape_value(c, a.spectrum, b.spectrum, params["alpha"], params["score"], max(a.width, b.width)))
+    if isinstance(a, LayerBasis) and isinstance(b, LayerBasis):
+        ka, kb = a.spectrum.rank(RANK_RTOL), b.spectrum.rank(RANK_RTOL)
+        c = basis_coupling(a, b, ka, kb)
+        return Cell(shape_value(c, a.spectrum, b.spectrum, params["alpha"], params["score"],
+                                max(a.width, b.width)))  # fmt: skip
+    # alpha = 1 with at least one centred layer: the nuclear norm of the (truncated) cross product
+    sides = []
+    for state in (a, b):
+        if isinstance(state, CentredLayer):
+            sides.append((state.data, state.sq_norm))
+        else:
+            k = state.spectrum.rank(RANK_RTOL)
+            sides.append((_scaled_basis(state, k), float(state.spectrum.sq[:k].sum())))
+    (xa, norm_a), (xb, norm_b) = sides
+    inner = float(singular_values(xa.T @ xb).sum())
+    if params["score"] == "euclidean":
+        return Cell(math.sqrt(max(norm_a + norm_b - 2.0 * inner, 0.0)))
+    return Cell(float(np.arccos(np.clip(inner / math.sqrt(norm_a * norm_b), 0.0, 1.0))))
+
+
+def _shape_state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
+    """Feature side at alpha = 1: the centred layer and its covariance's eigenvalues (n·p² +
+    3p³). Otherwise the basis (:func:`basis_cost`)."""
+    if side == "feature" and _unwhitened(params):
+        return StateCost(bytes=8.0 * n * width, flops=1.0 * n * width**2 + 3.0 * width**3 + 2.0 * n * width)
+    return basis_cost(n, width, side, params)
+
+
+def _shape_pair_cost(
+    n: int, width_a: int, width_b: int, side: str, params: Mapping[str, Any]
+) -> StateCost:
+    """As Procrustes' at alpha = 1; otherwise the bases' coupling on either side."""
+    if _unwhitened(params):
+        return _procrustes_pair_cost(n, width_a, width_b, side, params)
+    return basis_pair_cost(n, width_a, width_b, side, params)
 
 
 def _check_shape_params(params: Mapping[str, Any]) -> None:
@@ -165,10 +283,11 @@ register(
         name="procrustes", kind="distance", symmetric=True, bounds=(0.0, 2.0), params=(),
         citation=PROCRUSTES_CITATION,
         summary="squared orthogonal Procrustes distance of centred, normalised layers",
-        sides=("sample", "feature"), needs_gram=False, prepare=prepare_basis, pair=procrustes_pair,
-        state_cost=basis_cost, state_key=lambda params: ("basis",), identity=0.0, identity_exact=True,
+        sides=("sample", "feature"), needs_gram=False, prepare=prepare_procrustes,
+        pair=procrustes_pair, state_cost=_procrustes_state_cost,
+        state_key=lambda params: ("procrustes",), identity=0.0, identity_exact=True,
         invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
-        range_text="[0, 2] (squared distance)", cost=_cost,
+        range_text="[0, 2] (squared distance)", cost=_cost, pair_cost=_procrustes_pair_cost,
     )
 )  # fmt: skip
 register(
@@ -183,10 +302,12 @@ register(
         ),
         citation=SHAPE_CITATION,
         summary="angular shape metric after partial whitening and optimal rotation",
-        sides=("sample", "feature"), needs_gram=False, prepare=prepare_basis, pair=shape_pair,
-        state_cost=basis_cost, state_key=lambda params: ("basis",), identity=0.0, identity_exact=True,
+        sides=("sample", "feature"), needs_gram=False, prepare=prepare_shape, pair=shape_pair,
+        state_cost=_shape_state_cost,
+        state_key=lambda params: ("shape_data",) if _unwhitened(params) else ("basis",),
+        identity=0.0, identity_exact=True,
         invariances=("orthogonal", "translation", "permutation"), is_metric=True,
         validate=_check_shape_params,
-        range_text="[0, π/2] radians (score=euclidean: [0, ∞))", cost=_cost,
+        range_text="[0, π/2] radians (score=euclidean: [0, ∞))", cost=_cost, pair_cost=_shape_pair_cost,
     )
 )  # fmt: skip

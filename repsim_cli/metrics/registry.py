@@ -18,6 +18,8 @@ PairFn = Callable[[Any, Any, Mapping[str, Any]], Cell]
 BlockFn = Callable[[Sequence[Any], Sequence[Any], Mapping[str, Any]], CellBlock]
 # state_cost(n, width, side, params) -> StateCost
 StateCostFn = Callable[[int, int, Side, Mapping[str, Any]], StateCost]
+# pair_cost(n, width_a, width_b, side, params) -> StateCost (one cell's pair stage)
+PairCostFn = Callable[[int, int, int, Side, Mapping[str, Any]], StateCost]
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,15 @@ class MetricInfo:
     prepare_grams: float = 0.0
     # Work after the Gram statistics, for --dry-run: cost(n, n_layers, n_pairs, params) -> flops.
     cost: Callable[[int, int, int, Mapping[str, Any]], float] | None = None
+    # One cell's pair stage on each side, for the planner's choice of side:
+    # pair_cost(n, width_a, width_b, side, params) -> StateCost (flops; bytes it holds). None: the
+    # same on both sides, ``cost`` for one pair.
+    pair_cost: PairCostFn | None = None
+    # True when the metric's side is its own route, chosen apart from the engine's side (its
+    # states come from the layer's data, or from a Gram the engine provides on either side);
+    # metrics with ``needs_gram=False`` are always so. False: the metric works on the engine's
+    # side (it reads the engine's Gram inner products or covariances).
+    own_route: bool = False
 
     def key_of(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         """The name a state of this metric with these parameters is cached under."""

@@ -30,6 +30,7 @@ from ._linalg import (
     Spectrum,
     basis_cost,
     basis_coupling,
+    basis_pair_cost,
     dense_pair,
     prepare_basis,
     warn_dense,
@@ -93,6 +94,6 @@ register(
         prepare=prepare_basis, pair=linreg_pair, state_cost=basis_cost,
         state_key=lambda params: ("basis",), identity=1.0, identity_exact=True,
         invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
-        range_text="[0, 1]", cost=_cost,
+        range_text="[0, 1]", cost=_cost, pair_cost=basis_pair_cost,
     )
 )  # fmt: skip

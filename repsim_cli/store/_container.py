@@ -42,6 +42,92 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
+# Attribute values HDF5 has no native form for (mappings, None, lists mixing kinds or ragged)
+# are stored as JSON text after this prefix; files of earlier versions stored every list and
+# mapping that way, and still read.
+JSON_PREFIX = "json:"
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def encode_hdf5_attr(value: Any) -> Any:
+    """An attribute value in its native HDF5 form, readable as it is by h5py, h5dump or xarray.
+
+    Strings: variable-length UTF-8 strings; booleans: HDF5's boolean enum (h5py's); integers
+    (int64 range): int64; floats: float64; lists (regular nesting, one kind of leaf: all
+    strings, all booleans, all integers or all floats): arrays of that type, an empty list an
+    empty string array. Anything else — mappings, None, ragged or mixed lists, integers beyond
+    int64, and strings that begin with :data:`JSON_PREFIX` — is JSON text after that prefix.
+    """
+    import h5py
+
+    plain = _plain(value)
+    if isinstance(plain, bool):
+        return np.bool_(plain)
+    if isinstance(plain, int) and _INT64[0] <= plain <= _INT64[1]:
+        return np.int64(plain)
+    if isinstance(plain, float):
+        return np.float64(plain)
+    if isinstance(plain, str) and not plain.startswith(JSON_PREFIX):
+        return plain
+    if isinstance(plain, list):
+        shape, leaves = _regular(plain)
+        kinds = {_leaf_kind(x) for x in leaves} if shape is not None else {None}
+        if shape is not None and len(kinds) <= 1 and None not in kinds:
+            kind = kinds.pop() if kinds else "str"
+            dtype = h5py.string_dtype() if kind == "str" else np.dtype(kind)
+            return np.array(leaves, dtype=dtype).reshape(shape)
+    return JSON_PREFIX + json.dumps(plain)
+
+
+def _leaf_kind(x: Any) -> str | None:
+    """numpy kind name of one list element, or None where a native array cannot hold it."""
+    if isinstance(x, bool):
+        return "bool"
+    if isinstance(x, int):
+        return "int64" if _INT64[0] <= x <= _INT64[1] else None
+    if isinstance(x, float):
+        return "float64"
+    return "str" if isinstance(x, str) else None
+
+
+def _regular(items: list[Any]) -> tuple[tuple[int, ...] | None, list[Any]]:
+    """(shape, leaves in C order) of a regularly nested list, or (None, []) when it is ragged."""
+    if not any(isinstance(x, list) for x in items):
+        return (len(items),), list(items)
+    if not all(isinstance(x, list) for x in items):
+        return None, []
+    parts = [_regular(x) for x in items]
+    inner = {shape for shape, _ in parts}
+    if len(inner) != 1 or None in inner:
+        return None, []
+    shape = inner.pop()
+    assert shape is not None
+    return (len(items), *shape), [leaf for _, leaves in parts for leaf in leaves]
+
+
+def decode_hdf5_attr(value: Any) -> Any:
+    """A plain Python value (str, bool, int, float, list, dict or None) from an HDF5 attribute as
+    h5py returns it: native values (:func:`encode_hdf5_attr`), JSON text after
+    :data:`JSON_PREFIX` (how earlier versions stored lists and mappings), byte strings."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        return json.loads(value[len(JSON_PREFIX):]) if value.startswith(JSON_PREFIX) else value
+    if isinstance(value, np.ndarray):
+        return _decode_list(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value).__name__ == "Empty":  # h5py.Empty: a null dataspace
+        return None
+    return value
+
+
+def _decode_list(items: Any) -> Any:
+    if isinstance(items, list):
+        return [_decode_list(x) for x in items]
+    return items.decode() if isinstance(items, bytes) else items
+
+
 @dataclass(frozen=True)
 class ArraySpec:
     """An array to make with :meth:`Container.create_arrays` (as in :meth:`Container.create_array`)."""
@@ -207,18 +293,7 @@ class _HDF5Container(Container):
             raise StoreError(f"{path}: not an HDF5 file ({exc.__class__.__name__})") from None
 
     def get_attrs(self, node: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in self._file[node or "/"].attrs.items():
-            if isinstance(value, bytes):
-                value = value.decode()
-            if isinstance(value, str) and value.startswith("json:"):
-                value = json.loads(value[5:])
-            elif isinstance(value, np.generic):
-                value = value.item()
-            elif isinstance(value, np.ndarray):
-                value = value.tolist()
-            out[key] = value
-        return out
+        return {key: decode_hdf5_attr(value) for key, value in self._file[node or "/"].attrs.items()}
 
     def set_attrs(self, node: str, values: Mapping[str, Any]) -> None:
         if not node:
@@ -227,10 +302,7 @@ class _HDF5Container(Container):
             target = self._file[node] if node in self._file else self._file.require_group(node)
         attrs = target.attrs
         for key, value in values.items():
-            plain = _plain(value)
-            if isinstance(plain, (dict, list)) or plain is None:
-                plain = "json:" + json.dumps(plain)
-            attrs[key] = plain
+            attrs[key] = encode_hdf5_attr(value)
 
     def has(self, node: str) -> bool:
         return node in self._file

@@ -1,4 +1,4 @@
-"""The per-layer readout factor: a layer's kernel K and the inverse Cholesky factor of its
+"""The per-layer readout factor: a layer's kernel K and the Cholesky factor of its
 prior predictive covariance Σ' = I + K/(b·tr K) (Schütt 2024, arXiv:2411.08739)."""
 
 from __future__ import annotations
@@ -42,21 +42,21 @@ def linear_kernel(x: ArrayLike, center: str = "none") -> Float64:
 
 @dataclass(frozen=True)
 class ReadoutLayer:
-    """One layer's prior predictive: Σ' = I + scale·K with its inverse Cholesky factor.
+    """One layer's prior predictive: Σ' = I + scale·K with its Cholesky factor.
 
     ``kernel`` is the layer's (n, n) float64 kernel K (never modified), ``scale`` is 1/(b·tr K),
-    and ``chol_inv`` is L⁻¹ (lower triangular, (n, n) float64, Fortran order) with Σ' = L Lᵀ.
+    and ``chol`` is L (lower triangular, (n, n) float64, Fortran order) with Σ' = L Lᵀ.
     """
 
     kernel: Float64
     scale: float
     trace: float
-    chol_inv: Float64
+    chol: Float64
     label: str
 
     @property
     def n(self) -> int:
-        return int(self.chol_inv.shape[0])
+        return int(self.chol.shape[0])
 
     def load_kernel(self) -> Float64:
         """The layer's kernel K (n, n) float64."""
@@ -113,15 +113,10 @@ def readout_layer(
     scale = 0.0 if math.isinf(b) else 1.0 / (b * trace)
     sigma = scale * k
     sigma[np.diag_indices(n)] += 1.0
-    chol = np.linalg.cholesky(sigma)
+    # Fortran order, the layout LAPACK's dsygst reads in each pair: no copy per pair
+    chol = np.asfortranarray(np.linalg.cholesky(sigma))
     del sigma
-    import scipy.linalg  # deferred: scipy.linalg costs 0.2 s at start-up
-    chol_inv, info = scipy.linalg.lapack.dtrtri(chol, lower=1)
-    if info != 0:  # cannot happen for Σ' ≥ I; kept so that a failure is never silent
-        raise DataError(f"{label}: Cholesky factor of Σ' is singular")
-    # dtrtri leaves the zero upper triangle of ``chol`` as it is and returns Fortran order, the
-    # layout dtrmm wants: no copy per pair
-    return ReadoutLayer(k, scale, trace, chol_inv, label)
+    return ReadoutLayer(k, scale, trace, chol, label)
 
 
 def _check_positive_semidefinite(k: Float64, trace: float, label: str) -> None:

@@ -47,11 +47,12 @@ def layer_data(layer: LayerContext, center: str) -> Float64:
 
 
 def prepare_readout(layer: LayerContext, params: Mapping[str, Any]) -> ReadoutState:
-    """The per-layer stage. A layer narrower than n: the thin SVD of its float64 data, centred as
-    ``params["center"]`` (:class:`ReadoutBasis`, n·p floats, ≈ 4n·p² flops). Otherwise: the
-    engine's n × n kernel and the inverse Cholesky factor of its Σ' (:class:`ReadoutLayer`, O(n³))."""
+    """The per-layer stage. A layer narrower than n (unless the planner chose the sample side for
+    the metric): the thin SVD of its float64 data, centred as ``params["center"]``
+    (:class:`ReadoutBasis`, n·p floats, ≈ 4n·p² flops). Otherwise: the engine's n × n kernel and
+    the Cholesky factor of its Σ' (:class:`ReadoutLayer`, O(n³))."""
     b = resolve_b(layer.n, params.get("b"), params.get("a"))
-    if layer.width < layer.n:
+    if layer.width < layer.n and layer.route != "sample":
         return readout_basis(layer_data(layer, params["center"]), b, layer.label)
     kernel = layer.gram(params["center"])
     return readout_layer(kernel, b, layer.label, check_psd=False)
@@ -141,11 +142,11 @@ def _invariances(params: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
-    """p < n: U (n×p) and s² from a thin SVD (≈ 4n·p² + 8p³ flops). Otherwise the kernel and L⁻¹
-    (n×n each); Cholesky and its inverse (n³/3 each)."""
-    if width < n:
+    """Feature side (the span route) and p < n: U (n×p) and s² from a thin SVD (≈ 4n·p² + 8p³
+    flops). Otherwise the kernel (n²·p, or the engine's) and L (n×n each); Cholesky (n³/3)."""
+    if side == "feature" and width < n:
         return StateCost(bytes=8.0 * (n + 1) * width, flops=4.0 * n * width**2 + 8.0 * width**3)
-    return StateCost(bytes=16.0 * n * n, flops=(2.0 / 3.0) * float(n) ** 3)
+    return StateCost(bytes=16.0 * n * n, flops=1.0 * n * n * width + (1.0 / 3.0) * float(n) ** 3)
 
 
 def _cost(js: bool) -> Callable[[int, int, int, Mapping[str, Any]], float]:
@@ -158,6 +159,25 @@ def _cost(js: bool) -> Callable[[int, int, int, Mapping[str, Any]], float]:
             samples = float(params.get("samples", DEFAULT_SAMPLES))
             flops += samples * n * (10.0 + 4.0 * n_pairs)
         return flops
+
+    return cost
+
+
+def _pair_cost(js: bool) -> Callable[[int, int, int, str, Mapping[str, Any]], StateCost]:
+    def cost(n: int, width_a: int, width_b: int, side: str, params: Mapping[str, Any]) -> StateCost:
+        """Feature side with p_a + p_b < n (:mod:`.span`): C, R and its QR (≈ 4n·p_a·p_b +
+        2n·p_b²) and an eigvalsh of order m = p_a + p_b (≈ 3m³ GEMM-equivalent). Otherwise the n×n
+        route: L⁻¹DL⁻ᵀ by dsygst (n³) and the tridiagonal reduction (≈ 3n³
+        GEMM-equivalent). bayes_js adds its Monte Carlo samples (≈ 4n each, per pair)."""
+        m = width_a + width_b
+        if side == "feature" and m < n:
+            flops = 4.0 * n * width_a * width_b + 2.0 * n * width_b**2 + 3.0 * float(m) ** 3
+            held = 8.0 * (n * width_b + m * m)
+        else:
+            flops, held = 4.0 * float(n) ** 3, 16.0 * n * n
+        if js:
+            flops += 4.0 * float(params.get("samples", DEFAULT_SAMPLES)) * min(n, m)
+        return StateCost(bytes=held, flops=flops)
 
     return cost
 
@@ -204,7 +224,10 @@ def _register(
             params=_COMMON_PARAMS + (_JS_PARAMS if js else ()),
             citation=CITATION,
             summary=summary,
-            sides=("sample",),
+            # sample: the n × n route; feature: the span route (layers narrower than n
+            # factored from their data; pairs with p_a + p_b < n in the span of their columns)
+            sides=("sample", "feature"),
+            own_route=True,
             prepare=prepare_readout,
             pair=pair,
             block=block,
@@ -216,9 +239,10 @@ def _register(
             invariances_for=_invariances,
             validate=_validator(name),
             range_text=range_text,
-            # per layer: L⁻¹, and the engine's rebuilt kernel for center=none|stimuli
+            # per layer: L, and the engine's rebuilt kernel for center=none|stimuli
             prepare_grams=4.0,
             cost=_cost(js),
+            pair_cost=_pair_cost(js),
             # bayes_js: whole blocks, so that one Monte Carlo draw serves all of a block's pairs
             batched=js,
         )
