@@ -1,0 +1,393 @@
+"""Shards that divide the expensive stage: partial sums over tiles of examples.
+
+For the inner-product metrics (linear CKA, biased and debiased) every cell is a function of sums
+over examples or example pairs (Kornblith et al. 2019, ICML, eq. 3):
+
+* sample side: h_ab = ⟨Kc_a, Kc_b⟩ = Σ_{I,J} ⟨Kc_a[I, J], Kc_b[I, J]⟩ over pairs of row blocks
+  (I, J) of the centred Grams (J ≥ I, weight 2 off the diagonal); the row norms q = diag(Kc) come
+  from the diagonal tiles, and debiasing needs only Σ_i q_a,i q_b,i and Σ_i q_a,i;
+* feature side: h_ab = ‖C_ab‖²_F with C = [X₁…X_L]ᵀ[X₁…X_L] centred, itself a sum over row blocks.
+
+Shard K of N takes a contiguous run of the tiles (sample side) or of the rows (feature side),
+balanced by flops, and writes the *partial sums* of every cell (cross and self terms) to a
+partial file. Every shard centres with the same exact float64 column means (the store's stats or a
+cheap pass). :func:`merge_partials` adds the partials in shard order and finalises; merged values
+equal a single run to round-off (about 1e-15 relative in float64 GEMMs; float32 GEMMs round each
+tile's products differently from a whole-Gram SYRK, about 1e-7).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._atomic import atomic_path
+from .errors import ResultsError
+from .metrics import MetricSpec
+from .results import MetricResult, Results
+from .schedule import Shard
+from .store._container import backend_for, open_container
+from .store.base import StoreError
+
+Float64 = NDArray[np.float64]
+FORMAT = "partial_sums"
+FORMAT_VERSION = 1
+# Metrics whose cells finalise from the partial sums (inner, qq, qsum).
+TILED_METRICS = ("cka",)
+# Tiles per shard aimed at (balance within about 1/TILES_PER_SHARD).
+TILES_PER_SHARD = 8
+
+
+def tileable(specs: Sequence[MetricSpec]) -> bool:
+    """Whether every metric's cells are sums over examples, so shards can split the examples."""
+    return bool(specs) and all(s.info.name in TILED_METRICS for s in specs)
+
+
+# ------------------------------------------------------------------------------------ the split
+def balanced_range(costs: Sequence[float], shard: Shard) -> tuple[int, int]:
+    """Shard K of N's contiguous range [start, stop) of work items, cut where the running cost
+    crosses k/N of the total (every item in exactly one shard; deterministic)."""
+    prefix = np.concatenate([[0.0], np.cumsum(np.asarray(costs, dtype=np.float64))])
+    total = prefix[-1]
+
+    def cut(k: int) -> int:
+        if k <= 0:
+            return 0
+        if k >= shard.count:
+            return len(costs)
+        return int(np.searchsorted(prefix, total * k / shard.count, side="left"))
+
+    return cut(shard.index - 1), cut(shard.index)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles of a sample-side run: row blocks of ``rows`` samples, pairs (I, J ≥ I) row-major."""
+
+    n: int
+    rows: int
+
+    @property
+    def starts(self) -> list[int]:
+        return list(range(0, self.n, self.rows))
+
+    def tiles(self) -> list[tuple[int, int, int, int]]:
+        """(i0, i1, j0, j1) of every tile, row-major."""
+        bounds = [(s, min(s + self.rows, self.n)) for s in self.starts]
+        return [(*bounds[a], *bounds[b]) for a in range(len(bounds)) for b in range(a, len(bounds))]
+
+    @staticmethod
+    def costs(tiles: Sequence[tuple[int, int, int, int]]) -> list[float]:
+        return [float((i1 - i0) * (j1 - j0)) for i0, i1, j0, j1 in tiles]
+
+
+def tile_plan(n: int, count: int, max_rows: int) -> TilePlan:
+    """Row blocks so that the triangle of tiles has at least TILES_PER_SHARD tiles per shard (and
+    a tile's working set fits ``max_rows``); depends on N only, so every shard agrees."""
+    m = 1
+    while m * (m + 1) // 2 < TILES_PER_SHARD * count and m < n:
+        m += 1
+    rows = max(1, min(math.ceil(n / m), max_rows))
+    return TilePlan(n, rows)
+
+
+def feature_row_ranges(n: int, rows: int) -> list[tuple[int, int]]:
+    """Row blocks [start, stop) of the feature side's pass."""
+    return [(s, min(s + rows, n)) for s in range(0, n, rows)]
+
+
+# ------------------------------------------------------------------------------------ the shard
+@dataclass
+class Partial:
+    """One shard's partial sums. ``header``: what a merge requires to be equal (stores, content,
+    layers, metrics and parameters, side, precision, tiling, N); ``template``: how to lay out
+    the merged results; ``arrays``: the sums (``inner``, ``qq``, ``qsum``; feature side
+    ``joint`` and ``sums`` instead of ``inner``)."""
+
+    shard: Shard
+    header: dict[str, Any]
+    template: dict[str, Any]
+    arrays: dict[str, Float64]
+    share: str = ""
+
+
+def _json(obj: Any) -> Any:
+    out: Any = json.loads(json.dumps(obj, sort_keys=True, default=str))
+    return out
+
+
+def partial_header(comparison: Any, shard: Shard, tiling: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a sharded comparison: every partial of one merge must carry the same."""
+    attrs = comparison.attrs
+    return _json({
+        "stores": attrs["stores"], "fingerprints": attrs["fingerprints"], "models": attrs["models"],
+        "pairs": [list(p) for p in comparison.layout.pairs],
+        "layers": [r.key + "=" + r.name for r in comparison.engine.refs],
+        "layers_a": [r.name for r in comparison.refs_a], "layers_b": [r.name for r in comparison.refs_b],
+        "metrics": [[s.text, s.params] for s in comparison.specs], "n": comparison.plan.n,
+        "side": comparison.plan.side, "compute_dtype": comparison.plan.compute_dtype,
+        "tiling": tiling, "count": shard.count,
+    })  # fmt: skip
+
+
+def _template(comparison: Any) -> dict[str, Any]:
+    keys = [r.key for r in comparison.engine.refs]
+    return _json({
+        "attrs": comparison.attrs,
+        "layers_a": [r.name for r in comparison.refs_a], "layers_b": [r.name for r in comparison.refs_b],
+        "rows": [keys.index(r.key) for r in comparison.refs_a],
+        "cols": [keys.index(r.key) for r in comparison.refs_b],
+        "row_models": list(comparison.layout.row_models), "col_models": list(comparison.layout.col_models),
+        "pairs": [list(p) for p in comparison.layout.pairs],
+        "widths": [r.width for r in comparison.engine.refs],
+        "specs": [{"text": s.text, "name": s.name, "kind": s.info.kind, "symmetric": s.info.symmetric,
+                   "params": s.params} for s in comparison.specs],
+    })  # fmt: skip
+
+
+def sample_share(comparison: Any, shard: Shard) -> tuple[TilePlan, list[tuple[int, int, int, int]]]:
+    """The tile plan and shard K's tiles."""
+    from .engine.tiles import tile_rows_for
+
+    engine = comparison.engine
+    widths = [r.width for r in engine.refs]
+    budget = max(1, comparison.plan.budget // 2)
+    plan = tile_plan(engine.n, shard.count, tile_rows_for(engine.n, widths, engine.dtype.itemsize, budget))
+    tiles = plan.tiles()
+    lo, hi = balanced_range(TilePlan.costs(tiles), shard)
+    return plan, tiles[lo:hi]
+
+
+def feature_share(comparison: Any, shard: Shard) -> tuple[int, list[tuple[int, int]]]:
+    """Rows per block and shard K's row blocks."""
+    rows = comparison.plan.block_rows or 1024
+    n = comparison.engine.n
+    base, extra = divmod(n, shard.count)
+    k = shard.index - 1
+    start = k * base + min(k, extra)
+    stop = start + base + (1 if k < extra else 0)
+    return rows, [(a + start, b + start) for a, b in feature_row_ranges(stop - start, rows)]
+
+
+def compute_partial(comparison: Any, shard: Shard) -> Partial:
+    """Shard K's partial sums of a comparison whose metrics are all :func:`tileable`."""
+    engine = comparison.engine
+    refs = engine.refs
+    n_layers = len(refs)
+    qq = np.zeros((n_layers, n_layers))
+    qsum = np.zeros(n_layers)
+    arrays: dict[str, Float64]
+    if comparison.plan.side == "feature":
+        rows, blocks = feature_share(comparison, shard)
+        tiling: dict[str, Any] = {"side": "feature", "rows": rows}
+        widths = [r.width for r in refs]
+        offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+        shift = np.concatenate([engine.mean(r) for r in refs])
+        joint = np.zeros((int(offsets[-1]), int(offsets[-1])))
+        sums = np.zeros(int(offsets[-1]))
+        for done, (start, stop) in enumerate(blocks, start=1):
+            parts = [r.store.read_rows(r.name, start, stop) for r in refs]
+            z = np.concatenate(parts, axis=1).astype(np.float64) - shift
+            q = np.stack([np.einsum("ij,ij->i", z[:, offsets[k] : offsets[k + 1]],
+                                    z[:, offsets[k] : offsets[k + 1]]) for k in range(n_layers)])  # fmt: skip
+            qq += q @ q.T
+            qsum += q.sum(axis=1)
+            sums += z.sum(axis=0)
+            zc = z.astype(engine.dtype, copy=False)
+            joint += zc.T @ zc
+            engine.progress(f"shard {shard}: rows", done, len(blocks))
+        arrays = {"joint": joint, "sums": sums, "qq": qq, "qsum": qsum}
+        share = f"rows {blocks[0][0]}-{blocks[-1][1] - 1} of {engine.n}" if blocks else "no rows"
+    else:
+        plan, tiles = sample_share(comparison, shard)
+        tiling = {"side": "sample", "rows": plan.rows}
+        inner = np.zeros((n_layers, n_layers))
+        cache: dict[tuple[int, int], NDArray[np.floating]] = {}
+        needed = sorted({s for t in tiles for s in (t[0], t[2])})
+        block_bytes = sum(r.width for r in refs) * plan.rows * engine.dtype.itemsize
+        keep_all = len(needed) * block_bytes <= max(comparison.plan.budget // 4, block_bytes)
+
+        def rows_of(layer: int, start: int, stop: int) -> NDArray[np.floating]:
+            key = (layer, start)
+            if key in cache:
+                return cache[key]
+            block = engine.centered_rows(refs[layer], start, stop)
+            if keep_all:
+                cache[key] = block
+            return block
+
+        left_start = -1
+        left: list[NDArray[np.floating]] = []
+        for done, (i0, i1, j0, j1) in enumerate(tiles, start=1):
+            if i0 != left_start:
+                left = [rows_of(k, i0, i1) for k in range(n_layers)]
+                left_start = i0
+            right = left if j0 == i0 else [rows_of(k, j0, j1) for k in range(n_layers)]
+            stacked = np.empty((n_layers, (i1 - i0) * (j1 - j0)))
+            diag = np.empty((n_layers, i1 - i0)) if j0 == i0 else None
+            for k in range(n_layers):
+                tile = left[k] @ right[k].T
+                stacked[k] = tile.ravel()
+                if diag is not None:
+                    diag[k] = np.diag(tile)
+            if diag is not None:
+                qq += diag @ diag.T
+                qsum += diag.sum(axis=1)
+            inner += (1.0 if j0 == i0 else 2.0) * (stacked @ stacked.T)
+            del stacked, right
+            engine.progress(f"shard {shard}: tiles", done, len(tiles))
+        arrays = {"inner": inner, "qq": qq, "qsum": qsum}
+        share = f"{len(tiles)} of {len(plan.tiles())} tiles" if tiles else "no tiles"
+    return Partial(shard, partial_header(comparison, shard, tiling), _template(comparison), arrays, share)
+
+
+# ------------------------------------------------------------------------------------ files
+def write_partial(partial: Partial, out: str | Path) -> None:
+    """Write a partial (``.h5``/``.hdf5``/``.zarr``) atomically."""
+    path = Path(out)
+    try:
+        backend_for(path)
+    except StoreError:
+        raise ResultsError(f"{path}: a shard of partial sums is written as .h5, .hdf5 or .zarr") from None
+    with atomic_path(path) as tmp, open_container(tmp, "w", in_memory=True) as c:
+        c.set_attrs("", {
+            "repsim_format": FORMAT, "format_version": FORMAT_VERSION, "shard": str(partial.shard),
+            "header": json.dumps(partial.header, sort_keys=True),
+            "template": json.dumps(partial.template, sort_keys=True), "share": partial.share,
+        })  # fmt: skip
+        for name, arr in sorted(partial.arrays.items()):
+            c.write_array(name, np.ascontiguousarray(arr, dtype=np.float64))
+
+
+def is_partial_file(path: str | Path) -> bool:
+    """Whether ``path`` is a partial-sums file written by ``compare --shard`` (tile mode)."""
+    p = Path(path)
+    if not p.exists() or p.suffix.lower() == ".csv":
+        return False
+    try:
+        with open_container(p, "r") as c:
+            return bool(c.get_attrs().get("repsim_format") == FORMAT)
+    except (StoreError, OSError):
+        return False
+
+
+def read_partial(path: str | Path) -> Partial:
+    p = Path(path)
+    with open_container(p, "r") as c:
+        attrs = c.get_attrs()
+        if attrs.get("repsim_format") != FORMAT:
+            raise ResultsError(f"{p}: not a repsim partial-sums file")
+        if int(attrs.get("format_version", 0)) != FORMAT_VERSION:
+            raise ResultsError(f"{p}: partial-sums format {attrs.get('format_version')} is not "
+                               f"{FORMAT_VERSION}; run its shard again with this repsim")  # fmt: skip
+        k, _, count = str(attrs["shard"]).partition("/")
+        arrays = {name: np.asarray(c.read_array(name), dtype=np.float64)
+                  for name in ("inner", "joint", "sums", "qq", "qsum") if c.has(name)}  # fmt: skip
+        return Partial(Shard(int(k), int(count)), json.loads(attrs["header"]), json.loads(attrs["template"]),
+                       arrays, str(attrs.get("share", "")))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ merge
+_HEADER_WORDS = {
+    "stores": "the stores", "fingerprints": "the stores' content (fingerprints)", "models": "the models",
+    "pairs": "the model pairs", "layers": "the layers", "layers_a": "the layers of A",
+    "layers_b": "the layers of B", "metrics": "the metrics or their parameters", "n": "the samples",
+    "side": "the engine side (--side)", "compute_dtype": "the precision (--precision)",
+    "tiling": "the tiling", "count": "the number of shards N",
+}  # fmt: skip
+
+
+def merge_partials(paths: Sequence[str | Path]) -> Results:
+    """Add the partial sums of shards 1..N in shard order and finalise every cell.
+
+    Raises :class:`ResultsError` naming a partial of another command (what differs), a shard
+    given twice (both files) and every shard missing.
+    """
+    parts = [(Path(p), read_partial(p)) for p in paths]
+    first_path, first = parts[0]
+    by_index: dict[int, Path] = {}
+    for path, part in parts:
+        if part.header != first.header:
+            keys = sorted(k for k in set(part.header) | set(first.header)
+                          if part.header.get(k) != first.header.get(k))  # fmt: skip
+            words = ", ".join(_HEADER_WORDS.get(k, k) for k in keys)
+            raise ResultsError(f"{path}: a partial of another command than {first_path} ({words} differ); "
+                               "merge only the shards of one comparison")  # fmt: skip
+        if part.shard.index in by_index:
+            raise ResultsError(f"{path}: shard {part.shard} is given twice (also {by_index[part.shard.index]})")
+        by_index[part.shard.index] = path
+    count = first.shard.count
+    missing = [k for k in range(1, count + 1) if k not in by_index]
+    if missing:
+        names = ", ".join(f"{k}/{count}" for k in missing)
+        raise ResultsError(f"partial sums of shard{'s' if len(missing) > 1 else ''} {names} missing "
+                           f"(given: {', '.join(str(p) for p in by_index.values())}); run "
+                           f"`repsim compare ... --shard K/{count}` for each")  # fmt: skip
+    ordered = [part for _, part in sorted(((p.shard.index, p) for _, p in parts), key=lambda t: t[0])]
+    total = {name: np.zeros_like(arr) for name, arr in ordered[0].arrays.items()}
+    for part in ordered:
+        for name, arr in part.arrays.items():
+            total[name] += arr
+    return finalise(first.template, first.header, total)
+
+
+def _inner_from_joint(joint: Float64, sums: Float64, n: int, widths: Sequence[int]) -> Float64:
+    mean = sums / n
+    joint = joint - np.outer(mean, sums)  # the rank-one correction of the (exact) centring
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    count = len(widths)
+    out = np.empty((count, count))
+    for a in range(count):
+        for b in range(count):
+            c = joint[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]]
+            out[a, b] = float(np.einsum("ij,ij->", c, c))
+    return out
+
+
+def finalise(template: dict[str, Any], header: dict[str, Any], total: dict[str, Float64]) -> Results:
+    """The results of a sharded comparison from its summed partials."""
+    from .metrics import parse_spec
+    from .metrics.cka import cka_from_hsic, debias
+
+    n = int(header["n"])
+    qq, qsum = total["qq"], total["qsum"]
+    if "inner" in total:
+        inner = total["inner"]
+    else:
+        widths = template["widths"]
+        inner = _inner_from_joint(total["joint"], total["sums"], n, widths)
+    inner = np.triu(inner) + np.triu(inner, 1).T  # exactly symmetric, as a single run's
+    qq = np.triu(qq) + np.triu(qq, 1).T
+    rows, cols = template["rows"], template["cols"]
+    res = Results(list(template["layers_a"]), list(template["layers_b"]), attrs=dict(template["attrs"]))
+    pairs = [tuple(p) for p in template["pairs"]]
+    for s in template["specs"]:
+        spec = parse_spec(s["text"])
+        value = np.full((len(rows), len(cols)), np.nan)
+        computed = np.zeros(value.shape, dtype=bool)
+        h = inner[np.ix_(rows, cols)]
+        h_aa = np.diag(inner)[rows]
+        h_bb = np.diag(inner)[cols]
+        if spec.params.get("debiased"):
+            h = debias(h, qq[np.ix_(rows, cols)], qsum[rows][:, None], qsum[cols][None, :], n)
+            h_aa = debias(h_aa, np.diag(qq)[rows], qsum[rows], qsum[rows], n)
+            h_bb = debias(h_bb, np.diag(qq)[cols], qsum[cols], qsum[cols], n)
+        full = cka_from_hsic(h, h_aa[:, None], h_bb[None, :])
+        row_models, col_models = template["row_models"], template["col_models"]
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                if (row_models[i], col_models[j]) in pairs:
+                    value[i, j] = full[i, j]
+                    computed[i, j] = True
+        res.metrics[spec.text] = MetricResult(
+            spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=spec.info.symmetric,
+            params=dict(spec.params), value=value, computed=None if computed.all() else computed,
+        )  # fmt: skip
+    return res
