@@ -137,7 +137,8 @@ def describe_share(comparison: Any, shard: Shard, stage: str | None) -> str:
         what = (f"{d['rows']} rows of examples (partial sums of every cell), reads "
                 f"{format_size(int(d['bytes_read']))}, about {d['flops']:.3g} flops")  # fmt: skip
     elif mode == "layers":
-        what = (f"the states of {len(d['layers'])} layers ({', '.join(d['layers']) or 'none'}), "
+        count = len(d["layers"])
+        what = (f"the states of {count} layer{'' if count == 1 else 's'} ({', '.join(d['layers']) or 'none'}), "
                 f"{format_size(int(d['states_bytes']))}, about {d['flops']:.3g} flops")  # fmt: skip
     else:
         what = f"{d['cells']} cells, about {d['flops']:.3g} flops"
