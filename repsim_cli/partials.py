@@ -39,15 +39,132 @@ from .store.base import StoreError
 Float64 = NDArray[np.float64]
 FORMAT = "partial_sums"
 FORMAT_VERSION = 1
-# Metrics whose cells finalise from the partial sums (inner, qq, qsum).
-TILED_METRICS = ("cka",)
+# Metrics whose cells finalise from partial sums: linear CKA from (inner, qq, qsum); RBF CKA from
+# the sums of its centred kernels' tile products, given each layer's summary (below).
+TILED_METRICS = ("cka", "cka_rbf")
 # Tiles per shard aimed at (balance within about 1/TILES_PER_SHARD).
 TILES_PER_SHARD = 8
 
 
-def tileable(specs: Sequence[MetricSpec]) -> bool:
-    """Whether every metric's cells are sums over examples, so shards can split the examples."""
+def tileable(specs: Sequence[MetricSpec], side: str = "sample") -> bool:
+    """Whether every metric's cells are sums over examples, so shards can split the examples
+    (RBF CKA: sample side only)."""
+    if side == "feature" and any(s.info.name == "cka_rbf" for s in specs):
+        return False
     return bool(specs) and all(s.info.name in TILED_METRICS for s in specs)
+
+
+# ------------------------------------------------------------------------------------ RBF summaries
+@dataclass(frozen=True)
+class RbfSummary:
+    """What every tile of one layer's RBF kernel needs of the whole layer (Kornblith et al. 2019,
+    colab ``gram_rbf``/``center_gram``): the squared row norms q = diag(Kc) (n,), the exponent's
+    factor −1/(2·threshold²·median D²) (the median over all n² squared distances, so it needs
+    the layer's whole Gram: a layers stage, cheap to store, n floats), and the centring terms:
+    HKH subtracts ``row`` (n,) from rows and columns and adds ``offset``; U-centring subtracts
+    ``row`` (the adjusted column sums over n − 2) and zeroes the diagonal. ``scale`` is None when
+    the median squared distance is 0 (the bandwidth is undefined: the layer's cells are NaN)."""
+
+    q: Float64
+    scale: float | None
+    row: Float64
+    offset: float
+
+
+def rbf_summary(gram: Float64, threshold: float, debiased: bool, rtol: float, label: str) -> RbfSummary:
+    """A layer's :class:`RbfSummary` from its whole centred Gram (n, n), by the arithmetic of
+    :func:`repsim_cli.metrics.cka_rbf.rbf_centered_kernel`."""
+    from .metrics._kernels import squared_distances
+
+    q = np.diag(gram).copy()
+    d2 = squared_distances(gram, rtol)
+    median = float(np.median(d2))
+    n = gram.shape[0]
+    if not median > 0.0:
+        from .metrics.cka_rbf import rbf_centered_kernel
+
+        rbf_centered_kernel(gram, threshold, debiased, rtol, label)  # warns as a single run does
+        return RbfSummary(q, None, np.zeros(n), 0.0)
+    scale = -1.0 / (2.0 * threshold**2 * median)
+    kernel = d2
+    kernel *= scale
+    np.exp(kernel, out=kernel)
+    if debiased:
+        np.fill_diagonal(kernel, 0.0)
+        col = kernel.sum(axis=0) / (n - 2.0)
+        col -= col.sum() / (2.0 * (n - 1.0))
+        return RbfSummary(q, scale, col, 0.0)
+    row = kernel.mean(axis=0)
+    return RbfSummary(q, scale, row, float(row.mean()))
+
+
+def rbf_tile(kc: Float64, s_i: RbfSummary, i0: int, i1: int, j0: int, j1: int, rtol: float,
+             debiased: bool) -> Float64:
+    """The centred RBF kernel's tile (I, J) from the centred Gram's tile ``kc`` (float64)."""
+    qi, qj = s_i.q[i0:i1], s_i.q[j0:j1]
+    d2 = kc * -2.0
+    d2 += qi[:, None]
+    d2 += qj[None, :]
+    floor = np.add.outer(qi, qj)
+    floor *= rtol
+    d2[d2 <= floor] = 0.0
+    if i0 == j0:
+        np.fill_diagonal(d2, 0.0)
+    assert s_i.scale is not None
+    d2 *= s_i.scale
+    k = np.exp(d2, out=d2)
+    if debiased:
+        if i0 == j0:
+            np.fill_diagonal(k, 0.0)
+        k -= s_i.row[i0:i1, None]
+        k -= s_i.row[None, j0:j1]
+        if i0 == j0:
+            np.fill_diagonal(k, 0.0)
+    else:
+        k -= s_i.row[None, j0:j1]
+        k -= s_i.row[i0:i1, None]
+        k += s_i.offset
+    return k
+
+
+def rbf_material_key(spec: MetricSpec) -> tuple[Any, ...]:
+    return ("rbf_summary", float(spec.params["threshold"]), bool(spec.params["debiased"]))
+
+
+def rbf_summaries(comparison: Any, spec: MetricSpec, refs: Sequence[Any] | None = None) -> list[RbfSummary]:
+    """The layers' RBF summaries for one ``cka_rbf`` spec: from the state directory when it holds
+    them, else computed from the layer's whole Gram here (and stored there when there is one)."""
+    from .metrics._kernels import roundoff_rtol
+
+    engine, plan = comparison.engine, comparison.plan
+    sd = comparison.state_dir
+    out = []
+    for ref in refs if refs is not None else engine.refs:
+        material = None if sd is None else sd.material(rbf_material_key(spec), ref, plan.side,
+                                                         plan.compute_dtype, plan.n)  # fmt: skip
+        summary = None if sd is None or material is None else sd.load(material)
+        if summary is None:
+            if sd is not None and sd.require:
+                from .state_dir import MissingStateError
+
+                raise MissingStateError(
+                    f"{sd.root}: no prepared cka_rbf bandwidth of layer {ref.label} (precision "
+                    f"{plan.compute_dtype}); run the layers stage first: {sd.command}"
+                )
+            if spec.params["debiased"] and plan.n < 4:
+                from .errors import DataError
+
+                raise DataError(f"debiased cka_rbf needs at least 4 samples, got n={plan.n}")
+            summary = rbf_summary(engine.centered_gram(ref), float(spec.params["threshold"]),
+                                  bool(spec.params["debiased"]), roundoff_rtol(engine.dtype), ref.label)  # fmt: skip
+            comparison.states.counts[f"prepare:{rbf_material_key(spec)!r}:{ref.key}"] += 1
+            if sd is not None and material is not None:
+                sd.save(material, summary)
+            engine.close()  # the Gram is not needed again: tiles are recomputed from the rows
+        else:
+            comparison.states.counts[f"shared:{rbf_material_key(spec)!r}:{ref.key}"] += 1
+        out.append(summary)
+    return out
 
 
 # ------------------------------------------------------------------------------------ the split
@@ -206,6 +323,12 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
         arrays = {"joint": joint, "sums": sums, "qq": qq, "qsum": qsum}
         share = f"rows {blocks[0][0]}-{blocks[-1][1] - 1} of {engine.n}" if blocks else "no rows"
     else:
+        from .metrics._kernels import roundoff_rtol
+
+        rbf_specs = [(idx, spec) for idx, spec in enumerate(comparison.specs) if spec.name == "cka_rbf"]
+        summaries = {idx: rbf_summaries(comparison, spec) for idx, spec in rbf_specs}
+        rtol = roundoff_rtol(engine.dtype)
+        rbf_sums = {idx: np.zeros((n_layers, n_layers)) for idx, _ in rbf_specs}
         plan, tiles = sample_share(comparison, shard)
         tiling = {"side": "sample", "rows": plan.rows}
         inner = np.zeros((n_layers, n_layers))
@@ -237,13 +360,26 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
                 stacked[k] = tile.ravel()
                 if diag is not None:
                     diag[k] = np.diag(tile)
+            weight = 1.0 if j0 == i0 else 2.0
             if diag is not None:
                 qq += diag @ diag.T
                 qsum += diag.sum(axis=1)
-            inner += (1.0 if j0 == i0 else 2.0) * (stacked @ stacked.T)
+            for idx, spec in rbf_specs:
+                kernels = np.zeros_like(stacked)
+                for k in range(n_layers):
+                    summary = summaries[idx][k]
+                    if summary.scale is not None:
+                        kc = stacked[k].reshape(i1 - i0, j1 - j0)
+                        kernels[k] = rbf_tile(kc, summary, i0, i1, j0, j1, rtol,
+                                              bool(spec.params["debiased"])).ravel()  # fmt: skip
+                rbf_sums[idx] += weight * (kernels @ kernels.T)
+            inner += weight * (stacked @ stacked.T)
             del stacked, right
             engine.progress(f"shard {shard}: tiles", done, len(tiles))
         arrays = {"inner": inner, "qq": qq, "qsum": qsum}
+        for idx, _ in rbf_specs:
+            arrays[f"rbf{idx}"] = rbf_sums[idx]
+            arrays[f"rbf{idx}_defined"] = np.array([float(x.scale is not None) for x in summaries[idx]])
         share = f"{len(tiles)} of {len(plan.tiles())} tiles" if tiles else "no tiles"
     return Partial(shard, partial_header(comparison, shard, tiling), _template(comparison), arrays, share)
 
@@ -261,6 +397,7 @@ def write_partial(partial: Partial, out: str | Path) -> None:
             "repsim_format": FORMAT, "format_version": FORMAT_VERSION, "shard": str(partial.shard),
             "header": json.dumps(partial.header, sort_keys=True),
             "template": json.dumps(partial.template, sort_keys=True), "share": partial.share,
+            "arrays": json.dumps(sorted(partial.arrays)),
         })  # fmt: skip
         for name, arr in sorted(partial.arrays.items()):
             c.write_array(name, np.ascontiguousarray(arr, dtype=np.float64))
@@ -289,7 +426,7 @@ def read_partial(path: str | Path) -> Partial:
                                f"{FORMAT_VERSION}; run its shard again with this repsim")  # fmt: skip
         k, _, count = str(attrs["shard"]).partition("/")
         arrays = {name: np.asarray(c.read_array(name), dtype=np.float64)
-                  for name in ("inner", "joint", "sums", "qq", "qsum") if c.has(name)}  # fmt: skip
+                  for name in json.loads(attrs["arrays"])}  # fmt: skip
         return Partial(Shard(int(k), int(count)), json.loads(attrs["header"]), json.loads(attrs["template"]),
                        arrays, str(attrs.get("share", "")))  # fmt: skip
 
@@ -334,7 +471,10 @@ def merge_partials(paths: Sequence[str | Path]) -> Results:
     total = {name: np.zeros_like(arr) for name, arr in ordered[0].arrays.items()}
     for part in ordered:
         for name, arr in part.arrays.items():
-            total[name] += arr
+            if name.endswith("_defined"):  # the same in every shard, not a sum
+                total[name] = arr
+            else:
+                total[name] += arr
     return finalise(first.template, first.header, total)
 
 
@@ -368,18 +508,21 @@ def finalise(template: dict[str, Any], header: dict[str, Any], total: dict[str, 
     rows, cols = template["rows"], template["cols"]
     res = Results(list(template["layers_a"]), list(template["layers_b"]), attrs=dict(template["attrs"]))
     pairs = [tuple(p) for p in template["pairs"]]
-    for s in template["specs"]:
+    for idx, s in enumerate(template["specs"]):
         spec = parse_spec(s["text"])
         value = np.full((len(rows), len(cols)), np.nan)
         computed = np.zeros(value.shape, dtype=bool)
-        h = inner[np.ix_(rows, cols)]
-        h_aa = np.diag(inner)[rows]
-        h_bb = np.diag(inner)[cols]
-        if spec.params.get("debiased"):
-            h = debias(h, qq[np.ix_(rows, cols)], qsum[rows][:, None], qsum[cols][None, :], n)
-            h_aa = debias(h_aa, np.diag(qq)[rows], qsum[rows], qsum[rows], n)
-            h_bb = debias(h_bb, np.diag(qq)[cols], qsum[cols], qsum[cols], n)
-        full = cka_from_hsic(h, h_aa[:, None], h_bb[None, :])
+        if spec.name == "cka_rbf":
+            full = _rbf_values(total[f"rbf{idx}"], total[f"rbf{idx}_defined"], rows, cols)
+        else:
+            h = inner[np.ix_(rows, cols)]
+            h_aa = np.diag(inner)[rows]
+            h_bb = np.diag(inner)[cols]
+            if spec.params.get("debiased"):
+                h = debias(h, qq[np.ix_(rows, cols)], qsum[rows][:, None], qsum[cols][None, :], n)
+                h_aa = debias(h_aa, np.diag(qq)[rows], qsum[rows], qsum[rows], n)
+                h_bb = debias(h_bb, np.diag(qq)[cols], qsum[cols], qsum[cols], n)
+            full = cka_from_hsic(h, h_aa[:, None], h_bb[None, :])
         row_models, col_models = template["row_models"], template["col_models"]
         for i in range(len(rows)):
             for j in range(len(cols)):
@@ -391,3 +534,13 @@ def finalise(template: dict[str, Any], header: dict[str, Any], total: dict[str, 
             params=dict(spec.params), value=value, computed=None if computed.all() else computed,
         )  # fmt: skip
     return res
+
+
+def _rbf_values(sums: Float64, defined: Float64, rows: Sequence[int], cols: Sequence[int]) -> Float64:
+    """RBF CKA ⟨K̃_a, K̃_b⟩/√(⟨K̃_a, K̃_a⟩⟨K̃_b, K̃_b⟩) from the summed tile products; NaN for a layer
+    whose bandwidth is undefined (already warned)."""
+    from .metrics._kernels import ratio_matrix
+
+    sums = np.triu(sums) + np.triu(sums, 1).T
+    self_terms = np.where(defined > 0, np.diag(sums), np.nan)
+    return ratio_matrix(sums[np.ix_(rows, cols)], self_terms[list(rows)], self_terms[list(cols)], "cka_rbf")

@@ -25,7 +25,7 @@ def share_mode(comparison: Any, shard: Shard | None, stage: str | None) -> str:
     """``tiles``, ``layers`` or ``cells``."""
     if stage == "layers":
         return "layers"
-    if stage is None and shard is not None and tileable(comparison.specs):
+    if (stage == "pairs" or shard is not None) and tileable(comparison.specs, comparison.plan.side):
         return "tiles"
     return "cells"
 
@@ -41,6 +41,17 @@ def run_layers_stage(comparison: Any, shard: Shard | None) -> tuple[int, int]:
     returns (states prepared here, states found already there)."""
     shard = shard or Shard(1, 1)
     mine = set(layer_share(layer_costs(comparison), shard))
+    if tileable(comparison.specs, comparison.plan.side):
+        # the tile stage needs only the RBF bandwidths and centring terms of each layer
+        from .partials import rbf_summaries
+
+        refs = [r for r in comparison.engine.refs if r.key in mine]
+        counts = comparison.states.counts
+        for spec in comparison.specs:
+            if spec.name == "cka_rbf":
+                rbf_summaries(comparison, spec, refs)
+        return (sum(v for k, v in counts.items() if k.startswith("prepare:")),
+                sum(v for k, v in counts.items() if k.startswith("shared:")))  # fmt: skip
     before_prep = sum(v for k, v in comparison.states.counts.items() if k.startswith("prepare:"))
     before_found = sum(v for k, v in comparison.states.counts.items() if k.startswith("shared:"))
     for ref in comparison.engine.refs:

@@ -152,9 +152,16 @@ def layer_share(costs: Sequence[tuple[str, float]], shard: Shard) -> list[str]:
 def layer_costs(comparison: Any) -> list[tuple[str, float]]:
     """Each layer's declared cost of its stored states (flops: the states' own plus the engine's
     Gram or covariance work they need), in the engine's layer order."""
+    from .partials import tileable
+
     plan = comparison.plan
     out = []
+    tiles = tileable(comparison.specs, plan.side)
     for ref in comparison.engine.refs:
+        if tiles:  # only RBF bandwidths: each a whole Gram and its distances
+            count = sum(1 for s in comparison.specs if s.name == "cka_rbf")
+            out.append((ref.key, count * (float(plan.n) * plan.n * ref.width + 40.0 * plan.n * plan.n)))
+            continue
         flops = 0.0
         keys = set()
         for spec in comparison.specs:

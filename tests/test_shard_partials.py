@@ -168,3 +168,33 @@ def test_dry_run_shows_the_share_and_balance(stores, tmp_path) -> None:
     r = run("compare", a, "-m", "cca", "--stage", "layers", "--state-dir", tmp_path / "s", "--shard", "1/2",
             "--dry-run")  # fmt: skip
     assert "shard 1/2: the states of 2 layers" in r.output and "balance across 2 shards" in r.output
+
+
+RBF = ["-m", "cka_rbf", "-m", "cka_rbf:debiased=true,threshold=0.5"]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 7])
+def test_rbf_partials_merge_to_the_single_run(stores, tmp_path, count) -> None:
+    inputs = stores if count % 2 else stores[:1]
+    single = run("compare", *inputs, *RBF, "-o", "-", "-q")
+    assert single.exit_code == 0, single.output
+    if count % 2:  # two stages: the bandwidths prepared once, shared through the state directory
+        states = tmp_path / "states"
+        for k in range(1, count + 1):
+            r = run("compare", *inputs, *RBF, "--stage", "layers", "--shard", f"{k}/{count}",
+                    "--state-dir", states, "-q")  # fmt: skip
+            assert r.exit_code == 0, r.output
+        assert len(list(states.glob("*.state"))) == 2 * 6  # two parameter sets × six layers
+        parts = shard_run(inputs, RBF, count, tmp_path, ("--stage", "pairs", "--state-dir", states))
+    else:  # one stage: each shard computes the bandwidths itself
+        parts = shard_run(inputs, RBF, count, tmp_path)
+    merged = run("merge", *parts, "-o", "-")
+    assert merged.exit_code == 0, merged.output
+    assert_close(merged.stdout, single.stdout)
+
+
+def test_rbf_pairs_stage_needs_the_bandwidths(stores, tmp_path) -> None:
+    r = run("compare", stores[0], "-m", "cka_rbf", "--stage", "pairs", "--shard", "1/2",
+            "--state-dir", tmp_path / "empty", "-o", tmp_path / "p.h5")  # fmt: skip
+    assert r.exit_code == 1 and "no prepared cka_rbf bandwidth of layer" in r.output
+    assert "--stage layers --shard K/2" in r.output and not (tmp_path / "p.h5").exists()
