@@ -29,12 +29,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._atomic import atomic_path
-from .errors import ResultsError
+from .errors import ResultsError, StoreError
 from .metrics import MetricSpec
 from .results import MetricResult, Results
 from .schedule import Shard
 from .store._container import backend_for, open_container
-from .store.base import StoreError
 
 Float64 = NDArray[np.float64]
 FORMAT = "partial_sums"
@@ -235,8 +234,8 @@ class Partial:
     share: str = ""
 
 
-def _json(obj: Any) -> Any:
-    out: Any = json.loads(json.dumps(obj, sort_keys=True, default=str))
+def _json(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(obj, sort_keys=True, default=str))
     return out
 
 
@@ -341,7 +340,7 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
             key = (layer, start)
             if key in cache:
                 return cache[key]
-            block = engine.centered_rows(refs[layer], start, stop)
+            block: NDArray[np.floating] = engine.centered_rows(refs[layer], start, stop)
             if keep_all:
                 cache[key] = block
             return block

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from repsim_cli.cli import cli
-from repsim_cli.partials import TilePlan, balanced_range, tile_plan
+from repsim_cli.partials import balanced_range, tile_plan
 from repsim_cli.schedule import Shard
 
 CKA = ["-m", "cka", "-m", "cka:debiased=true"]
@@ -136,7 +137,7 @@ def test_a_partial_needs_a_results_store(stores, tmp_path) -> None:
 def test_balanced_ranges_partition_the_work(costs, count) -> None:
     ranges = [balanced_range(costs, Shard(k, count)) for k in range(1, count + 1)]
     assert ranges[0][0] == 0 and ranges[-1][1] == len(costs)
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     total = sum(costs)
     for lo, hi in ranges:  # each share within one item of its fair share
         assert sum(costs[lo:hi]) <= total / count + max(costs) + 1e-9

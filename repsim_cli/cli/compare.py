@@ -22,12 +22,12 @@ from ..compare import (
 )
 from ..errors import RepsimError, ResultsError
 from ..integrity import comparison_content
+from ..partials import compute_partial, write_partial
 from ..results import write_results
 from ..schedule import Journal, Shard, journal_kept_on_disk_full, resumable, shard_from_env
-from ..store import open_store
-from ..partials import compute_partial, write_partial
 from ..sharding import describe_share, layers_command_hint, run_layers_stage, share_dict, share_mode
 from ..state_dir import StateDir
+from ..store import open_store
 from ._guard import guarded_output
 from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
 from ._provenance import run_provenance
