@@ -285,6 +285,12 @@ def feature_share(comparison: Any, shard: Shard) -> tuple[int, list[tuple[int, i
     """Rows per block and shard K's row blocks."""
     rows = comparison.plan.block_rows or 1024
     n = comparison.engine.n
+    grid = feature_row_ranges(n, rows)
+    if len(grid) >= 2 * shard.count:
+        # whole blocks of a single run's pass: each block's GEMM is the single run's, bit for bit
+        lo, hi = balanced_range([float(b - a) for a, b in grid], shard)
+        return rows, grid[lo:hi]
+    # too few blocks to share: N equal row ranges (values then agree to the GEMM's rounding)
     base, extra = divmod(n, shard.count)
     k = shard.index - 1
     start = k * base + min(k, extra)
@@ -315,8 +321,8 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
                                     z[:, offsets[k] : offsets[k + 1]]) for k in range(n_layers)])  # fmt: skip
             qq += q @ q.T
             qsum += q.sum(axis=1)
-            sums += z.sum(axis=0)
             zc = z.astype(engine.dtype, copy=False)
+            sums += zc.sum(axis=0, dtype=np.float64)
             joint += zc.T @ zc
             engine.progress(f"shard {shard}: rows", done, len(blocks))
         arrays = {"joint": joint, "sums": sums, "qq": qq, "qsum": qsum}
