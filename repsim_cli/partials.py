@@ -353,19 +353,24 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
 
         left_start = -1
         left: list[NDArray[np.floating]] = []
-        for done, (i0, i1, j0, j1) in enumerate(tiles, start=1):
+        panels = tile_panels(tiles, n_layers * 8 * (1 + len(rbf_specs)), PANEL_BYTES)
+        for done, (i0, i1, j0, j1) in enumerate(panels, start=1):
             if i0 != left_start:
                 left = [rows_of(k, i0, i1) for k in range(n_layers)]
                 left_start = i0
-            right = left if j0 == i0 else [rows_of(k, j0, j1) for k in range(n_layers)]
-            stacked = np.empty((n_layers, (i1 - i0) * (j1 - j0)))
-            diag = np.empty((n_layers, i1 - i0)) if j0 == i0 else None
+            # one GEMM per layer for the whole panel of tiles (I, J…): larger, faster products
+            starts = list(range(j0, j1, plan.rows))
+            right = [left[k] if j1 - j0 == i1 - i0 and j0 == i0 else
+                     np.concatenate([rows_of(k, b, min(b + plan.rows, j1)) for b in starts])
+                     for k in range(n_layers)]  # fmt: skip
+            ti, width = i1 - i0, j1 - j0
+            stacked = np.empty((n_layers, ti * width))
+            diag = np.empty((n_layers, ti)) if j0 == i0 else None
             for k in range(n_layers):
-                tile = left[k] @ right[k].T
-                stacked[k] = tile.ravel()
+                panel = left[k] @ right[k].T
+                stacked[k] = panel.ravel()
                 if diag is not None:
-                    diag[k] = np.diag(tile)
-            weight = 1.0 if j0 == i0 else 2.0
+                    diag[k] = np.diag(panel[:, :ti])
             if diag is not None:
                 qq += diag @ diag.T
                 qsum += diag.sum(axis=1)
@@ -374,19 +379,51 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
                 for k in range(n_layers):
                     summary = summaries[idx][k]
                     if summary.scale is not None:
-                        kc = stacked[k].reshape(i1 - i0, j1 - j0)
+                        kc = stacked[k].reshape(ti, width)
                         kernels[k] = rbf_tile(kc, summary, i0, i1, j0, j1, rtol,
                                               bool(spec.params["debiased"])).ravel()  # fmt: skip
-                rbf_sums[idx] += weight * (kernels @ kernels.T)
-            inner += weight * (stacked @ stacked.T)
+                rbf_sums[idx] += _weighted_inner(kernels, ti, width, j0 == i0)
+                del kernels
+            inner += _weighted_inner(stacked, ti, width, j0 == i0)
             del stacked, right
-            engine.progress(f"shard {shard}: tiles", done, len(tiles))
+            engine.progress(f"shard {shard}: panels of tiles", done, len(panels))
         arrays = {"inner": inner, "qq": qq, "qsum": qsum}
         for idx, _ in rbf_specs:
             arrays[f"rbf{idx}"] = rbf_sums[idx]
             arrays[f"rbf{idx}_defined"] = np.array([float(x.scale is not None) for x in summaries[idx]])
         share = f"{len(tiles)} of {len(plan.tiles())} tiles" if tiles else "no tiles"
     return Partial(shard, partial_header(comparison, shard, tiling), _template(comparison), arrays, share)
+
+
+PANEL_BYTES = 256 * 1024**2  # float64 products of one panel of tiles held at once
+
+
+def tile_panels(
+    tiles: Sequence[tuple[int, int, int, int]], bytes_per_entry: int, limit: int
+) -> list[tuple[int, int, int, int]]:
+    """Consecutive tiles of one row block I joined into panels (i0, i1, j0, j1) of at most
+    ``limit`` bytes (at ``bytes_per_entry`` per Gram entry; at least one tile each)."""
+    out: list[tuple[int, int, int, int]] = []
+    for i0, i1, j0, j1 in tiles:
+        if out:
+            a0, a1, b0, b1 = out[-1]
+            if a0 == i0 and b1 == j0 and (a1 - a0) * (j1 - b0) * bytes_per_entry <= limit:
+                out[-1] = (a0, a1, b0, j1)
+                continue
+        out.append((i0, i1, j0, j1))
+    return out
+
+
+def _weighted_inner(stacked: Float64, rows: int, width: int, has_diagonal: bool) -> Float64:
+    """Σ over a panel's tiles of weight·⟨tile_a, tile_b⟩ for every layer pair: weight 1 for the
+    diagonal tile (I, I) — its first ``rows`` columns when ``has_diagonal`` — and 2 for the
+    others, which stand for their mirror (J, I) too."""
+    full = stacked @ stacked.T
+    if not has_diagonal:
+        return 2.0 * full
+    head = stacked.reshape(len(stacked), rows, width)[:, :, :rows].reshape(len(stacked), -1)
+    out: Float64 = 2.0 * full - head @ head.T
+    return out
 
 
 # ------------------------------------------------------------------------------------ files
