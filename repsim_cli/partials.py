@@ -263,9 +263,18 @@ def _template(comparison: Any) -> dict[str, Any]:
         "row_models": list(comparison.layout.row_models), "col_models": list(comparison.layout.col_models),
         "pairs": [list(p) for p in comparison.layout.pairs],
         "widths": [r.width for r in comparison.engine.refs],
+        "labels": [r.label for r in comparison.engine.refs],
+        "sumsq": [_raw_sumsq(comparison.engine, r) for r in comparison.engine.refs],
         "specs": [{"text": s.text, "name": s.name, "kind": s.info.kind, "symmetric": s.info.symmetric,
                    "params": s.params} for s in comparison.specs],
     })  # fmt: skip
+
+
+def _raw_sumsq(engine: Any, ref: Any) -> float:
+    """‖X‖²_F of a layer (from its stats, or the engine's pass for the means): the scale against
+    which a constant layer is recognised, as a single run does."""
+    engine.mean(ref)
+    return float(engine._sumsq_total.get(ref.key, math.inf))
 
 
 def sample_share(comparison: Any, shard: Shard) -> tuple[TilePlan, list[tuple[int, int, int, int]]]:
@@ -558,6 +567,13 @@ def finalise(template: dict[str, Any], header: dict[str, Any], total: dict[str, 
     else:
         widths = template["widths"]
         inner = _inner_from_joint(total["joint"], total["sums"], n, widths)
+    from .engine.gram import CONSTANT_RTOL
+    from .errors import DataError
+
+    for layer, (label, sumsq) in enumerate(zip(template["labels"], template["sumsq"], strict=True)):
+        if not qsum[layer] > CONSTANT_RTOL * sumsq:  # ‖Xc‖²_F = Σ_i q_i, the engine's rule
+            store, _, name = label.rpartition(":")
+            raise DataError(f"{store}: layer {name!r}: constant layer (zero variance); similarity is undefined")
     inner = np.triu(inner) + np.triu(inner, 1).T  # exactly symmetric, as a single run's
     qq = np.triu(qq) + np.triu(qq, 1).T
     rows, cols = template["rows"], template["cols"]

@@ -199,3 +199,20 @@ def test_rbf_pairs_stage_needs_the_bandwidths(stores, tmp_path) -> None:
             "--state-dir", tmp_path / "empty", "-o", tmp_path / "p.h5")  # fmt: skip
     assert r.exit_code == 1 and "no prepared cka_rbf bandwidth of layer" in r.output
     assert "--stage layers --shard K/2" in r.output and not (tmp_path / "p.h5").exists()
+
+
+def test_a_constant_layer_is_refused_at_the_merge(make_store, tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    path = make_store({"ok": rng.standard_normal((30, 4)), "flat": np.full((30, 3), 2.5)}, name="K")
+    parts = shard_run([path], ["-m", "cka"], 2, tmp_path)
+    r = run("merge", *parts, "-o", tmp_path / "m.csv")
+    assert r.exit_code == 1 and "layer 'flat': constant layer (zero variance)" in r.output
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_the_pairs_stage_without_a_shard_is_one_partial(stores, tmp_path) -> None:
+    a = stores[0]
+    r = run("compare", a, *CKA, "--stage", "pairs", "--state-dir", tmp_path / "s", "-o", tmp_path / "p.h5", "-q")
+    assert r.exit_code == 0, r.output
+    merged = run("merge", tmp_path / "p.h5", "-o", "-")
+    assert_close(merged.stdout, run("compare", a, *CKA, "-o", "-", "-q").stdout)

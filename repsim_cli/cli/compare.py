@@ -170,7 +170,7 @@ def command(
                            + (f" (shard {shard})" if shard else ""), err=True)  # fmt: skip
             return
         if mode == "tiles":
-            assert shard is not None
+            shard = shard or Shard(1, 1)
             if out in ("-", os.devnull) or Path(out).suffix.lower() == ".csv":
                 raise ResultsError(f"{out}: shard {shard} writes partial sums: give -o PART.h5 "
                                    "(or .zarr), then join the parts with `repsim merge`")  # fmt: skip
