@@ -29,7 +29,7 @@ from ..sharding import describe_share, layers_command_hint, run_layers_stage, sh
 from ..state_dir import StateDir
 from ..store import open_store
 from ._guard import guarded_output
-from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
+from ._options import MetricType, ShardType, SizeType, output_option, plural, quiet_option
 from ._provenance import run_provenance
 from ._resume import start_resumable_compare, withdraw_resume
 
@@ -59,7 +59,8 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 @click.option("--side", type=click.Choice(["auto", "sample", "feature"]), default="auto",
               help="Force the engine side (default: the planner's choice).")
 @click.option("--shard", "shard_text", type=ShardType(), default=None, metavar="K/N",
-              help="Compute shard K of N (1-based) of the cells; default from SLURM_ARRAY_TASK_ID.")
+              help="Compute shard K of N (1-based): tiles of examples (CKA family: partial sums), "
+                   "layer states (--stage layers) or cells; default from SLURM_ARRAY_TASK_ID.")
 @click.option("--stage", type=click.Choice(["layers", "pairs"]), default=None,
               help="Two-stage sharding: prepare a share of the layers' states into --state-dir "
                    "(layers, no -o), or compute a share of the cells from them (pairs).")
@@ -166,7 +167,7 @@ def command(
         if mode == "layers":
             prepared, found = run_layers_stage(comparison, shard)
             if not quiet:
-                click.echo(f"prepared {prepared} layer states into {state_dir} ({found} already there)"
+                click.echo(f"prepared {plural(prepared, 'layer state')} into {state_dir} ({found} already there)"
                            + (f" (shard {shard})" if shard else ""), err=True)  # fmt: skip
             return
         if mode == "tiles":
