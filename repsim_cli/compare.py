@@ -217,6 +217,8 @@ class Comparison:
     attrs: dict[str, Any]
     states: StateStore = field(default_factory=lambda: StateStore(0))
     shared: SharedCache = field(default_factory=SharedCache)
+    # A shared, content-addressed state directory (``--state-dir``), looked up first.
+    state_dir: Any = None
 
     @property
     def refs_a(self) -> list[LayerRef]:
@@ -299,10 +301,14 @@ class Comparison:
     def state(self, spec: MetricSpec, ref: LayerRef) -> Any:
         """The metric's state of one layer: prepared once per run, then kept or spilled."""
         info = spec.info
+        side = self.plan.state_side(spec.text, ref.key)
+        lookup, keep = (None, None) if self.state_dir is None else self.state_dir.lookup(
+            info, spec.params, ref, self.plan, side)
         return self.states.get(
             info.key_of(spec.params), ref.key,
             lambda: info.prepare(LayerContext(self.engine, ref, self.shared,
-                                              self.plan.state_side(spec.text, ref.key)), spec.params),
+                                              side), spec.params),
+            lookup, keep,
         )
 
     def prepare_states(self, pending: Sequence[Sequence[Cell]]) -> None:

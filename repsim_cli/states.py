@@ -41,8 +41,13 @@ class StateStore:
         self.peak_bytes = 0
         self.counts: Counter[str] = Counter()
 
-    def get(self, key: Hashable, layer: str, build: Callable[[], Any]) -> Any:
-        """The state of ``layer`` under ``key``: from memory, from the spill directory, or built."""
+    def get(
+        self, key: Hashable, layer: str, build: Callable[[], Any],
+        lookup: Callable[[], Any | None] | None = None, keep: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """The state of ``layer`` under ``key``: from memory, from the spill directory, from a
+        shared state directory (``lookup``, see :mod:`repsim_cli.state_dir`), or built (and then
+        handed to ``keep``, which stores it there)."""
         k: StateKey = (key, layer)
         if k in self._pinned:
             return self._pinned[k]
@@ -54,8 +59,14 @@ class StateStore:
                 state = pickle.load(fh)
             self.counts[f"load:{layer}"] += 1
         else:
-            state = build()
-            self.counts[f"prepare:{key!r}:{layer}"] += 1
+            state = lookup() if lookup is not None else None
+            if state is not None:
+                self.counts[f"shared:{key!r}:{layer}"] += 1
+            else:
+                state = build()
+                self.counts[f"prepare:{key!r}:{layer}"] += 1
+                if keep is not None:
+                    keep(state)
         self._admit(k, state)
         return state
 

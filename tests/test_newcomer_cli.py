@@ -256,11 +256,11 @@ def test_messages_print_values_as_written(make_store, tmp_path) -> None:
 def test_merge_names_the_one_missing_cell(store, tmp_path) -> None:
     kept = [k for k in range(1, 11) if k != 8]  # shard 8 of 10 is the diagonal cell (l2, l2)
     for k in kept:
-        assert run("compare", store, "-m", "cka", "--shard", f"{k}/10", "-q",
+        assert run("compare", store, "-m", "procrustes", "--shard", f"{k}/10", "-q",
                    "-o", tmp_path / f"p{k}.h5").exit_code == 0  # fmt: skip
     r = run("merge", *(tmp_path / f"p{k}.h5" for k in kept), "-o", tmp_path / "m.h5")
     assert r.exit_code == 1
-    assert r.output == "Error: 1 cell was computed by no shard: cka (l2, l2)\n"
+    assert r.output == "Error: 1 cell was computed by no shard: procrustes (l2, l2)\n"
 
 
 def test_the_readme_describes_the_demo_heatmap_truly(tmp_path) -> None:

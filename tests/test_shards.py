@@ -63,7 +63,8 @@ def stores(make_store, backend):
 def test_shards_then_merge_equal_a_single_run(stores, tmp_path, count, two) -> None:
     a, b = stores
     inputs = [a, b] if two else [a]
-    metrics = ["-m", "cka", "-m", "cka:debiased=true"]
+    # metrics that shard by cells (the CKA family's partial sums: test_shard_partials.py)
+    metrics = ["-m", "procrustes", "-m", "cca"]
     assert run("compare", *inputs, *metrics, "-o", tmp_path / "single.csv").exit_code == 0
     parts = []
     for k in range(1, count + 1):
@@ -80,40 +81,40 @@ def test_slurm_array_variables_pick_the_shard(stores, tmp_path) -> None:
     a, _ = stores
     for task in range(3):
         env = {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_COUNT": "3"}
-        assert run("compare", a, "-m", "cka", "-o", tmp_path / f"p{task}.h5", env=env).exit_code == 0
+        assert run("compare", a, "-m", "procrustes", "-o", tmp_path / f"p{task}.h5", env=env).exit_code == 0
     r = run("merge", *(tmp_path / f"p{t}.h5" for t in range(3)), "-o", "-")
     assert r.exit_code == 0
-    assert r.stdout == run("compare", a, "-m", "cka", "-o", "-").stdout
+    assert r.stdout == run("compare", a, "-m", "procrustes", "-o", "-").stdout
 
 
 def test_merge_reports_missing_cells(stores, tmp_path) -> None:
     a, _ = stores
-    run("compare", a, "-m", "cka", "-o", tmp_path / "p1.h5", "--shard", "1/4")
-    run("compare", a, "-m", "cka", "-o", tmp_path / "p3.h5", "--shard", "3/4")
+    run("compare", a, "-m", "procrustes", "-o", tmp_path / "p1.h5", "--shard", "1/4")
+    run("compare", a, "-m", "procrustes", "-o", tmp_path / "p3.h5", "--shard", "3/4")
     r = run("merge", tmp_path / "p1.h5", tmp_path / "p3.h5", "-o", tmp_path / "m.h5")
     assert r.exit_code == 1
     line = r.output.strip().splitlines()[-1]
-    assert line.startswith("Error: ") and "cells were computed by no shard: cka (a0, a4)" in line
+    assert line.startswith("Error: ") and "cells were computed by no shard: procrustes (a0, a4)" in line
     assert not (tmp_path / "m.h5").exists()
 
 
 def test_merge_refuses_conflicting_shards(stores, make_store, tmp_path) -> None:
     a, b = stores
-    run("compare", a, "-m", "cka", "-o", tmp_path / "p1.h5", "--shard", "1/2")
-    run("compare", a, "-m", "cka:debiased=true", "-o", tmp_path / "other_metric.h5", "--shard", "2/2")
+    run("compare", a, "-m", "procrustes", "-o", tmp_path / "p1.h5", "--shard", "1/2")
+    run("compare", a, "-m", "cca", "-o", tmp_path / "other_metric.h5", "--shard", "2/2")
     r = run("merge", tmp_path / "p1.h5", tmp_path / "other_metric.h5", "-o", tmp_path / "m.h5")
-    assert r.exit_code == 1 and "metrics cka:debiased=true differ from" in r.output
-    run("compare", a, b, "-m", "cka", "-o", tmp_path / "other_store.h5", "--shard", "2/2")
+    assert r.exit_code == 1 and "metrics cca differ from" in r.output
+    run("compare", a, b, "-m", "procrustes", "-o", tmp_path / "other_store.h5", "--shard", "2/2")
     r = run("merge", tmp_path / "p1.h5", tmp_path / "other_store.h5", "-o", tmp_path / "m.h5")
     assert r.exit_code == 1 and "shards of different comparisons" in r.output
     # Two shards that disagree on a cell they both hold.
     import h5py
 
-    run("compare", a, "-m", "cka", "-o", tmp_path / "full.h5")
+    run("compare", a, "-m", "procrustes", "-o", tmp_path / "full.h5")
     with h5py.File(tmp_path / "full.h5", "r+") as f:
-        f["metrics/cka/value"][0, 0] = 0.5
+        f["metrics/procrustes/value"][0, 0] = 0.5
     r = run("merge", tmp_path / "p1.h5", tmp_path / "full.h5", "-o", tmp_path / "m.h5")
-    assert r.exit_code == 1 and "cell (a0, a0) is 0.5, but an earlier shard has 1.0" in r.output
+    assert r.exit_code == 1 and "cell (a0, a0) is 0.5, but an earlier shard has 0.0" in r.output
     assert not (tmp_path / "m.h5").exists()
 
 

@@ -22,11 +22,14 @@ from ..compare import (
 )
 from ..errors import RepsimError, ResultsError
 from ..integrity import comparison_content
+from ..partials import compute_partial, write_partial
 from ..results import write_results
 from ..schedule import Journal, Shard, journal_kept_on_disk_full, resumable, shard_from_env
+from ..sharding import describe_share, layers_command_hint, run_layers_stage, share_dict, share_mode
+from ..state_dir import StateDir
 from ..store import open_store
 from ._guard import guarded_output
-from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
+from ._options import MetricType, ShardType, SizeType, output_option, plural, quiet_option
 from ._provenance import run_provenance
 from ._resume import start_resumable_compare, withdraw_resume
 
@@ -56,7 +59,13 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 @click.option("--side", type=click.Choice(["auto", "sample", "feature"]), default="auto",
               help="Force the engine side (default: the planner's choice).")
 @click.option("--shard", "shard_text", type=ShardType(), default=None, metavar="K/N",
-              help="Compute shard K of N (1-based) of the cells; default from SLURM_ARRAY_TASK_ID.")
+              help="Compute shard K of N (1-based): tiles of examples (CKA family: partial sums), "
+                   "layer states (--stage layers) or cells; default from SLURM_ARRAY_TASK_ID.")
+@click.option("--stage", type=click.Choice(["layers", "pairs"]), default=None,
+              help="Two-stage sharding: prepare a share of the layers' states into --state-dir "
+                   "(layers, no -o), or compute a share of the cells from them (pairs).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="A shared directory of prepared layer states, keyed by content (looked up first).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from the cells it already wrote.")
 @click.option("--force", is_flag=True,
               help="With --resume: compute again, with a warning, when the journal cannot be reused.")
@@ -70,7 +79,8 @@ def command(
     store_args: tuple[str, ...], stores_file: str | None, pairing: str, within: bool,
     layers_all: tuple[str, ...], metrics: tuple[Any, ...], out: str, layers_a: tuple[str, ...],
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
-    side: str, shard_text: Shard | None, resume: bool, force: bool, cache_dir: str | None,
+    side: str, shard_text: Shard | None, stage: str | None, state_dir: str | None, resume: bool,
+    force: bool, cache_dir: str | None,
     keep_cache: bool,
     dry_run: bool, as_json: bool, quiet: bool,
 ) -> None:
@@ -88,11 +98,15 @@ def command(
       repsim compare a.h5 -m cka --layers-a 'conv*' -o - | head
       repsim compare seed*.h5 -m cka -o zoo.h5            # every pair of models
       repsim compare ckpt1.h5 ckpt2.h5 ckpt3.h5 --pairs consecutive -m cka -o ckpt.h5
-      repsim compare a.h5 b.h5 -m cka -o part3.h5 --shard 3/8
+      repsim compare a.h5 b.h5 -m cka -o part3.h5 --shard 3/8       # partial sums
+      repsim compare a.h5 b.h5 -m cca --stage layers --shard 3/8 --state-dir states
+      repsim compare a.h5 b.h5 -m cca --stage pairs --shard 3/8 --state-dir states -o part3.h5
       repsim compare a.h5 b.h5 -m cka -o cka.csv --dry-run
     """
-    if out is None and not dry_run:
-        raise click.UsageError("Missing option '-o' / '--out' (only --dry-run needs none).")
+    if stage is not None and state_dir is None:
+        raise click.UsageError(f"--stage {stage} needs --state-dir DIR (the shared layer states)")
+    if out is None and not dry_run and stage != "layers":
+        raise click.UsageError("Missing option '-o' / '--out' (only --dry-run and --stage layers need none).")
     out = out or "-"
     if out not in ("-", os.devnull) and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ResultsError(f"{out}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)")
@@ -134,8 +148,37 @@ def command(
                 layers=globs[: len(opened)], pairs=pairing, within=within, **options,
             )  # fmt: skip
         stack.callback(comparison.close, keep_cache)
+        if state_dir is not None:
+            comparison.state_dir = StateDir(
+                state_dir, require=stage == "pairs",
+                command=layers_command_hint(state_dir, shard.count if shard else 1))  # fmt: skip
+        mode = share_mode(comparison, shard, stage)
         if dry_run:
-            click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.describe())
+            if as_json:
+                plan = comparison.to_dict()
+                if shard is not None:
+                    plan["share"] = share_dict(comparison, shard, stage)
+                click.echo(json.dumps(plan, indent=2))
+            else:
+                click.echo(comparison.describe())
+                if shard is not None:
+                    click.echo(describe_share(comparison, shard, stage))
+            return
+        if mode == "layers":
+            prepared, found = run_layers_stage(comparison, shard)
+            if not quiet:
+                click.echo(f"prepared {plural(prepared, 'layer state')} into {state_dir} ({found} already there)"
+                           + (f" (shard {shard})" if shard else ""), err=True)  # fmt: skip
+            return
+        if mode == "tiles":
+            shard = shard or Shard(1, 1)
+            if out in ("-", os.devnull) or Path(out).suffix.lower() == ".csv":
+                raise ResultsError(f"{out}: shard {shard} writes partial sums: give -o PART.h5 "
+                                   "(or .zarr), then join the parts with `repsim merge`")  # fmt: skip
+            write_partial(compute_partial(comparison, shard), out)
+            withdraw_resume()
+            if not quiet:
+                click.echo(f"wrote {out} (partial sums of shard {shard})", err=True)
             return
         journal = None
         if out not in ("-", os.devnull):

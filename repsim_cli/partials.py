@@ -1,0 +1,617 @@
+"""Shards that divide the expensive stage: partial sums over tiles of examples.
+
+For the inner-product metrics (linear CKA, biased and debiased) every cell is a function of sums
+over examples or example pairs (Kornblith et al. 2019, ICML, eq. 3):
+
+* sample side: h_ab = ⟨Kc_a, Kc_b⟩ = Σ_{I,J} ⟨Kc_a[I, J], Kc_b[I, J]⟩ over pairs of row blocks
+  (I, J) of the centred Grams (J ≥ I, weight 2 off the diagonal); the row norms q = diag(Kc) come
+  from the diagonal tiles, and debiasing needs only Σ_i q_a,i q_b,i and Σ_i q_a,i;
+* feature side: h_ab = ‖C_ab‖²_F with C = [X₁…X_L]ᵀ[X₁…X_L] centred, itself a sum over row blocks.
+
+Shard K of N takes a contiguous run of the tiles (sample side) or of the rows (feature side),
+balanced by flops, and writes the *partial sums* of every cell (cross and self terms) to a
+partial file. Every shard centres with the same exact float64 column means (the store's stats or a
+cheap pass). :func:`merge_partials` adds the partials in shard order and finalises; merged values
+equal a single run to round-off (about 1e-15 relative in float64 GEMMs; float32 GEMMs round each
+tile's products differently from a whole-Gram SYRK, about 1e-7).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._atomic import atomic_path
+from .errors import ResultsError, StoreError
+from .metrics import MetricSpec
+from .results import MetricResult, Results
+from .schedule import Shard
+from .store._container import backend_for, open_container
+
+Float64 = NDArray[np.float64]
+FORMAT = "partial_sums"
+FORMAT_VERSION = 1
+# Metrics whose cells finalise from partial sums: linear CKA from (inner, qq, qsum); RBF CKA from
+# the sums of its centred kernels' tile products, given each layer's summary (below).
+TILED_METRICS = ("cka", "cka_rbf")
+# Tiles per shard aimed at (balance within about 1/TILES_PER_SHARD).
+TILES_PER_SHARD = 8
+
+
+def tileable(specs: Sequence[MetricSpec], side: str = "sample") -> bool:
+    """Whether every metric's cells are sums over examples, so shards can split the examples
+    (RBF CKA: sample side only)."""
+    if side == "feature" and any(s.info.name == "cka_rbf" for s in specs):
+        return False
+    return bool(specs) and all(s.info.name in TILED_METRICS for s in specs)
+
+
+# ------------------------------------------------------------------------------------ RBF summaries
+@dataclass(frozen=True)
+class RbfSummary:
+    """What every tile of one layer's RBF kernel needs of the whole layer (Kornblith et al. 2019,
+    colab ``gram_rbf``/``center_gram``): the squared row norms q = diag(Kc) (n,), the exponent's
+    factor −1/(2·threshold²·median D²) (the median over all n² squared distances, so it needs
+    the layer's whole Gram: a layers stage, cheap to store, n floats), and the centring terms:
+    HKH subtracts ``row`` (n,) from rows and columns and adds ``offset``; U-centring subtracts
+    ``row`` (the adjusted column sums over n − 2) and zeroes the diagonal. ``scale`` is None when
+    the median squared distance is 0 (the bandwidth is undefined: the layer's cells are NaN)."""
+
+    q: Float64
+    scale: float | None
+    row: Float64
+    offset: float
+
+
+def rbf_summary(gram: Float64, threshold: float, debiased: bool, rtol: float, label: str) -> RbfSummary:
+    """A layer's :class:`RbfSummary` from its whole centred Gram (n, n), by the arithmetic of
+    :func:`repsim_cli.metrics.cka_rbf.rbf_centered_kernel`."""
+    from .metrics._kernels import squared_distances
+
+    q = np.diag(gram).copy()
+    d2 = squared_distances(gram, rtol)
+    median = float(np.median(d2))
+    n = gram.shape[0]
+    if not median > 0.0:
+        from .metrics.cka_rbf import rbf_centered_kernel
+
+        rbf_centered_kernel(gram, threshold, debiased, rtol, label)  # warns as a single run does
+        return RbfSummary(q, None, np.zeros(n), 0.0)
+    scale = -1.0 / (2.0 * threshold**2 * median)
+    kernel = d2
+    kernel *= scale
+    np.exp(kernel, out=kernel)
+    if debiased:
+        np.fill_diagonal(kernel, 0.0)
+        col = kernel.sum(axis=0) / (n - 2.0)
+        col -= col.sum() / (2.0 * (n - 1.0))
+        return RbfSummary(q, scale, col, 0.0)
+    row = kernel.mean(axis=0)
+    return RbfSummary(q, scale, row, float(row.mean()))
+
+
+def rbf_tile(kc: Float64, s_i: RbfSummary, i0: int, i1: int, j0: int, j1: int, rtol: float,
+             debiased: bool) -> Float64:
+    """The centred RBF kernel's tile (I, J) from the centred Gram's tile ``kc`` (float64)."""
+    qi, qj = s_i.q[i0:i1], s_i.q[j0:j1]
+    d2 = kc * -2.0
+    d2 += qi[:, None]
+    d2 += qj[None, :]
+    floor = np.add.outer(qi, qj)
+    floor *= rtol
+    d2[d2 <= floor] = 0.0
+    if i0 == j0:
+        np.fill_diagonal(d2, 0.0)
+    assert s_i.scale is not None
+    d2 *= s_i.scale
+    k = np.exp(d2, out=d2)
+    if debiased:
+        if i0 == j0:
+            np.fill_diagonal(k, 0.0)
+        k -= s_i.row[i0:i1, None]
+        k -= s_i.row[None, j0:j1]
+        if i0 == j0:
+            np.fill_diagonal(k, 0.0)
+    else:
+        k -= s_i.row[None, j0:j1]
+        k -= s_i.row[i0:i1, None]
+        k += s_i.offset
+    return k
+
+
+def rbf_material_key(spec: MetricSpec) -> tuple[Any, ...]:
+    return ("rbf_summary", float(spec.params["threshold"]), bool(spec.params["debiased"]))
+
+
+def rbf_summaries(comparison: Any, spec: MetricSpec, refs: Sequence[Any] | None = None) -> list[RbfSummary]:
+    """The layers' RBF summaries for one ``cka_rbf`` spec: from the state directory when it holds
+    them, else computed from the layer's whole Gram here (and stored there when there is one)."""
+    from .metrics._kernels import roundoff_rtol
+
+    engine, plan = comparison.engine, comparison.plan
+    sd = comparison.state_dir
+    out = []
+    for ref in refs if refs is not None else engine.refs:
+        material = None if sd is None else sd.material(rbf_material_key(spec), ref, plan.side,
+                                                         plan.compute_dtype, plan.n)  # fmt: skip
+        summary = None if sd is None or material is None else sd.load(material)
+        if summary is None:
+            if sd is not None and sd.require:
+                from .state_dir import MissingStateError
+
+                raise MissingStateError(
+                    f"{sd.root}: no prepared cka_rbf bandwidth of layer {ref.label} (precision "
+                    f"{plan.compute_dtype}); run the layers stage first: {sd.command}"
+                )
+            if spec.params["debiased"] and plan.n < 4:
+                from .errors import DataError
+
+                raise DataError(f"debiased cka_rbf needs at least 4 samples, got n={plan.n}")
+            summary = rbf_summary(engine.centered_gram(ref), float(spec.params["threshold"]),
+                                  bool(spec.params["debiased"]), roundoff_rtol(engine.dtype), ref.label)  # fmt: skip
+            comparison.states.counts[f"prepare:{rbf_material_key(spec)!r}:{ref.key}"] += 1
+            if sd is not None and material is not None:
+                sd.save(material, summary)
+            engine.close()  # the Gram is not needed again: tiles are recomputed from the rows
+        else:
+            comparison.states.counts[f"shared:{rbf_material_key(spec)!r}:{ref.key}"] += 1
+        out.append(summary)
+    return out
+
+
+# ------------------------------------------------------------------------------------ the split
+def balanced_range(costs: Sequence[float], shard: Shard) -> tuple[int, int]:
+    """Shard K of N's contiguous range [start, stop) of work items, cut where the running cost
+    crosses k/N of the total (every item in exactly one shard; deterministic)."""
+    prefix = np.concatenate([[0.0], np.cumsum(np.asarray(costs, dtype=np.float64))])
+    total = prefix[-1]
+
+    def cut(k: int) -> int:
+        if k <= 0:
+            return 0
+        if k >= shard.count:
+            return len(costs)
+        return int(np.searchsorted(prefix, total * k / shard.count, side="left"))
+
+    return cut(shard.index - 1), cut(shard.index)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles of a sample-side run: row blocks of ``rows`` samples, pairs (I, J ≥ I) row-major."""
+
+    n: int
+    rows: int
+
+    @property
+    def starts(self) -> list[int]:
+        return list(range(0, self.n, self.rows))
+
+    def tiles(self) -> list[tuple[int, int, int, int]]:
+        """(i0, i1, j0, j1) of every tile, row-major."""
+        bounds = [(s, min(s + self.rows, self.n)) for s in self.starts]
+        return [(*bounds[a], *bounds[b]) for a in range(len(bounds)) for b in range(a, len(bounds))]
+
+    @staticmethod
+    def costs(tiles: Sequence[tuple[int, int, int, int]]) -> list[float]:
+        return [float((i1 - i0) * (j1 - j0)) for i0, i1, j0, j1 in tiles]
+
+
+def tile_plan(n: int, count: int, max_rows: int) -> TilePlan:
+    """Row blocks so that the triangle of tiles has at least TILES_PER_SHARD tiles per shard (and
+    a tile's working set fits ``max_rows``); depends on N only, so every shard agrees."""
+    m = 1
+    while m * (m + 1) // 2 < TILES_PER_SHARD * count and m < n:
+        m += 1
+    rows = max(1, min(math.ceil(n / m), max_rows))
+    return TilePlan(n, rows)
+
+
+def feature_row_ranges(n: int, rows: int) -> list[tuple[int, int]]:
+    """Row blocks [start, stop) of the feature side's pass."""
+    return [(s, min(s + rows, n)) for s in range(0, n, rows)]
+
+
+# ------------------------------------------------------------------------------------ the shard
+@dataclass
+class Partial:
+    """One shard's partial sums. ``header``: what a merge requires to be equal (stores, content,
+    layers, metrics and parameters, side, precision, tiling, N); ``template``: how to lay out
+    the merged results; ``arrays``: the sums (``inner``, ``qq``, ``qsum``; feature side
+    ``joint`` and ``sums`` instead of ``inner``)."""
+
+    shard: Shard
+    header: dict[str, Any]
+    template: dict[str, Any]
+    arrays: dict[str, Float64]
+    share: str = ""
+
+
+def _json(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(obj, sort_keys=True, default=str))
+    return out
+
+
+def partial_header(comparison: Any, shard: Shard, tiling: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a sharded comparison: every partial of one merge must carry the same."""
+    attrs = comparison.attrs
+    return _json({
+        "stores": attrs["stores"], "fingerprints": attrs["fingerprints"], "models": attrs["models"],
+        "pairs": [list(p) for p in comparison.layout.pairs],
+        "layers": [r.key + "=" + r.name for r in comparison.engine.refs],
+        "layers_a": [r.name for r in comparison.refs_a], "layers_b": [r.name for r in comparison.refs_b],
+        "metrics": [[s.text, s.params] for s in comparison.specs], "n": comparison.plan.n,
+        "side": comparison.plan.side, "compute_dtype": comparison.plan.compute_dtype,
+        "tiling": tiling, "count": shard.count,
+    })  # fmt: skip
+
+
+def _template(comparison: Any) -> dict[str, Any]:
+    keys = [r.key for r in comparison.engine.refs]
+    return _json({
+        "attrs": comparison.attrs,
+        "layers_a": [r.name for r in comparison.refs_a], "layers_b": [r.name for r in comparison.refs_b],
+        "rows": [keys.index(r.key) for r in comparison.refs_a],
+        "cols": [keys.index(r.key) for r in comparison.refs_b],
+        "row_models": list(comparison.layout.row_models), "col_models": list(comparison.layout.col_models),
+        "pairs": [list(p) for p in comparison.layout.pairs],
+        "widths": [r.width for r in comparison.engine.refs],
+        "labels": [r.label for r in comparison.engine.refs],
+        "sumsq": [_raw_sumsq(comparison.engine, r) for r in comparison.engine.refs],
+        "specs": [{"text": s.text, "name": s.name, "kind": s.info.kind, "symmetric": s.info.symmetric,
+                   "params": s.params} for s in comparison.specs],
+    })  # fmt: skip
+
+
+def _raw_sumsq(engine: Any, ref: Any) -> float:
+    """‖X‖²_F of a layer (from its stats, or the engine's pass for the means): the scale against
+    which a constant layer is recognised, as a single run does."""
+    engine.mean(ref)
+    return float(engine._sumsq_total.get(ref.key, math.inf))
+
+
+def sample_share(comparison: Any, shard: Shard) -> tuple[TilePlan, list[tuple[int, int, int, int]]]:
+    """The tile plan and shard K's tiles."""
+    from .engine.tiles import tile_rows_for
+
+    engine = comparison.engine
+    widths = [r.width for r in engine.refs]
+    budget = max(1, comparison.plan.budget // 2)
+    plan = tile_plan(engine.n, shard.count, tile_rows_for(engine.n, widths, engine.dtype.itemsize, budget))
+    tiles = plan.tiles()
+    lo, hi = balanced_range(TilePlan.costs(tiles), shard)
+    return plan, tiles[lo:hi]
+
+
+def feature_share(comparison: Any, shard: Shard) -> tuple[int, list[tuple[int, int]]]:
+    """Rows per block and shard K's row blocks."""
+    rows = comparison.plan.block_rows or 1024
+    n = comparison.engine.n
+    grid = feature_row_ranges(n, rows)
+    if len(grid) >= 2 * shard.count:
+        # whole blocks of a single run's pass: each block's GEMM is the single run's, bit for bit
+        lo, hi = balanced_range([float(b - a) for a, b in grid], shard)
+        return rows, grid[lo:hi]
+    # too few blocks to share: N equal row ranges (values then agree to the GEMM's rounding)
+    base, extra = divmod(n, shard.count)
+    k = shard.index - 1
+    start = k * base + min(k, extra)
+    stop = start + base + (1 if k < extra else 0)
+    return rows, [(a + start, b + start) for a, b in feature_row_ranges(stop - start, rows)]
+
+
+def compute_partial(comparison: Any, shard: Shard) -> Partial:
+    """Shard K's partial sums of a comparison whose metrics are all :func:`tileable`."""
+    engine = comparison.engine
+    refs = engine.refs
+    n_layers = len(refs)
+    qq = np.zeros((n_layers, n_layers))
+    qsum = np.zeros(n_layers)
+    arrays: dict[str, Float64]
+    if comparison.plan.side == "feature":
+        rows, blocks = feature_share(comparison, shard)
+        tiling: dict[str, Any] = {"side": "feature", "rows": rows}
+        widths = [r.width for r in refs]
+        offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+        shift = np.concatenate([engine.mean(r) for r in refs])
+        joint = np.zeros((int(offsets[-1]), int(offsets[-1])))
+        sums = np.zeros(int(offsets[-1]))
+        for done, (start, stop) in enumerate(blocks, start=1):
+            parts = [r.store.read_rows(r.name, start, stop) for r in refs]
+            z = np.concatenate(parts, axis=1).astype(np.float64) - shift
+            q = np.stack([np.einsum("ij,ij->i", z[:, offsets[k] : offsets[k + 1]],
+                                    z[:, offsets[k] : offsets[k + 1]]) for k in range(n_layers)])  # fmt: skip
+            qq += q @ q.T
+            qsum += q.sum(axis=1)
+            zc = z.astype(engine.dtype, copy=False)
+            sums += zc.sum(axis=0, dtype=np.float64)
+            joint += zc.T @ zc
+            engine.progress(f"shard {shard}: rows", done, len(blocks))
+        arrays = {"joint": joint, "sums": sums, "qq": qq, "qsum": qsum}
+        share = f"rows {blocks[0][0]}-{blocks[-1][1] - 1} of {engine.n}" if blocks else "no rows"
+    else:
+        from .metrics._kernels import roundoff_rtol
+
+        rbf_specs = [(idx, spec) for idx, spec in enumerate(comparison.specs) if spec.name == "cka_rbf"]
+        summaries = {idx: rbf_summaries(comparison, spec) for idx, spec in rbf_specs}
+        rtol = roundoff_rtol(engine.dtype)
+        rbf_sums = {idx: np.zeros((n_layers, n_layers)) for idx, _ in rbf_specs}
+        plan, tiles = sample_share(comparison, shard)
+        tiling = {"side": "sample", "rows": plan.rows}
+        inner = np.zeros((n_layers, n_layers))
+        # the rows this shard's tiles touch, read and centred once per layer when they fit
+        lo = min((t[0] for t in tiles), default=0)
+        hi = max((t[3] for t in tiles), default=0)
+        span_bytes = (hi - lo) * sum(r.width for r in refs) * engine.dtype.itemsize
+        held = ([centred_range(engine, r, lo, hi) for r in refs]
+                if tiles and span_bytes <= comparison.plan.budget // 4 else None)  # fmt: skip
+
+        def rows_of(layer: int, start: int, stop: int) -> NDArray[np.floating]:
+            if held is not None:
+                return held[layer][start - lo : stop - lo]
+            block: NDArray[np.floating] = engine.centered_rows(refs[layer], start, stop)
+            return block
+
+        left_start = -1
+        left: list[NDArray[np.floating]] = []
+        panels = tile_panels(tiles, n_layers * 8 * (1 + len(rbf_specs)), PANEL_BYTES)
+        for done, (i0, i1, j0, j1) in enumerate(panels, start=1):
+            if i0 != left_start:
+                left = [rows_of(k, i0, i1) for k in range(n_layers)]
+                left_start = i0
+            # one GEMM per layer for the whole panel of tiles (I, J…): larger, faster products
+            right = [left[k] if (j0, j1) == (i0, i1) else rows_of(k, j0, j1) for k in range(n_layers)]
+            ti, width = i1 - i0, j1 - j0
+            stacked = np.empty((n_layers, ti * width))
+            diag = np.empty((n_layers, ti)) if j0 == i0 else None
+            for k in range(n_layers):
+                panel = left[k] @ right[k].T
+                stacked[k] = panel.ravel()
+                if diag is not None:
+                    diag[k] = np.diag(panel[:, :ti])
+            if diag is not None:
+                qq += diag @ diag.T
+                qsum += diag.sum(axis=1)
+            for idx, spec in rbf_specs:
+                kernels = np.zeros_like(stacked)
+                for k in range(n_layers):
+                    summary = summaries[idx][k]
+                    if summary.scale is not None:
+                        kc = stacked[k].reshape(ti, width)
+                        kernels[k] = rbf_tile(kc, summary, i0, i1, j0, j1, rtol,
+                                              bool(spec.params["debiased"])).ravel()  # fmt: skip
+                rbf_sums[idx] += _weighted_inner(kernels, ti, width, j0 == i0)
+                del kernels
+            inner += _weighted_inner(stacked, ti, width, j0 == i0)
+            del stacked, right
+            engine.progress(f"shard {shard}: panels of tiles", done, len(panels))
+        arrays = {"inner": inner, "qq": qq, "qsum": qsum}
+        for idx, _ in rbf_specs:
+            arrays[f"rbf{idx}"] = rbf_sums[idx]
+            arrays[f"rbf{idx}_defined"] = np.array([float(x.scale is not None) for x in summaries[idx]])
+        share = f"{len(tiles)} of {len(plan.tiles())} tiles" if tiles else "no tiles"
+    return Partial(shard, partial_header(comparison, shard, tiling), _template(comparison), arrays, share)
+
+
+def centred_range(engine: Any, ref: Any, start: int, stop: int, step: int = 256) -> NDArray[np.floating]:
+    """Rows [start, stop) of a centred layer in the GEMM dtype: one read, centred in float64 a
+    few rows at a time (the same values as the engine's ``centered_rows``, without a float64
+    copy of the whole range)."""
+    mean = engine.mean(ref)
+    raw = ref.store.read_rows(ref.name, start, stop)
+    engine.counts["read:" + ref.key] += 1
+    engine.bytes_read += raw.nbytes
+    out = np.empty(raw.shape, dtype=engine.dtype)
+    buf = np.empty((min(step, len(raw)), raw.shape[1]))
+    for r in range(0, len(raw), step):
+        m = min(step, len(raw) - r)
+        np.subtract(raw[r : r + m], mean, out=buf[:m])
+        out[r : r + m] = buf[:m]
+    return out
+
+
+PANEL_BYTES = 256 * 1024**2  # float64 products of one panel of tiles held at once
+
+
+def tile_panels(
+    tiles: Sequence[tuple[int, int, int, int]], bytes_per_entry: int, limit: int
+) -> list[tuple[int, int, int, int]]:
+    """Consecutive tiles of one row block I joined into panels (i0, i1, j0, j1) of at most
+    ``limit`` bytes (at ``bytes_per_entry`` per Gram entry; at least one tile each)."""
+    out: list[tuple[int, int, int, int]] = []
+    for i0, i1, j0, j1 in tiles:
+        if out:
+            a0, a1, b0, b1 = out[-1]
+            if a0 == i0 and b1 == j0 and (a1 - a0) * (j1 - b0) * bytes_per_entry <= limit:
+                out[-1] = (a0, a1, b0, j1)
+                continue
+        out.append((i0, i1, j0, j1))
+    return out
+
+
+def _weighted_inner(stacked: Float64, rows: int, width: int, has_diagonal: bool) -> Float64:
+    """Σ over a panel's tiles of weight·⟨tile_a, tile_b⟩ for every layer pair: weight 1 for the
+    diagonal tile (I, I) — its first ``rows`` columns when ``has_diagonal`` — and 2 for the
+    others, which stand for their mirror (J, I) too."""
+    full = stacked @ stacked.T
+    if not has_diagonal:
+        return 2.0 * full
+    head = stacked.reshape(len(stacked), rows, width)[:, :, :rows].reshape(len(stacked), -1)
+    out: Float64 = 2.0 * full - head @ head.T
+    return out
+
+
+# ------------------------------------------------------------------------------------ files
+def write_partial(partial: Partial, out: str | Path) -> None:
+    """Write a partial (``.h5``/``.hdf5``/``.zarr``) atomically."""
+    path = Path(out)
+    try:
+        backend_for(path)
+    except StoreError:
+        raise ResultsError(f"{path}: a shard of partial sums is written as .h5, .hdf5 or .zarr") from None
+    with atomic_path(path) as tmp, open_container(tmp, "w", in_memory=True) as c:
+        c.set_attrs("", {
+            "repsim_format": FORMAT, "format_version": FORMAT_VERSION, "shard": str(partial.shard),
+            "header": json.dumps(partial.header, sort_keys=True),
+            "template": json.dumps(partial.template, sort_keys=True), "share": partial.share,
+            "arrays": json.dumps(sorted(partial.arrays)),
+        })  # fmt: skip
+        for name, arr in sorted(partial.arrays.items()):
+            c.write_array(name, np.ascontiguousarray(arr, dtype=np.float64))
+
+
+def is_partial_file(path: str | Path) -> bool:
+    """Whether ``path`` is a partial-sums file written by ``compare --shard`` (tile mode)."""
+    p = Path(path)
+    if not p.exists() or p.suffix.lower() == ".csv":
+        return False
+    try:
+        with open_container(p, "r") as c:
+            return bool(c.get_attrs().get("repsim_format") == FORMAT)
+    except (StoreError, OSError):
+        return False
+
+
+def read_partial(path: str | Path) -> Partial:
+    p = Path(path)
+    with open_container(p, "r") as c:
+        attrs = c.get_attrs()
+        if attrs.get("repsim_format") != FORMAT:
+            raise ResultsError(f"{p}: not a repsim partial-sums file")
+        if int(attrs.get("format_version", 0)) != FORMAT_VERSION:
+            raise ResultsError(f"{p}: partial-sums format {attrs.get('format_version')} is not "
+                               f"{FORMAT_VERSION}; run its shard again with this repsim")  # fmt: skip
+        k, _, count = str(attrs["shard"]).partition("/")
+        arrays = {name: np.asarray(c.read_array(name), dtype=np.float64)
+                  for name in json.loads(attrs["arrays"])}  # fmt: skip
+        return Partial(Shard(int(k), int(count)), json.loads(attrs["header"]), json.loads(attrs["template"]),
+                       arrays, str(attrs.get("share", "")))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ merge
+_HEADER_WORDS = {
+    "stores": "the stores", "fingerprints": "the stores' content (fingerprints)", "models": "the models",
+    "pairs": "the model pairs", "layers": "the layers", "layers_a": "the layers of A",
+    "layers_b": "the layers of B", "metrics": "the metrics or their parameters", "n": "the samples",
+    "side": "the engine side (--side)", "compute_dtype": "the precision (--precision)",
+    "tiling": "the tiling", "count": "the number of shards N",
+}  # fmt: skip
+
+
+def merge_partials(paths: Sequence[str | Path]) -> Results:
+    """Add the partial sums of shards 1..N in shard order and finalise every cell.
+
+    Raises :class:`ResultsError` naming a partial of another command (what differs), a shard
+    given twice (both files) and every shard missing.
+    """
+    parts = [(Path(p), read_partial(p)) for p in paths]
+    first_path, first = parts[0]
+    by_index: dict[int, Path] = {}
+    for path, part in parts:
+        if part.header != first.header:
+            keys = sorted(k for k in set(part.header) | set(first.header)
+                          if part.header.get(k) != first.header.get(k))  # fmt: skip
+            words = ", ".join(_HEADER_WORDS.get(k, k) for k in keys)
+            raise ResultsError(f"{path}: a partial of another command than {first_path} ({words} differ); "
+                               "merge only the shards of one comparison")  # fmt: skip
+        if part.shard.index in by_index:
+            raise ResultsError(f"{path}: shard {part.shard} is given twice (also {by_index[part.shard.index]})")
+        by_index[part.shard.index] = path
+    count = first.shard.count
+    missing = [k for k in range(1, count + 1) if k not in by_index]
+    if missing:
+        names = ", ".join(f"{k}/{count}" for k in missing)
+        raise ResultsError(f"partial sums of shard{'s' if len(missing) > 1 else ''} {names} missing "
+                           f"(given: {', '.join(str(p) for p in by_index.values())}); run "
+                           f"`repsim compare ... --shard K/{count}` for each")  # fmt: skip
+    ordered = [part for _, part in sorted(((p.shard.index, p) for _, p in parts), key=lambda t: t[0])]
+    total = {name: np.zeros_like(arr) for name, arr in ordered[0].arrays.items()}
+    for part in ordered:
+        for name, arr in part.arrays.items():
+            if name.endswith("_defined"):  # the same in every shard, not a sum
+                total[name] = arr
+            else:
+                total[name] += arr
+    return finalise(first.template, first.header, total)
+
+
+def _inner_from_joint(joint: Float64, sums: Float64, n: int, widths: Sequence[int]) -> Float64:
+    mean = sums / n
+    joint = joint - np.outer(mean, sums)  # the rank-one correction of the (exact) centring
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    count = len(widths)
+    out = np.empty((count, count))
+    for a in range(count):
+        for b in range(count):
+            c = joint[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]]
+            out[a, b] = float(np.einsum("ij,ij->", c, c))
+    return out
+
+
+def finalise(template: dict[str, Any], header: dict[str, Any], total: dict[str, Float64]) -> Results:
+    """The results of a sharded comparison from its summed partials."""
+    from .metrics import parse_spec
+    from .metrics.cka import cka_from_hsic, debias
+
+    n = int(header["n"])
+    qq, qsum = total["qq"], total["qsum"]
+    if "inner" in total:
+        inner = total["inner"]
+    else:
+        widths = template["widths"]
+        inner = _inner_from_joint(total["joint"], total["sums"], n, widths)
+    from .engine.gram import CONSTANT_RTOL
+    from .errors import DataError
+
+    for layer, (label, sumsq) in enumerate(zip(template["labels"], template["sumsq"], strict=True)):
+        if not qsum[layer] > CONSTANT_RTOL * sumsq:  # ‖Xc‖²_F = Σ_i q_i, the engine's rule
+            store, _, name = label.rpartition(":")
+            raise DataError(f"{store}: layer {name!r}: constant layer (zero variance); similarity is undefined")
+    inner = np.triu(inner) + np.triu(inner, 1).T  # exactly symmetric, as a single run's
+    qq = np.triu(qq) + np.triu(qq, 1).T
+    rows, cols = template["rows"], template["cols"]
+    res = Results(list(template["layers_a"]), list(template["layers_b"]), attrs=dict(template["attrs"]))
+    pairs = [tuple(p) for p in template["pairs"]]
+    for idx, s in enumerate(template["specs"]):
+        spec = parse_spec(s["text"])
+        value = np.full((len(rows), len(cols)), np.nan)
+        computed = np.zeros(value.shape, dtype=bool)
+        if spec.name == "cka_rbf":
+            full = _rbf_values(total[f"rbf{idx}"], total[f"rbf{idx}_defined"], rows, cols)
+        else:
+            h = inner[np.ix_(rows, cols)]
+            h_aa = np.diag(inner)[rows]
+            h_bb = np.diag(inner)[cols]
+            if spec.params.get("debiased"):
+                h = debias(h, qq[np.ix_(rows, cols)], qsum[rows][:, None], qsum[cols][None, :], n)
+                h_aa = debias(h_aa, np.diag(qq)[rows], qsum[rows], qsum[rows], n)
+                h_bb = debias(h_bb, np.diag(qq)[cols], qsum[cols], qsum[cols], n)
+            full = cka_from_hsic(h, h_aa[:, None], h_bb[None, :])
+        row_models, col_models = template["row_models"], template["col_models"]
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                if (row_models[i], col_models[j]) in pairs:
+                    value[i, j] = full[i, j]
+                    computed[i, j] = True
+        res.metrics[spec.text] = MetricResult(
+            spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=spec.info.symmetric,
+            params=dict(spec.params), value=value, computed=None if computed.all() else computed,
+        )  # fmt: skip
+    return res
+
+
+def _rbf_values(sums: Float64, defined: Float64, rows: Sequence[int], cols: Sequence[int]) -> Float64:
+    """RBF CKA ⟨K̃_a, K̃_b⟩/√(⟨K̃_a, K̃_a⟩⟨K̃_b, K̃_b⟩) from the summed tile products; NaN for a layer
+    whose bandwidth is undefined (already warned)."""
+    from .metrics._kernels import ratio_matrix
+
+    sums = np.triu(sums) + np.triu(sums, 1).T
+    self_terms = np.where(defined > 0, np.diag(sums), np.nan)
+    return ratio_matrix(sums[np.ix_(rows, cols)], self_terms[list(rows)], self_terms[list(cols)], "cka_rbf")
