@@ -311,7 +311,7 @@ def connect(scheduler: str) -> Iterator[Any]:
     with contextlib.ExitStack() as stack:
         if workers is not None:
             cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.ERROR,
             ))  # fmt: skip
             client = stack.enter_context(distributed.Client(cluster))
