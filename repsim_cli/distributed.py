@@ -37,6 +37,7 @@ import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -55,6 +56,7 @@ INSTALL_HINT = "pip install 'repsim-cli[dask]'"
 # Test-only: a path; the first block task to create it makes its worker process exit at once
 # (a worker lost mid-run, as a killed or pre-empted node would be).
 EXIT_ONCE_ENV = "REPSIM_TEST_DASK_EXIT_ONCE"
+WAIT_FOR_WORKERS_S = 600  # a cluster whose jobs are still queued (dask-jobqueue) gets this long
 LayerSpec = tuple[str, int, str]  # (layer key, store index, layer name)
 
 
@@ -140,9 +142,8 @@ def _open_run(recipe: Recipe) -> _WorkerRun:
         from .engine import GramEngine, LayerRef
         from .metrics import parse_spec
         from .states import StateStore
-        from .store import open_store
 
-        stores = [open_store(p) for p in recipe.paths]
+        stores = [_open_on_worker(path) for path in recipe.paths]
         for store, path, fingerprint in zip(stores, recipe.paths, recipe.fingerprints, strict=True):
             if store.fingerprint() != fingerprint:
                 raise SchedulerError(f"{path}: on this worker the store differs from the client's "
@@ -160,6 +161,25 @@ def _open_run(recipe: Recipe) -> _WorkerRun:
         run = _WorkerRun(comparison, stores, cache, threading.Lock())
         _RUNS[recipe.token] = run
         return run
+
+
+def _open_on_worker(path: str) -> Any:
+    from .store import open_store
+
+    try:
+        return open_store(path)
+    except (RepsimError, OSError) as exc:  # a worker that joined after check_workers
+        raise SchedulerError(f"{path}: not readable ({exc}) on Dask worker {_worker_name()}; "
+                             "every worker must read the stores at the same path") from None  # fmt: skip
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "(not in a worker)"
 
 
 def forget_run(token: str) -> None:
@@ -182,15 +202,17 @@ def check_stores(paths: Sequence[str], fingerprints: Sequence[str]) -> list[str]
     client's (by fingerprint); empty when all are readable."""
     from .store import open_store
 
-    problems = []
-    for path, fingerprint in zip(paths, fingerprints, strict=True):
+    def problem(path: str, fingerprint: str) -> str | None:
         try:
             with open_store(path) as store:
                 if store.fingerprint() != fingerprint:
-                    problems.append(f"{path}: differs from the client's copy (another file at the same path)")
+                    return f"{path}: differs from the client's copy (another file at the same path)"
         except (RepsimError, OSError) as exc:
-            problems.append(f"{path}: not readable ({exc})")
-    return problems
+            return f"{path}: not readable ({exc})"
+        return None
+
+    found = (problem(p, f) for p, f in zip(paths, fingerprints, strict=True))
+    return [p for p in found if p is not None]
 
 
 @contextlib.contextmanager
@@ -265,11 +287,16 @@ def block_task(
         state_key = spec.info.key_of(spec.params)
         for key, layer in layers.items():
             if spec_index in layer.states:
-                store.get(state_key, key, lambda s=layer.states[spec_index]: s)
+                store.get(state_key, key, partial(_given, layer.states[spec_index]))
         view = replace(comparison, states=store)
         block = view._block(spec, list(rows), list(cols), set(wanted))
     forwarded = [w for layer in layers.values() for w in layer.warnings]
     return block, forwarded + _recorded(caught)
+
+
+def _given(state: Any) -> Any:
+    """A state built by a layer task, handed to the state store as its "build"."""
+    return state
 
 
 def _exit_once_for_tests() -> None:
@@ -328,7 +355,11 @@ def check_workers(client: Any, recipe: Recipe) -> None:
     (not on its file system, no permission) or that differs there raises one error naming the
     path and the worker."""
     if not client.scheduler_info().get("workers"):
-        client.wait_for_workers(1, timeout=60)
+        try:
+            client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+        except TimeoutError:
+            raise SchedulerError(f"no Dask worker joined the scheduler {client.scheduler.address} in "
+                                 f"{WAIT_FOR_WORKERS_S // 60} minutes") from None  # fmt: skip
     found = client.run(check_stores, list(recipe.paths), list(recipe.fingerprints))
     for worker, problems in sorted(found.items()):
         if problems:
@@ -438,16 +469,15 @@ def _compute(
         for key in engine_order:
             wanted.setdefault(key, [])
     order = {k: n for n, k in enumerate(engine_order)}
-    layer_futures = {
-        key: client.submit(layer_task, recipe, key, wanted[key], ship, pure=False,
-                           key=f"repsim-layer-{key}-{recipe.token}")  # fmt: skip
-        for key in sorted(wanted, key=lambda k: order.get(k, len(order)))
-    }
+    layer_futures = {}
+    for key in sorted(wanted, key=lambda k: order.get(k, len(order))):
+        layer_futures[key] = client.submit(layer_task, recipe, key, wanted[key], ship, pure=False,
+                                           key=f"repsim-layer-{key}-{recipe.token}")  # fmt: skip
     blocks: dict[Any, tuple[int, list[int], list[int], list[Cell]]] = {}
     for s, spec in enumerate(comparison.specs):
-        cells = set(pending[s])
+        in_run = set(pending[s])
         for n, (rows, cols) in enumerate(covering_blocks(pending[s], by_row=not spec.info.batched)):
-            mine = [(i, j) for i in rows for j in cols if (i, j) in cells]
+            mine = [(i, j) for i in rows for j in cols if (i, j) in in_run]
             keys = {refs_a[i].key for i in rows} | {refs_b[j].key for j in cols}
             if ship:
                 keys |= set(engine_order)
