@@ -182,3 +182,29 @@ def test_without_dask_a_one_line_error(two_stores, tmp_path, monkeypatch) -> Non
         "Error: --scheduler needs Dask's distributed scheduler: pip install 'repsim-cli[dask]'"
     ]
     assert not out.exists() and not journal_path(out).exists()
+
+
+@pytest.mark.parametrize("source", ["packed", "stacked"])
+@pytest.mark.parametrize("target", ["packed", "stacked"])
+def test_grams_shipped_between_engines_give_the_same_bits(source, target) -> None:
+    """What a layer task ships (a Gram's triangle in the GEMM dtype and its diagonal) and a block
+    task's engine adopts gives the inner products of the engine that built it, bit for bit, over
+    several layer groups, without a SYRK in the adopting engine."""
+    from test_engine_strategies import INNER_GROUP, all_inner, engine_for, make_layers
+
+    from repsim_cli.engine.strategies import Packed, Stacked
+
+    kinds = {"packed": Packed(peak_bytes=0.0, flops=0.0), "stacked": Stacked(peak_bytes=0.0, flops=0.0)}
+    layers = make_layers(INNER_GROUP + 3, dtype=np.float32, seed=4)
+    built, adopting = engine_for(layers, kinds[source]), engine_for(layers, kinds[target])
+    for ref_built, ref in zip(built.refs, adopting.refs, strict=True):
+        triangle, diag = built._grams.export(ref_built)
+        assert triangle.dtype == np.float32 and triangle.shape == (len(diag) * (len(diag) - 1) // 2,)
+        adopting._grams.adopt(ref, np.array(triangle), diag)
+    np.testing.assert_array_equal(all_inner(adopting), all_inner(built))
+    assert not any(adopting.counts["gram:" + r.key] for r in adopting.refs)
+    if target == "stacked":  # a whole Gram rebuilt from the triangle is the one a SYRK gives
+        reference = engine_for(layers, kinds["stacked"])
+        for k in (0, 2, INNER_GROUP + 1):
+            np.testing.assert_array_equal(adopting.centered_gram(adopting.refs[k]),
+                                          reference.centered_gram(reference.refs[k]))  # fmt: skip

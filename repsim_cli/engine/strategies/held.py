@@ -92,11 +92,11 @@ class TriangleGroups(SampleGrams):
         (n,)), built now if needed: what another process's :meth:`adopt` takes (the Dask backend
         ships Grams between workers this way, a quarter of a float64 Gram for float32 layers)."""
         self.build_all([ref])
-        n = self.source.n
-        offsets = triangle_offsets(n)
-        tri = np.empty(int(offsets[-1]))
-        self.triangle_rows(self.source.index(ref), 0, max(0, n - 1), tri)
-        return tri.astype(self.source.dtype), self.source.row_sqnorms(ref)
+        return self.triangle(self.source.index(ref)), self.source.row_sqnorms(ref)
+
+    @abstractmethod
+    def triangle(self, index: int) -> NDArray[np.floating]:
+        """The strict upper triangle (n(n−1)/2,) of a built Gram in the GEMM dtype (may be a view)."""
 
     def adopt(self, ref: LayerRef, triangle: NDArray[np.floating], diag: Float64) -> None:
         """Hold a Gram built elsewhere (from :meth:`export`) as if this object had built it; a layer
@@ -167,6 +167,11 @@ class StackedGrams(TriangleGroups):
     def keep(self, index: int, gram: NDArray[np.floating]) -> None:
         np.copyto(self._slot(index), gram)
 
+    def triangle(self, index: int) -> NDArray[np.floating]:
+        out = np.empty(triangle_size(self.source.n), dtype=self.source.dtype)
+        pack_upper(self._slot(index), out)  # the float64 copy of a GEMM-dtype Gram: exact
+        return out
+
     def keep_triangle(self, index: int, triangle: NDArray[np.floating], diag: Float64) -> None:
         slot = self._slot(index)
         upper = np.triu_indices(self.source.n, 1)
@@ -226,6 +231,11 @@ class PackedGrams(TriangleGroups):
             size = triangle_size(self.source.n)
             self._packed = np.empty((len(self.source.refs), size), dtype=self.source.dtype)
         pack_upper(gram, self._packed[index])
+
+    def triangle(self, index: int) -> NDArray[np.floating]:
+        assert self._packed is not None
+        tri: NDArray[np.floating] = self._packed[index]
+        return tri
 
     def keep_triangle(self, index: int, triangle: NDArray[np.floating], diag: Float64) -> None:
         if self._packed is None:
