@@ -23,7 +23,8 @@ from repsim_cli.results import read_results
 from repsim_cli.schedule import Journal
 from repsim_cli.store import open_store
 
-METRICS = ["cka", "cka:debiased=true", "cca", "rsa", "procrustes", "cka_rbf"]
+METRICS = ["cka", "cka:debiased=true", "cca", "rsa", "procrustes", "cka_rbf", "cka_minibatch", "bayes_js"]
+FEATURE_METRICS = ["cka", "cka:debiased=true", "cca", "procrustes", "svcca"]
 
 
 def run(*args: object) -> object:
@@ -64,21 +65,32 @@ def assert_same_results(path_a: Path, path_b: Path) -> None:
         assert np.isfinite(ma.value).any(), spec
 
 
-def metric_args() -> list[str]:
-    return [arg for m in METRICS for arg in ("-m", m)]
+def metric_args(metrics: list[str] = METRICS) -> list[str]:
+    return [arg for m in metrics for arg in ("-m", m)]
 
 
-@pytest.mark.parametrize("n_stores", [1, 2])
-def test_values_equal_the_single_process(cluster, two_stores, tmp_path, n_stores) -> None:
+@pytest.mark.parametrize(("n_stores", "side", "mode"), [(1, "auto", "stacked"), (2, "auto", "stacked"),
+                                                     (2, "feature", None)])  # fmt: skip
+def test_values_equal_the_single_process(cluster, two_stores, tmp_path, n_stores, side, mode) -> None:
+    """Sample side: Grams built by layer tasks and shipped; feature side: each block's worker
+    makes the joint pass itself. Either way the values are the single process's, bit for bit."""
+    import json
+
     address, _ = cluster
     stores = two_stores[:n_stores]
     single, dask = tmp_path / "single.h5", tmp_path / "dask.h5"
-    r = run("compare", *stores, *metric_args(), "-o", single, "-q")
+    args = ["compare", *stores, *metric_args(METRICS if side == "auto" else FEATURE_METRICS), "--side", side]
+    plan = json.loads(run(*args, "--dry-run", "--json").output)
+    assert plan["side"] == ("sample" if side == "auto" else side)
+    assert plan.get("mode") == mode or side == "feature"
+    r = run(*args, "-o", single, "-q")
     assert r.exit_code == 0, r.output
-    r = run("compare", *stores, *metric_args(), "-o", dask, "-q", "--scheduler", address)
+    r = run(*args, "-o", dask, "-q", "--scheduler", address)
     assert r.exit_code == 0, r.output
     assert_same_results(single, dask)
     assert not journal_path(dask).exists()
+    if side == "auto":  # a Monte Carlo metric's standard errors travel too
+        assert read_results(dask).metrics["bayes_js"].std_error is not None
 
 
 def test_three_models_and_a_shard(cluster, two_stores, make_store, tmp_path) -> None:
