@@ -267,11 +267,11 @@ def _grams(comparison: Comparison) -> Any:
 
 def block_task(
     recipe: Recipe, spec_index: int, rows: Sequence[int], cols: Sequence[int], wanted: Sequence[Cell],
-    layers: dict[str, LayerStates],
+    layers: dict[str, LayerStates], grams: dict[str, tuple[Any, Any]],
 ) -> tuple[CellBlock, list[tuple[str, type[Warning]]]]:
     """``Comparison._block`` for one block of one metric on this worker, from the layer tasks'
-    results ``layers`` (by layer key): their states seed a state store of the task's own, their
-    Grams are adopted by this worker's engine."""
+    states ``layers`` (by layer key), which seed a state store of the task's own, and Grams
+    ``grams`` (by layer key), which this worker's engine adopts."""
     _exit_once_for_tests()
     from .states import StateStore
 
@@ -280,9 +280,8 @@ def block_task(
         comparison = run.comparison
         spec = comparison.specs[spec_index]
         engine_refs = {r.key: r for r in comparison.engine.refs}
-        for key, layer in layers.items():
-            if layer.gram is not None:
-                _grams(comparison).adopt(engine_refs[key], *layer.gram)
+        for key, gram in grams.items():
+            _grams(comparison).adopt(engine_refs[key], *gram)
         store = StateStore(1 << 62)
         state_key = spec.info.key_of(spec.params)
         for key, layer in layers.items():
@@ -292,6 +291,21 @@ def block_task(
         block = view._block(spec, list(rows), list(cols), set(wanted))
     forwarded = [w for layer in layers.values() for w in layer.warnings]
     return block, forwarded + _recorded(caught)
+
+
+def states_part(layer: LayerStates) -> LayerStates:
+    """A layer task's result without its Gram (what the per-pair blocks need)."""
+    return LayerStates(layer.states, None, layer.warnings)
+
+
+def gram_part(layer: LayerStates) -> tuple[Any, Any] | None:
+    """A layer task's Gram (triangle, diagonal)."""
+    return layer.gram
+
+
+def same(value: Any) -> Any:
+    """The value itself: run on a chosen worker, it holds a copy there (sent as soon as it exists)."""
+    return value
 
 
 def _given(state: Any) -> Any:
@@ -473,17 +487,29 @@ def _compute(
     for key in sorted(wanted, key=lambda k: order.get(k, len(order))):
         layer_futures[key] = client.submit(layer_task, recipe, key, wanted[key], ship, pure=False,
                                            key=f"repsim-layer-{key}-{recipe.token}")  # fmt: skip
+    token = recipe.token
+    # the small tasks run before the next layer's (priority): each Gram leaves for the hub at once
+    states = {k: client.submit(states_part, f, pure=False, priority=1, key=f"repsim-states-{k}-{token}")
+              for k, f in layer_futures.items()}  # fmt: skip
+    grams = {}
+    if ship:
+        # The inner-product blocks need every layer's Gram in one place: each Gram is sent to one
+        # worker (the hub) as soon as it is built, while the other layers' Grams are being built.
+        workers = sorted(client.scheduler_info().get("workers", {}))
+        for k, f in layer_futures.items():
+            local = client.submit(gram_part, f, pure=False, priority=1, key=f"repsim-gram-{k}-{token}")
+            grams[k] = client.submit(same, local, workers=workers[:1], allow_other_workers=True,
+                                     pure=False, priority=1, key=f"repsim-hub-{k}-{token}")  # fmt: skip
     blocks: dict[Any, tuple[int, list[int], list[int], list[Cell]]] = {}
     for s, spec in enumerate(comparison.specs):
         in_run = set(pending[s])
+        all_grams = grams if spec.info.inner_products_only else {}
         for n, (rows, cols) in enumerate(covering_blocks(pending[s], by_row=not spec.info.batched)):
             mine = [(i, j) for i in rows for j in cols if (i, j) in in_run]
             keys = {refs_a[i].key for i in rows} | {refs_b[j].key for j in cols}
-            if ship:
-                keys |= set(engine_order)
-            deps = {k: layer_futures[k] for k in keys if k in layer_futures}
-            future = client.submit(block_task, recipe, s, rows, cols, mine, deps, pure=False,
-                                   key=f"repsim-block-{s}-{n}-{recipe.token}")  # fmt: skip
+            future = client.submit(block_task, recipe, s, rows, cols, mine,
+                                   {k: states[k] for k in keys}, all_grams, pure=False,
+                                   key=f"repsim-block-{s}-{n}-{token}")  # fmt: skip
             blocks[future] = (s, rows, cols, mine)
     total = sum(len(c) for c in pending)
     finished = 0
@@ -514,5 +540,5 @@ def _compute(
             progress("cells (dask)", finished, total)
             yield s, block.notes, rows_out
     finally:
-        for future in list(blocks) + list(layer_futures.values()):
+        for future in [*blocks, *layer_futures.values(), *states.values(), *grams.values()]:
             future.cancel()
