@@ -169,8 +169,15 @@ def _open_on_worker(path: str) -> Any:
     try:
         return open_store(path)
     except (RepsimError, OSError) as exc:  # a worker that joined after check_workers
-        raise SchedulerError(f"{path}: not readable ({exc}) on Dask worker {_worker_name()}; "
-                             "every worker must read the stores at the same path") from None  # fmt: skip
+        raise SchedulerError(f"{path}: not readable on Dask worker {_worker_name()} "
+                             f"({_reason(path, exc)}); every worker must read the stores at the "
+                             "same path") from None  # fmt: skip
+
+
+def _reason(path: str, exc: BaseException) -> str:
+    """An error's message without the path it starts with."""
+    text = str(exc)
+    return text.removeprefix(f"{path}: ") if text.startswith(f"{path}: ") else text
 
 
 def _worker_name() -> str:
@@ -208,7 +215,7 @@ def check_stores(paths: Sequence[str], fingerprints: Sequence[str]) -> list[str]
                 if store.fingerprint() != fingerprint:
                     return f"{path}: differs from the client's copy (another file at the same path)"
         except (RepsimError, OSError) as exc:
-            return f"{path}: not readable ({exc})"
+            return f"{path}: not readable ({_reason(path, exc)})"
         return None
 
     found = (problem(p, f) for p, f in zip(paths, fingerprints, strict=True))
@@ -353,7 +360,7 @@ def connect(scheduler: str) -> Iterator[Any]:
         if workers is not None:
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,  # a task's error reaches the client: one line
             ))  # fmt: skip
             client = stack.enter_context(distributed.Client(cluster))
         else:
@@ -514,8 +521,15 @@ def _compute(
     total = sum(len(c) for c in pending)
     finished = 0
     warned: set[tuple[str, type[Warning]]] = set()
+    layers_left = set(layer_futures.values())
     try:
-        for future in distributed.as_completed(list(blocks)):
+        for future in distributed.as_completed([*layer_futures.values(), *blocks]):
+            if future in layers_left:  # counted, not fetched: its states stay on the worker
+                layers_left.discard(future)
+                if future.status == "error":
+                    future.result()  # the layer's error (e.g. a constant layer), at once
+                progress("layer states (dask)", len(layer_futures) - len(layers_left), len(layer_futures))
+                continue
             s, rows, cols, mine = blocks.pop(future)
             try:
                 block, caught = future.result()
