@@ -522,37 +522,36 @@ def _compute(
     finished = 0
     warned: set[tuple[str, type[Warning]]] = set()
     layers_left = set(layer_futures.values())
-    try:
-        for future in distributed.as_completed([*layer_futures.values(), *blocks]):
-            if future in layers_left:  # counted, not fetched: its states stay on the worker
-                layers_left.discard(future)
-                if future.status == "error":
-                    future.result()  # the layer's error (e.g. a constant layer), at once
-                progress("layer states (dask)", len(layer_futures) - len(layers_left), len(layer_futures))
-                continue
-            s, rows, cols, mine = blocks.pop(future)
-            try:
-                block, caught = future.result()
-            except distributed.KilledWorker as exc:
-                raise SchedulerError(
-                    f"Dask workers kept dying on the task {exc.args[0] if exc.args else ''} "
-                    "(out of memory?); the cells finished so far are journalled"
-                ) from None
-            for message, category in caught:
-                if (message, category) not in warned:  # a layer's warning reaches several blocks
-                    warned.add((message, category))
-                    warnings.warn(message, category, stacklevel=2)
-            rows_out = []
-            for bi, i in enumerate(rows):
-                for bj, j in enumerate(cols):
-                    if (i, j) not in mine:
-                        continue
-                    se = None if block.std_error is None else float(block.std_error[bi, bj])
-                    rows_out.append((s, i, j, float(block.value[bi, bj]), se,
-                                     block.cell_notes.get((bi, bj))))  # fmt: skip
-            finished += len(rows_out)
-            progress("cells (dask)", finished, total)
-            yield s, block.notes, rows_out
-    finally:
-        for future in [*blocks, *layer_futures.values(), *states.values(), *grams.values()]:
-            future.cancel()
+    # No future is cancelled here: closing the client (or the cluster) releases them all, and
+    # cancelling keys already released trips an assertion in the scheduler.
+    for future in distributed.as_completed([*layer_futures.values(), *blocks]):
+        if future in layers_left:  # counted, not fetched: its states stay on the worker
+            layers_left.discard(future)
+            if future.status == "error":
+                future.result()  # the layer's error (e.g. a constant layer), at once
+            progress("layer states (dask)", len(layer_futures) - len(layers_left), len(layer_futures))
+            continue
+        s, rows, cols, mine = blocks.pop(future)
+        try:
+            block, caught = future.result()
+        except distributed.KilledWorker as exc:
+            raise SchedulerError(
+                f"Dask workers kept dying on the task {exc.args[0] if exc.args else ''} "
+                "(out of memory?); the cells finished so far are journalled"
+            ) from None
+        for message, category in caught:
+            if (message, category) not in warned:  # a layer's warning reaches several blocks
+                warned.add((message, category))
+                warnings.warn(message, category, stacklevel=2)
+        rows_out = []
+        for bi, i in enumerate(rows):
+            for bj, j in enumerate(cols):
+                if (i, j) not in mine:
+                    continue
+                se = None if block.std_error is None else float(block.std_error[bi, bj])
+                rows_out.append((s, i, j, float(block.value[bi, bj]), se,
+                                 block.cell_notes.get((bi, bj))))  # fmt: skip
+        finished += len(rows_out)
+        progress("cells (dask)", finished, total)
+        yield s, block.notes, rows_out
+
