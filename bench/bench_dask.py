@@ -9,6 +9,9 @@ CKA (`-m cka`). Measured side by side in one run, alternating, median of ``--rep
 - tcp: the same with `--scheduler tcp://...` of a 2-worker cluster started beforehand (the
   graph's own overhead, without the cluster's start-up).
 
+Also printed: the CPU seconds of each command with the processes it waited for (local:2: its
+workers included; tcp://: the client only), steadier than wall time on a loaded machine.
+
 Target (issue 13): local:2 ≤ 1.1× single. Values are checked equal (bitwise) in every run.
 Prints the machine's load (`uptime`) before and after: the figures are only comparable within
 one run.
@@ -19,6 +22,7 @@ Run: python bench/bench_dask.py [--n 5000 --p 2048 --layers 12 --repeat 3]
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import time
@@ -31,10 +35,15 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def timed_run(args: list[str]) -> float:
+def timed_run(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and the processes it waited for: with
+    local:2 the workers; with tcp:// not the workers, which belong to this process's cluster)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(args, check=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -52,6 +61,7 @@ def main() -> None:
     print(f"workload: {args.layers} layers × n={args.n} × p={args.p} float32, -m cka; {cpu_note()}")
     print(f"load before: {uptime()}")
     times: dict[str, list[float]] = {name: [] for name in outs}
+    cpu: dict[str, list[float]] = {name: [] for name in outs}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
             Client(lc):  # fmt: skip
         address = lc.scheduler_address
@@ -64,7 +74,9 @@ def main() -> None:
         }  # fmt: skip
         for _ in range(args.repeat):
             for name, command in commands.items():
-                times[name].append(timed_run(command))
+                wall, seconds = timed_run(command)
+                times[name].append(wall)
+                cpu[name].append(seconds)
                 if name != "single":
                     assert Path(outs[name]).read_bytes() == Path(outs["single"]).read_bytes(), name
     print(f"load after:  {uptime()}")
@@ -73,7 +85,8 @@ def main() -> None:
                         ("tcp", "--scheduler tcp:// (cluster already up)")):  # fmt: skip
         med = statistics.median(times[name])
         runs = ", ".join(f"{t:.2f}" for t in times[name])
-        print(f"{label:42s} median {med:6.2f} s  ({runs})  ratio {med / single:.2f}×")
+        print(f"{label:42s} median {med:6.2f} s  ({runs})  ratio {med / single:.2f}×; "
+              f"CPU {statistics.median(cpu[name]):6.2f} s")
     print("values: the Dask outputs are byte-identical to the single process's CSV in every run")
 
 
