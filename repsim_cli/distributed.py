@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import threading
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -128,6 +130,7 @@ class _WorkerRun:
     lock: threading.Lock
 
 
+MAX_WORKER_RUNS = 4  # runs a worker keeps at once (several clients may share a cluster)
 _RUNS: dict[str, _WorkerRun] = {}
 _RUNS_LOCK = threading.Lock()
 
@@ -159,7 +162,10 @@ def _open_run(recipe: Recipe) -> _WorkerRun:
         comparison = Comparison(models, layout, [parse_spec(t) for t in recipe.specs], recipe.plan,
                                 engine, {}, StateStore(0, cache))  # fmt: skip
         run = _WorkerRun(comparison, stores, cache, threading.Lock())
+        weakref.finalize(run, shutil.rmtree, cache, True)
         _RUNS[recipe.token] = run
+        while len(_RUNS) > MAX_WORKER_RUNS:  # runs whose client died without saying goodbye
+            del _RUNS[next(iter(_RUNS))]  # dropped, not closed: a task may still hold it
         return run
 
 
@@ -191,8 +197,6 @@ def _worker_name() -> str:
 
 def forget_run(token: str) -> None:
     """Drop this worker's copy of a finished run (its engine, states and disk cache)."""
-    import shutil
-
     with _RUNS_LOCK:
         run = _RUNS.pop(token, None)
     if run is None:

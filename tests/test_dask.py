@@ -247,3 +247,28 @@ def test_grams_shipped_between_engines_give_the_same_bits(source, target) -> Non
         for k in (0, 2, INNER_GROUP + 1):
             np.testing.assert_array_equal(adopting.centered_gram(adopting.refs[k]),
                                           reference.centered_gram(reference.refs[k]))  # fmt: skip
+
+
+def test_a_worker_keeps_a_few_runs_and_forgets_a_finished_one(two_stores) -> None:
+    """A worker's copies of runs (engines, states) are bounded: the oldest goes when a client
+    died without saying goodbye; a finished run's copy and its cache directory are removed."""
+    from dataclasses import replace
+
+    from repsim_cli import distributed as backend
+
+    with open_store(two_stores[0]) as sa:
+        comparison = prepare_comparison(sa, None, ["cka"])
+        recipe = backend.make_recipe(comparison, 1)
+        comparison.close()
+    tokens = [f"test-{k}" for k in range(backend.MAX_WORKER_RUNS + 1)]
+    try:
+        runs = [backend._open_run(replace(recipe, token=t)) for t in tokens]
+        assert list(backend._RUNS) == tokens[1:]  # the oldest dropped
+        assert runs[1].comparison.engine.refs[0].name == "a0"
+        cache = runs[-1].cache
+        assert cache.is_dir()
+        backend.forget_run(tokens[-1])
+        assert tokens[-1] not in backend._RUNS and not cache.exists()
+    finally:
+        for t in tokens:
+            backend.forget_run(t)
