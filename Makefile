@@ -24,7 +24,7 @@ install: venv
 # torch==2.13.0 first: it is the CPU build on the machine; any other request pulls CUDA wheels.
 install-test: venv
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q ".[test,torch]"
+	$(BIN)/python -m pip install -q ".[test,torch,dask]"
 
 demo: install
 	@mkdir -p $(OUT)

@@ -72,6 +72,9 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where Grams spill when they exceed --memory (default: beside the output).")
 @click.option("--keep-cache", is_flag=True, help="Keep the spilled Grams after the run.")
+@click.option("--scheduler", default=None, metavar="ADDRESS|local:W",
+              help="Run the work on a Dask cluster: a scheduler's address (tcp://host:8786) or "
+                   "local:W (W local worker processes); needs repsim-cli[dask].")
 @click.option("--dry-run", is_flag=True, help="Print the plan (side, passes, bytes, flops, memory) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
 @quiet_option
@@ -81,7 +84,7 @@ def command(
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
     side: str, shard_text: Shard | None, stage: str | None, state_dir: str | None, resume: bool,
     force: bool, cache_dir: str | None,
-    keep_cache: bool,
+    keep_cache: bool, scheduler: str | None,
     dry_run: bool, as_json: bool, quiet: bool,
 ) -> None:
     """Compare every layer of each store with every layer of another (or of itself).
@@ -102,6 +105,7 @@ def command(
       repsim compare a.h5 b.h5 -m cca --stage layers --shard 3/8 --state-dir states
       repsim compare a.h5 b.h5 -m cca --stage pairs --shard 3/8 --state-dir states -o part3.h5
       repsim compare a.h5 b.h5 -m cka -o cka.csv --dry-run
+      repsim compare seed*.h5 -m cka -o zoo.h5 --scheduler tcp://node1:8786
     """
     if stage is not None and state_dir is None:
         raise click.UsageError(f"--stage {stage} needs --state-dir DIR (the shared layer states)")
@@ -111,6 +115,11 @@ def command(
     if out not in ("-", os.devnull) and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ResultsError(f"{out}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)")
     shard = shard_text or shard_from_env(os.environ)
+    if scheduler is not None and not dry_run:
+        from ..distributed import import_distributed, parse_scheduler
+
+        parse_scheduler(scheduler)
+        import_distributed()
     if resume and out == "-":
         raise click.UsageError("--resume needs an output file (-o PATH), not stdout")
     named = read_store_list(store_args, stores_file)
@@ -187,7 +196,13 @@ def command(
         if journal is not None and start_resumable_compare(out, comparison, journal, shard, resume, quiet):
             return
         try:
-            results = comparison.run(shard=shard, journal=journal, resume=resume)
+            if scheduler is not None:
+                from ..distributed import run_on_dask
+
+                results = run_on_dask(comparison, scheduler, shard=shard, journal=journal,
+                                      resume=resume, threads=threads, progress=progress)  # fmt: skip
+            else:
+                results = comparison.run(shard=shard, journal=journal, resume=resume)
         except BaseException as exc:
             if journal is not None:
                 journal.close(remove=not resumable(exc))

@@ -87,6 +87,31 @@ class TriangleGroups(SampleGrams):
     def compute_row_sqnorms(self, ref: LayerRef) -> None:
         self.build_all([ref])
 
+    def export(self, ref: LayerRef) -> tuple[NDArray[np.floating], Float64]:
+        """A layer's Gram as (strict upper triangle (n(n−1)/2,) in the GEMM dtype, float64 diagonal
+        (n,)), built now if needed: what another process's :meth:`adopt` takes (the Dask backend
+        ships Grams between workers this way, a quarter of a float64 Gram for float32 layers)."""
+        self.build_all([ref])
+        return self.triangle(self.source.index(ref)), self.source.row_sqnorms(ref)
+
+    @abstractmethod
+    def triangle(self, index: int) -> NDArray[np.floating]:
+        """The strict upper triangle (n(n−1)/2,) of a built Gram in the GEMM dtype (may be a view)."""
+
+    def adopt(self, ref: LayerRef, triangle: NDArray[np.floating], diag: Float64) -> None:
+        """Hold a Gram built elsewhere (from :meth:`export`) as if this object had built it; a layer
+        already built here is kept as it is. The triangle came from the same SYRK in the same
+        dtype, so inner products are the same bits as in the process that built it."""
+        if ref.key in self.computed:
+            return
+        self.keep_triangle(self.source.index(ref), triangle, diag)
+        self.source.record_row_sqnorms(ref, diag, replace=False)
+        self.computed.add(ref.key)
+
+    @abstractmethod
+    def keep_triangle(self, index: int, triangle: NDArray[np.floating], diag: Float64) -> None:
+        """Keep a Gram given as its strict upper triangle and float64 diagonal."""
+
     def inner(self, a: int, b: int) -> float:
         ga, gb = sorted((a // INNER_GROUP, b // INNER_GROUP))
         block = self._blocks.get((ga, gb))
@@ -142,6 +167,18 @@ class StackedGrams(TriangleGroups):
     def keep(self, index: int, gram: NDArray[np.floating]) -> None:
         np.copyto(self._slot(index), gram)
 
+    def triangle(self, index: int) -> NDArray[np.floating]:
+        out = np.empty(triangle_size(self.source.n), dtype=self.source.dtype)
+        pack_upper(self._slot(index), out)  # the float64 copy of a GEMM-dtype Gram: exact
+        return out
+
+    def keep_triangle(self, index: int, triangle: NDArray[np.floating], diag: Float64) -> None:
+        slot = self._slot(index)
+        upper = np.triu_indices(self.source.n, 1)
+        slot[upper] = triangle
+        slot.T[upper] = triangle
+        np.fill_diagonal(slot, diag)
+
     def gram(self, ref: LayerRef) -> Float64:
         slot = self._slot(self.source.index(ref))
         if ref.key not in self.computed:
@@ -194,6 +231,17 @@ class PackedGrams(TriangleGroups):
             size = triangle_size(self.source.n)
             self._packed = np.empty((len(self.source.refs), size), dtype=self.source.dtype)
         pack_upper(gram, self._packed[index])
+
+    def triangle(self, index: int) -> NDArray[np.floating]:
+        assert self._packed is not None
+        tri: NDArray[np.floating] = self._packed[index]
+        return tri
+
+    def keep_triangle(self, index: int, triangle: NDArray[np.floating], diag: Float64) -> None:
+        if self._packed is None:
+            size = triangle_size(self.source.n)
+            self._packed = np.empty((len(self.source.refs), size), dtype=self.source.dtype)
+        self._packed[index] = triangle
 
     def gram(self, ref: LayerRef) -> Float64:
         raise RuntimeError(
