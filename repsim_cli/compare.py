@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,10 +22,14 @@ from .globs import glob_matches
 from .metrics import MetricSpec, parse_spec
 from .metrics._linalg import warn_notes
 from .metrics.contract import CellBlock, LayerContext, SharedCache
+from .stats.runner import StatsOptions, attach_statistics, decode_note, encode_note, result_labels
 from .results import MetricResult, Results
 from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, shard_cells
 from .states import StateStore
 from .store import ActivationStore, open_store
+
+if TYPE_CHECKING:
+    from .stats.runner import CellStatistics
 
 
 def select_layers(store: ActivationStore, patterns: Sequence[str] | None) -> list[str]:
@@ -216,6 +220,8 @@ class Comparison:
     attrs: dict[str, Any]
     states: StateStore = field(default_factory=lambda: StateStore(0))
     shared: SharedCache = field(default_factory=SharedCache)
+    # per-cell uncertainty (bootstrap, jackknife, permutations): repsim_cli.stats
+    statistics: CellStatistics | None = None
 
     @property
     def refs_a(self) -> list[LayerRef]:
@@ -241,6 +247,8 @@ class Comparison:
             "metrics": [[s.text, s.params] for s in self.specs], "shard": str(shard) if shard else None,
             "compute_dtype": self.plan.compute_dtype, "side": self.plan.side,
         }  # fmt: skip
+        if self.statistics is not None:
+            header["statistics"] = self.statistics.options.to_dict()
         normalised: dict[str, Any] = json.loads(json.dumps(header, sort_keys=True))
         return normalised
 
@@ -284,6 +292,8 @@ class Comparison:
         for spec, w in work.items():
             lines.append(f"  {spec}: {w['cells']} cells, about {w['pair_flops']:.3g} flops")
         lines.append(f"states beyond {format_size(self.states.budget)} spill to the cache directory")
+        if self.statistics is not None:
+            lines += self.statistics.describe()
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -380,13 +390,16 @@ class Comparison:
             std_error: NDArray[np.float64] | None = None
             computed = np.zeros((la, lb), dtype=bool)
             cell_notes: dict[Cell, str] = {}
+            cell_stats: dict[Cell, Any] = {}
             pending = []
             for i, j in cells:
                 if (s_idx, i, j) in done:
                     value[i, j], se = done[(s_idx, i, j)]
                     computed[i, j] = True
                     if journal is not None and (s_idx, i, j) in journal.notes:
-                        cell_notes[(i, j)] = journal.notes[(s_idx, i, j)]
+                        note, cell_stats[(i, j)] = decode_note(journal.notes[(s_idx, i, j)])
+                        if note is not None:
+                            cell_notes[(i, j)] = note
                     if se is not None:
                         std_error = np.full((la, lb), np.nan) if std_error is None else std_error
                         std_error[i, j] = se
@@ -413,23 +426,61 @@ class Comparison:
                             se = float(block.std_error[bi, bj])
                             std_error[i, j] = se
                         finished.append((s_idx, i, j, float(value[i, j]), se, cell_notes.get((i, j))))
+                if self.statistics is not None:
+                    finished = self._with_statistics(spec, rows, cols, finished, cell_stats)
                 if journal is not None:
                     journal.write(finished)
             warn_notes(spec.name, notes)
+            stats_arrays: dict[str, NDArray[np.float64]] = {}
+            if self.statistics is not None:
+                std_error = fill_statistics(cell_stats, value.shape, std_error, stats_arrays)
+                self.layout.mirror(symmetric, *stats_arrays.values())
             self.layout.mirror(symmetric, value, std_error)
             self.layout.mirror(symmetric, computed)
             cell_notes.update(self.layout.mirrored_notes(symmetric, cell_notes))
             res.metrics[spec.text] = MetricResult(
                 spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=symmetric,
                 params=dict(spec.params), value=value, std_error=std_error,
-                computed=None if computed.all() else computed, notes=cell_notes,
+                computed=None if computed.all() else computed, notes=cell_notes, stats=stats_arrays,
             )  # fmt: skip
+            if self.statistics is not None:
+                self.statistics.finish(spec, res.metrics[spec.text], result_labels(res),
+                                       {c: r.dominated for c, r in cell_stats.items()})  # fmt: skip
+        if self.statistics is not None:
+            res.attrs["statistics"] = self.statistics.options.to_dict()
         return res
+
+    def _with_statistics(self, spec: MetricSpec, rows: list[int], cols: list[int],
+                         finished: list[Any], cell_stats: dict[Cell, Any]) -> list[Any]:
+        """The statistics of a block's finished cells (kept in ``cell_stats``), carried in the
+        journal lines' note field so a resumed run takes them back."""
+        assert self.statistics is not None
+        wanted = [(i, j) for _, i, j, *_ in finished]
+        values = {(i, j): v for _, i, j, v, *_ in finished}
+        computed = self.statistics.cells(spec, rows, cols, wanted, values)
+        cell_stats.update(computed)
+        return [(s, i, j, v, se if computed[(i, j)].std_error is None else computed[(i, j)].std_error,
+                 encode_note(note, computed[(i, j)])) for s, i, j, v, se, note in finished]  # fmt: skip
 
     def close(self, keep_cache: bool = False) -> None:
         """Release the engine's statistics and the states, and remove their disk caches."""
         self.engine.close(keep_cache)
         self.states.close(keep_cache)
+
+
+def fill_statistics(cell_stats: dict[Cell, Any], shape: tuple[int, ...], std_error: NDArray[np.float64] | None,
+                    arrays: dict[str, NDArray[np.float64]]) -> NDArray[np.float64] | None:
+    """Lay the cells' statistics out as (La, Lb) arrays (into ``arrays``); returns the std_error
+    array with the statistics' standard errors filled in."""
+    for (i, j), r in cell_stats.items():
+        if r is None:
+            continue
+        for k, v in r.stats.items():
+            arrays.setdefault(k, np.full(shape, np.nan))[i, j] = v
+        if r.std_error is not None:
+            std_error = np.full(shape, np.nan) if std_error is None else std_error
+            std_error[i, j] = r.std_error
+    return std_error
 
 
 def reserved_bytes(specs: Sequence[MetricSpec], refs: Sequence[LayerRef], n: int) -> tuple[int, int]:
@@ -592,6 +643,7 @@ class CompareOptions:
     block_rows: int | None = None
     cache_dir: str | Path | None = None
     command: str = ""
+    statistics: StatsOptions | None = None  # per-cell uncertainty (repsim_cli.stats)
 
 
 def compare_models(
@@ -630,6 +682,7 @@ def compare_models(
             block_rows=opts.block_rows, cache_dir=opts.cache_dir, command=opts.command,
         )  # fmt: skip
         stack.callback(comparison.close)
+        attach_statistics(comparison, opts.statistics)
         journal = None
         if out is not None:
             journal = Journal(journal_path(out), comparison.journal_header(shard))
@@ -667,7 +720,9 @@ def compare_stores(
         a = stack.enter_context(open_store(path_a))
         b = stack.enter_context(open_store(path_b)) if path_b is not None else None
         shard = options.pop("shard", None)
+        statistics = options.pop("statistics", None)
         comparison = prepare_comparison(a, b, metrics, **options)
+        attach_statistics(comparison, statistics)
         try:
             return comparison.run(shard=shard)
         finally:

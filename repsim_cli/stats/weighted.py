@@ -1,0 +1,79 @@
+"""HSIC and CKA of resampled examples from each layer's n×n kernel and resampling *weights*.
+
+A replicate that takes example k w_k times (Σw = m) has the resampled kernel K_r = K[idx][:, idx].
+Its centred HSIC never needs K_r: with H = I − 11ᵀ/m,
+
+    tr(H K_r H L_r) = wᵀ(K∘L)w − (2/m)·Σ_k w_k (Kw)_k (Lw)_k + (wᵀKw)(wᵀLw)/m²,
+
+because tr(K_r L_r) = Σ_ij w_i w_j K_ij L_ij, K_r1 = (Kw)[idx] and 1ᵀK_r1 = wᵀKw. Double centring
+removes any row and column offsets of K, so the formula holds for the engine's centred Gram Kc
+as for the raw kernel. Columns of W (n, B) are replicates, and every term is a GEMM or an
+elementwise product over W: one (n×n)·(n×B) GEMM per cell, one per layer.
+
+The unbiased HSIC (Song et al. 2012, JMLR 13, eq. 5) excludes the diagonal of each kernel:
+n(n−3)·HSIC_u = tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((m−1)(m−2)) − (2/(m−2))·1ᵀK̃L̃1 with K̃ = K − diag(K).
+**Duplicates**: in a replicate, two copies of one example form a pair whose kernel entry is a
+diagonal entry K_kk. We treat copy–copy pairs as diagonal terms, as rsatoolbox excludes
+copy–copy pairs from bootstrapped RDM comparisons: the unbiased form excludes them (K̃'s zero
+diagonal does so exactly: K̃[idx][:, idx] is zero on every copy–copy pair), while the biased form,
+a V-statistic that includes the diagonal, keeps them (the plug-in bootstrap of a V-statistic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+Float64 = NDArray[np.float64]
+
+
+def without_diagonal(k: Float64) -> Float64:
+    """K with its diagonal set to zero (a copy)."""
+    out = np.array(k, dtype=np.float64, copy=True)
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def layer_terms(k: Float64, w: Float64) -> tuple[Float64, Float64]:
+    """(Kw (n, B), wᵀKw (B,)) for one layer's kernel K (n, n) and weights W (n, B)."""
+    kw = k @ w
+    return kw, np.einsum("ib,ib->b", w, kw)
+
+
+def weighted_hsic(
+    k: Float64, l_: Float64, w: Float64, kw: Float64, lw: Float64, kk: Float64, ll: Float64,
+    *, unbiased: bool,
+) -> Float64:
+    """Scaled HSIC of every replicate (B,): tr(H K_r H L_r) (biased) or n(n−3)·HSIC_u (unbiased,
+    K and L must then have zero diagonals — see :func:`without_diagonal`). ``kw``/``kk`` and
+    ``lw``/``ll`` are :func:`layer_terms` of K and L with the same W."""
+    m = w.sum(axis=0)
+    kl = np.multiply(k, l_) if k is not l_ else np.square(k)
+    tr = np.einsum("ib,ib->b", w, kl @ w)
+    cross = np.einsum("ib,ib,ib->b", w, kw, lw)
+    if unbiased:
+        out: Float64 = tr + kk * ll / ((m - 1.0) * (m - 2.0)) - 2.0 / (m - 2.0) * cross
+    else:
+        out = tr - 2.0 / m * cross + kk * ll / (m * m)
+    return out
+
+
+def cka_ratio(h_ab: Float64, h_aa: Float64, h_bb: Float64) -> Float64:
+    """h_ab/√(h_aa·h_bb), NaN where the denominator is not positive."""
+    denom = h_aa * h_bb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: Float64 = np.where(denom > 0, h_ab / np.sqrt(np.where(denom > 0, denom, 1.0)), np.nan)
+    return out
+
+
+def weighted_cka(k: Float64, l_: Float64, w: Float64, *, unbiased: bool) -> Float64:
+    """CKA of every replicate (B,) of two layers' kernels (n, n) under weights W (n, B) (a
+    convenience for tests and single cells; the runner reuses each layer's terms)."""
+    if unbiased:
+        k, l_ = without_diagonal(k), without_diagonal(l_)
+    kw, kk = layer_terms(k, w)
+    lw, ll = layer_terms(l_, w)
+    h_ab = weighted_hsic(k, l_, w, kw, lw, kk, ll, unbiased=unbiased)
+    h_aa = weighted_hsic(k, k, w, kw, kw, kk, kk, unbiased=unbiased)
+    h_bb = weighted_hsic(l_, l_, w, lw, lw, ll, ll, unbiased=unbiased)
+    return cka_ratio(h_ab, h_aa, h_bb)
