@@ -29,6 +29,7 @@ from ._guard import guarded_output
 from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
 from ._provenance import run_provenance
 from ._resume import start_resumable_compare, withdraw_resume
+from ._stats_options import attach_statistics, statistics_options, stats_options
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 
@@ -65,6 +66,7 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 @click.option("--keep-cache", is_flag=True, help="Keep the spilled Grams after the run.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (side, passes, bytes, flops, memory) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
+@statistics_options
 @quiet_option
 def command(
     store_args: tuple[str, ...], stores_file: str | None, pairing: str, within: bool,
@@ -72,7 +74,7 @@ def command(
     layers_b: tuple[str, ...], memory: int | None, threads: int | None, precision: str | None,
     side: str, shard_text: Shard | None, resume: bool, force: bool, cache_dir: str | None,
     keep_cache: bool,
-    dry_run: bool, as_json: bool, quiet: bool,
+    dry_run: bool, as_json: bool, quiet: bool, **stats: Any,
 ) -> None:
     """Compare every layer of each store with every layer of another (or of itself).
 
@@ -134,6 +136,7 @@ def command(
                 layers=globs[: len(opened)], pairs=pairing, within=within, **options,
             )  # fmt: skip
         stack.callback(comparison.close, keep_cache)
+        attach_statistics(comparison, stats_options(stats))
         if dry_run:
             click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.describe())
             return

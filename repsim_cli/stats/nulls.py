@@ -28,14 +28,15 @@ Float64 = NDArray[np.float64]
 def permuted_inner(ks: list[Float64], l_: Float64, perms: NDArray[np.intp], chunk: int = 8) -> Float64:
     """⟨K_r, L[π][:, π]⟩ for every kernel K_r of ``ks`` (R kernels, n×n) and permutation π of
     ``perms`` (P, n): shape (R, P), float64. Each permuted L is built once and shared by the R
-    row kernels (one GEMM over a chunk of permutations)."""
-    n = l_.shape[0]
-    stacked = np.stack([k.reshape(-1) for k in ks]) if ks else np.empty((0, n * n))
+    row kernels; each row is its own matrix–vector product, so a cell's null never depends on
+    which other cells share the block (shards and resumed runs reproduce it bit for bit)."""
     out = np.empty((len(ks), perms.shape[0]))
+    flat = [np.ascontiguousarray(k).reshape(-1) for k in ks]
     for start in range(0, perms.shape[0], chunk):
         p = perms[start : start + chunk]
         lp = l_[p[:, :, None], p[:, None, :]].reshape(p.shape[0], -1)
-        out[:, start : start + p.shape[0]] = stacked @ lp.T
+        for r, k in enumerate(flat):
+            out[r, start : start + p.shape[0]] = lp @ k
     return out
 
 
