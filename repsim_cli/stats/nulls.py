@@ -25,18 +25,36 @@ from scipy import stats as sps
 Float64 = NDArray[np.float64]
 
 
-def permuted_inner(ks: list[Float64], l_: Float64, perms: NDArray[np.intp], chunk: int = 8) -> Float64:
+ROW_GROUP = 8  # row kernels per GEMM, zero-padded: every cell's null comes from one GEMM shape
+
+
+def permuted_inner(ks: list[Float64], l_: Float64, perms: NDArray[np.intp], chunk: int = 16) -> Float64:
     """⟨K_r, L[π][:, π]⟩ for every kernel K_r of ``ks`` (R kernels, n×n) and permutation π of
-    ``perms`` (P, n): shape (R, P), float64. Each permuted L is built once and shared by the R
-    row kernels; each row is its own matrix–vector product, so a cell's null never depends on
-    which other cells share the block (shards and resumed runs reproduce it bit for bit)."""
+    ``perms`` (P, n): shape (R, P), float64.
+
+    Each permuted L is built once (two row gathers) and shared by the row kernels through one
+    GEMM per group of :data:`ROW_GROUP` row kernels and ``chunk`` permutations. Groups are padded
+    with zero rows so every GEMM has the same shape, whatever cells share the block: a cell's null
+    is then the same in a shard, a resumed run or a whole run.
+    """
+    n = l_.shape[0]
     out = np.empty((len(ks), perms.shape[0]))
-    flat = [np.ascontiguousarray(k).reshape(-1) for k in ks]
+    groups = []
+    for g in range(0, len(ks), ROW_GROUP):
+        stack = np.zeros((ROW_GROUP, n * n))
+        for r, k in enumerate(ks[g : g + ROW_GROUP]):
+            stack[r] = np.asarray(k).reshape(-1)
+        groups.append((g, min(len(ks) - g, ROW_GROUP), stack))
+    lp = np.empty((chunk, n, n))
     for start in range(0, perms.shape[0], chunk):
         p = perms[start : start + chunk]
-        lp = l_[p[:, :, None], p[:, None, :]].reshape(p.shape[0], -1)
-        for r, k in enumerate(flat):
-            out[r, start : start + p.shape[0]] = lp @ k
+        c = p.shape[0]
+        for t, pi in enumerate(p):
+            np.take(np.take(l_, pi, axis=0), pi, axis=1, out=lp[t])
+        flat = lp.reshape(chunk, -1)
+        for g, size, stack in groups:
+            # padded to ``chunk`` permutations as well (the last chunk's spare rows are ignored)
+            out[g : g + size, start : start + c] = (stack @ flat.T)[:size, :c]
     return out
 
 

@@ -26,7 +26,7 @@ from ..errors import RepsimError
 from ..metrics import MetricSpec
 from .adjust import METHODS, adjust_matrix
 from .generic import matrix_on_rows
-from .jackknife import dominating_examples, jackknife_se, loo_cka
+from .jackknife import dominating_examples, jackknife_se, loo_hsic
 from .nulls import gamma_null, gamma_sf, permutation_p, permuted_inner
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
@@ -108,6 +108,33 @@ def decode_note(text: str | None) -> tuple[str | None, CellResult | None]:
     return payload["note"], CellResult(payload["se"], dict(payload["stats"]), list(payload["dominated"]))
 
 
+def frob(a: Float64, b: Float64) -> float:
+    """⟨A, B⟩_F in float64 without BLAS: a threaded ddot costs milliseconds of thread wake-up on a
+    busy machine, more than the product itself at these sizes."""
+    return float(np.einsum("ij,ij->", a, b))
+
+
+def engine_gram(comparison: Comparison, ref: LayerRef) -> Float64 | None:
+    """The layer's centred Gram Kc (n, n) float64 as the engine holds it: whole, or rebuilt from
+    the packed plan's strict upper triangle and the row norms (None when it holds neither)."""
+    engine = comparison.engine
+    try:
+        return np.asarray(engine.centered_gram(ref), dtype=np.float64)
+    except RuntimeError:  # the packed plan gives no whole Gram, but keeps its triangle
+        pass
+    n = engine.n
+    tri = np.empty(n * (n - 1) // 2)
+    try:
+        engine._grams.triangle_rows(engine.index(ref), 0, n, tri)
+    except (AttributeError, AssertionError, RuntimeError, NotImplementedError):
+        return None
+    k = np.zeros((n, n))
+    k[np.triu_indices(n, 1)] = tri
+    k += k.T
+    k[np.diag_indices(n)] = engine.row_sqnorms(ref)
+    return k
+
+
 def is_fast(spec: MetricSpec) -> bool:
     """Does the metric take the kernel path (its states are n×n kernels, fixed per layer)?"""
     return spec.name in FAST_METRICS
@@ -155,17 +182,15 @@ class CellStatistics:
     # ------------------------------------------------------------------ inputs
     def kernel(self, spec: MetricSpec, ref: LayerRef) -> Float64:
         """The layer's kernel for the fast path (n, n) float64, kept for the run: linear CKA's
-        centred Gram (the engine's when it holds it whole, else XcXcᵀ from the centred layer);
+        centred Gram (from the engine's Gram or its packed triangle on the sample side; on the
+        feature side, XcXcᵀ from one more read of the centred layer);
         RBF CKA's centred (U-centred when debiased) kernel from its state."""
         key = (spec.name + repr(sorted(spec.params.items())), ref.key)
         if key not in self._kernels:
             if spec.name == "cka":
                 k = None
                 if self.comparison.plan.side == "sample":
-                    try:
-                        k = np.asarray(self.comparison.engine.centered_gram(ref), dtype=np.float64)
-                    except (RepsimError, NotImplementedError, RuntimeError, ValueError):
-                        k = None
+                    k = engine_gram(self.comparison, ref)
                 if k is None:
                     xc = np.asarray(self.comparison.engine.centered_data(ref), dtype=np.float64)
                     k = xc @ xc.T
@@ -174,6 +199,14 @@ class CellStatistics:
                 vec = state.vector
                 k = np.full((self.n, self.n), np.nan) if vec is None else np.asarray(vec).reshape(self.n, self.n)
             self._kernels[key] = k
+        return self._kernels[key]
+
+    def _loo_self(self, spec: MetricSpec, ref: LayerRef, unbiased: bool) -> Float64:
+        """A layer's leave-one-out HSIC with itself (n,), once per run."""
+        key = ("loo:" + spec.name + repr(sorted(spec.params.items())), ref.key)
+        if key not in self._kernels:
+            k = self.kernel(spec, ref)
+            self._kernels[key] = loo_hsic(k, k, debiased=unbiased)
         return self._kernels[key]
 
     def data(self, ref: LayerRef) -> np.ndarray:
@@ -207,8 +240,12 @@ class CellStatistics:
         refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
 
         def kern(ref: LayerRef, zero_diag: bool) -> Float64:
-            k = self.kernel(spec, ref)
-            return without_diagonal(k) if zero_diag else k
+            if not zero_diag:
+                return self.kernel(spec, ref)
+            key = ("nodiag:" + spec.name + repr(sorted(spec.params.items())), ref.key)
+            if key not in self._kernels:
+                self._kernels[key] = without_diagonal(self.kernel(spec, ref))
+            return self._kernels[key]
 
         if self._boot is not None:
             reps: dict[Cell, list[Float64]] = {c: [] for c in wanted}
@@ -233,14 +270,17 @@ class CellStatistics:
         if opts.jackknife:
             for c in wanted:
                 ka, kb = refs_a[c[0]], refs_b[c[1]]
-                loo = loo_cka(self.kernel(spec, ka), self.kernel(spec, kb), debiased=unbiased)
+                h_aa, h_bb = self._loo_self(spec, ka, unbiased), self._loo_self(spec, kb, unbiased)
+                h_ab = h_aa if ka.key == kb.key else loo_hsic(self.kernel(spec, ka), self.kernel(spec, kb),
+                                                              debiased=unbiased)  # fmt: skip
+                loo = cka_ratio(h_ab, h_aa, h_bb)
                 out[c].std_error = jackknife_se(loo)
                 out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
         if opts.null == "gamma":
             for c in wanted:
                 kc, lc = self.kernel(spec, refs_a[c[0]]), self.kernel(spec, refs_b[c[1]])
                 stat, mean, var = gamma_null(kc, lc)
-                denom = math.sqrt(float(np.vdot(kc, kc)) * float(np.vdot(lc, lc)))
+                denom = math.sqrt(frob(kc, kc) * frob(lc, lc))
                 scale = n * n / denom if denom > 0 else math.nan
                 out[c].stats.update(p_value=gamma_sf(stat, mean, var, n), null_mean=mean * scale,
                                     null_std=math.sqrt(var) * scale if var > 0 else math.nan)
@@ -261,8 +301,8 @@ class CellStatistics:
         same arithmetic."""
         n = self.n
         if not unbiased:
-            denom = math.sqrt(float(np.vdot(k, k)) * float(np.vdot(l_, l_)))
-            return inner / denom, float(np.vdot(k, l_)) / denom
+            denom = math.sqrt(frob(k, k) * frob(l_, l_))
+            return inner / denom, frob(k, l_) / denom
         one = np.ones((n, 1))
         kw, kk = layer_terms(k, one)
         lw, ll = layer_terms(l_, one)
