@@ -52,7 +52,7 @@ def _register_commands() -> None:
 
     for module in (import_, info, compare, export, show, metrics):
         cli.add_command(module.command)
-    for optional in ("extract", "merge", "verify", "layer_match"):  # commands added by later modules
+    for optional in ("extract", "merge", "verify", "layer_match", "influence"):  # commands added by later modules
         if importlib.util.find_spec(f"{__name__}.{optional}") is not None:
             cli.add_command(importlib.import_module(f"{__name__}.{optional}").command)
 

@@ -14,8 +14,14 @@ from ..results import read_results
 @click.option("--digits", default=2, show_default=True, type=click.IntRange(0, 8), help="Decimals per cell.")
 @click.option("--models", "model_pair", default=None, metavar="A,B",
               help="N-model results: only the block of model A against model B (default: every block).")
-def command(results_path: str, spec: str | None, digits: int, model_pair: str | None) -> None:
+@click.option("--no-stats", is_flag=True,
+              help="Values only, without the intervals, standard errors and p-values compare stored.")
+def command(results_path: str, spec: str | None, digits: int, model_pair: str | None,
+            no_stats: bool) -> None:  # fmt: skip
     """Draw a results matrix in the terminal, coloured by value (one table per model pair).
+
+    When compare computed them, each cell also shows its confidence interval [low, high] (or
+    ± its standard error) and its p-value (the adjusted one when there is one).
 
     \b
     Example:
@@ -35,4 +41,4 @@ def command(results_path: str, spec: str | None, digits: int, model_pair: str | 
     for block in blocks:
         if results.multi_block or model_pair is not None:
             click.echo(f"{' vs '.join(block.models if len(block.models) == 2 else block.models * 2)}:")
-        render_matrix(block, spec, digits)
+        render_matrix(block, spec, digits, stats=not no_stats)

@@ -19,6 +19,7 @@ from .._atomic import atomic_path
 from ..errors import ResultsError
 from ..results import MetricResult, Results
 from .labels import auto_digits, shorten, tick_step
+from .stats_view import UNIT_RANGE, WHAT_LABELS, Mark, mark_mask, require, statistic_matrix
 
 RANGES = ("natural", "data")
 # Text as TrueType in PDF/PS (not Type 3), as <text> in SVG; fixed SVG ids, for identical bytes.
@@ -36,6 +37,9 @@ class HeatmapStyle:
     ``data`` — the finite values' min and max. ``title``: None for the default
     (metric, parameters, n, stores), ``""`` for none. ``digits``: decimals of the annotations,
     None to choose them from the values (:func:`~repsim_cli.export.labels.auto_digits`).
+    ``what``: the matrix drawn (:data:`~repsim_cli.export.stats_view.WHAT`; ``std_error=True``
+    is the older spelling of ``what="std_error"``); ``annotate_error``: cells read
+    ``value ± standard error``; ``marks``: cells passing every mark get a ``*``.
     """
 
     annotate: bool = False
@@ -46,6 +50,14 @@ class HeatmapStyle:
     value_range: str = "natural"
     title: str | None = None
     digits: int | None = None
+    what: str = "value"
+    annotate_error: bool = False
+    marks: tuple[Mark, ...] = ()
+
+    @property
+    def drawn(self) -> str:
+        """The statistic drawn: ``what``, or ``std_error`` under the older flag."""
+        return "std_error" if self.std_error else self.what
 
 
 def natural_bounds(m: MetricResult) -> tuple[float, float]:
@@ -67,7 +79,9 @@ def colour_range(data: np.ndarray, m: MetricResult, style: HeatmapStyle) -> tupl
     data_hi = float(finite.max()) if finite.size else 1.0
     if style.value_range not in RANGES:
         raise ResultsError(f"unknown range {style.value_range!r}; use {' or '.join(RANGES)}")
-    if style.value_range == "data" or style.std_error:
+    if style.drawn in UNIT_RANGE and style.value_range == "natural":
+        lo, hi = 0.0, 1.0
+    elif style.value_range == "data" or style.drawn != "value":
         lo, hi = data_lo, data_hi
     else:
         bound_lo, bound_hi = natural_bounds(m)
@@ -86,12 +100,14 @@ def _store_name(results: Results, side: str) -> str:
     return Path(str(results.attrs.get(f"store_{side}", side.upper()))).name
 
 
-def default_title(results: Results, m: MetricResult, std_error: bool) -> str:
-    """``cka (debiased=True) — n = 1,797 — A: a.h5, B: b.h5``."""
+def default_title(results: Results, m: MetricResult, std_error: bool | str) -> str:
+    """``cka (debiased=True) — n = 1,797 — A: a.h5, B: b.h5``; ``std_error``: True (the standard
+    error) or the name of the statistic drawn (:data:`~repsim_cli.export.stats_view.WHAT`)."""
     params = ", ".join(f"{k}={v}" for k, v in sorted(m.params.items()))
     what = f"{m.name} ({params})" if params else m.name
-    if std_error:
-        what += ": Monte Carlo standard error"
+    drawn = "std_error" if std_error is True else (std_error or "value")
+    if drawn != "value":
+        what += f": {WHAT_LABELS.get(drawn, drawn)}"
     parts = [what]
     n = results.attrs.get("n_samples")
     if n is not None:
@@ -166,12 +182,13 @@ def write_heatmap(
     if results.multi_block:
         results = results.cropped()
     m = results.get(spec)
-    if style.std_error:
-        if m.std_error is None:
-            raise ResultsError(f"metric {m.spec!r} has no standard error (only Monte Carlo metrics do)")
-        data, label = m.std_error, f"{m.spec} — Monte Carlo standard error"
-    else:
-        data, label = m.value, f"{m.spec} ({m.kind})"
+    data, label = statistic_matrix(m, style.drawn)
+    if style.annotate_error:
+        if style.drawn != "value":
+            raise ResultsError("--annotate error writes value ± standard error: it goes with the "
+                               f"value's heatmap, not --what {style.drawn}")  # fmt: skip
+        require(m, "std_error")
+    marked = mark_mask(m, style.marks) if style.marks else None
     vmin, vmax = colour_range(data, m, style)
     prefix_a, la = shorten(results.layers_a)
     prefix_b, lb = shorten(results.layers_b)
@@ -198,7 +215,7 @@ def write_heatmap(
         else:
             ax.set_xlabel(_axis_label("B", _store_name(results, "b"), prefix_b))
             ax.set_ylabel(_axis_label("A", _store_name(results, "a"), prefix_a))
-        title = default_title(results, m, style.std_error) if style.title is None else style.title
+        title = default_title(results, m, style.drawn) if style.title is None else style.title
         if title:
             ax.set_title(title, fontsize=10, pad=16 if results.multi_block else 6)
         finite = data[np.isfinite(data)]
@@ -207,7 +224,7 @@ def write_heatmap(
                   else "max" if finite.size and finite.max() > vmax else "neither")  # fmt: skip
         bar = fig.colorbar(image, ax=ax, shrink=0.8, extend=extend)
         bar.set_label(label)
-        _mark_cells(ax, data, m, style, vmin, vmax, cmap, font, results.block_mask())
+        _mark_cells(ax, data, m, style, vmin, vmax, cmap, font, results.block_mask(), marked)
         out = Path(out)
         metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
         fmt = out.suffix.lower().lstrip(".")
@@ -218,15 +235,19 @@ def write_heatmap(
 
 def _mark_cells(
     ax: Any, data: np.ndarray, m: MetricResult, style: HeatmapStyle, vmin: float, vmax: float,
-    cmap: Any, font: float, inside: np.ndarray,
+    cmap: Any, font: float, inside: np.ndarray, marked: np.ndarray | None = None,
 ) -> None:  # fmt: skip
     """Hatch and label undefined cells; mark degenerate ones (a value the metric defines, but by
     construction — the cell's note) with a dagger and its note in the legend; write the values
-    when annotating. Cells outside the model-pair blocks of an N-model matrix (``inside`` False)
+    (or ``value ± error``) when annotating; put a ``*`` on the cells that pass every ``--mark``
+    (``marked``). Cells outside the model-pair blocks of an N-model matrix (``inside`` False)
     stay blank."""
     from matplotlib.patches import Rectangle
 
+    error = m.std_error if style.annotate_error else None
     digits = style.digits if style.digits is not None else auto_digits(data)
+    if style.digits is None and error is not None:
+        digits = max(digits, auto_digits(error))
     size = max(3.0, font * 0.8)
     undefined = False
     marks = {note: "†" * (k + 1) for k, note in enumerate(sorted(set(m.notes.values())))}
@@ -242,15 +263,23 @@ def _mark_cells(
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
                                        edgecolor="0.55", linewidth=0))  # fmt: skip
                 ax.text(j, i, "n/a", ha="center", va="center", fontsize=size, color="0.2")
-            elif style.annotate or (i, j) in m.notes:
+            else:
+                star = marked is not None and bool(marked[i, j])
+                if not (style.annotate or star or (i, j) in m.notes):
+                    continue
                 t = (min(max(v, vmin), vmax) - vmin) / (vmax - vmin)
                 red, green, blue, _ = cmap(t)
                 dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
                 text = f"{v:.{digits}f}" if style.annotate else ""
+                if error is not None and style.annotate and np.isfinite(error[i, j]):
+                    text += f" ± {float(error[i, j]):.{digits}f}"
                 text += marks.get(m.notes.get((i, j), ""), "")
+                text += "*" if star else ""
                 ax.text(j, i, text, ha="center", va="center", fontsize=size,
                         color="white" if dark else "black")  # fmt: skip
     notes = [f"{mark} degenerate: {note}" for note, mark in marks.items()]
+    if style.marks:
+        notes.append("*: " + " and ".join(mark.describe() for mark in style.marks))
     if undefined:
         notes.append("n/a (hatched): undefined for these layers (NaN)")
     if m.computed is not None and not m.computed[inside].all():

@@ -31,19 +31,28 @@ def _legend(tag: str, prefix: str, names: list[str]) -> list[str]:
 
 
 def render_matrix(
-    results: Results, spec: str | None = None, digits: int = 2, width: int | None = None
+    results: Results, spec: str | None = None, digits: int = 2, width: int | None = None,
+    stats: bool = True,
 ) -> None:
     """Print one metric's matrix to stdout (rows: layers of A, columns: layers of B).
 
     ``width``: characters per line (default: the terminal's, or 80 when not a terminal).
+    ``stats``: when the results hold them, each cell also shows its interval ``[low, high]`` (or
+    ``±se``) and p-value (:func:`~repsim_cli.export.stats_view.cell_texts`), with a caption.
     """
+    from .stats_view import cell_texts
+
     console = stdout_console(soft_wrap=True, highlight=False)
     width = max(40, width or console.width)
     m = results.get(spec)
     finite = m.value[np.isfinite(m.value)]
     lo = float(finite.min()) if finite.size else 0.0
     hi = float(finite.max()) if finite.size else 1.0
-    texts = [["—" if not np.isfinite(v) else f"{v:.{digits}f}" for v in row] for row in m.value]
+    caption: str | None = None
+    if stats:
+        texts, caption = cell_texts(m, digits)
+    else:
+        texts = [["—" if not np.isfinite(v) else f"{v:.{digits}f}" for v in row] for row in m.value]
     cell = max(3, *(len(t) for row in texts for t in row)) if texts and texts[0] else 3
 
     prefix_a, rows = shorten(results.layers_a)
@@ -85,6 +94,8 @@ def render_matrix(
             console.print(f"[bold]{_escape(name.ljust(label))}[/]{cells}")
     for line in legends:
         console.print(line, markup=False)
+    if caption:
+        console.print(caption, markup=False)
 
 
 def _escape(text: str) -> str:

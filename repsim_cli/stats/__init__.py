@@ -1,4 +1,5 @@
-"""Uncertainty for similarity cells: bootstrap intervals, jackknife errors, permutation tests.
+"""Uncertainty for similarity cells: bootstrap intervals, jackknife errors, permutation tests, and
+leave-one-out influence (:mod:`.loo`).
 
 Every statistic here works on per-layer metric states (the two-stage metric contract of
 `repsim_cli.metrics.contract`), never on the activation stores: resampling examples either
