@@ -22,7 +22,8 @@ from repsim_cli.metrics.cka import linear_cka
 from repsim_cli.results import STAT_FIELDS, read_results
 from repsim_cli.schedule import Shard
 from repsim_cli.stats.adjust import adjust_pvalues
-from repsim_cli.stats.jackknife import jackknife_se, loo_weighted_cka
+from repsim_cli.stats.jackknife import jackknife_se
+from repsim_cli.stats.loo import loo_cka
 from repsim_cli.stats.nulls import gamma_null, gamma_sf, permutation_p, permuted_inner
 from repsim_cli.stats.resample import bootstrap_indices, bootstrap_weights, permutations
 from repsim_cli.stats.runner import StatsOptions, attach_statistics
@@ -179,7 +180,7 @@ def test_jackknife_std_error_equals_brute_force(metric: str) -> None:
     else:
         debiased = "debiased" in metric
         loo = [linear_cka(np.delete(x, k, 0), np.delete(y, k, 0), debiased=debiased) for k in range(20)]
-        np.testing.assert_allclose(loo_weighted_cka(centred_gram(x), centred_gram(y), debiased=debiased), loo,
+        np.testing.assert_allclose(loo_cka(centred_gram(x), centred_gram(y), debiased=debiased), loo,
                                    rtol=1e-10)  # fmt: skip
     assert res.std_error is not None
     np.testing.assert_allclose(res.std_error[0, 1], jackknife_se(np.array(loo)), rtol=1e-8)
@@ -330,3 +331,26 @@ def test_gamma_null_through_compare(three, tmp_path) -> None:
     res = stats_of(three[0], tmp_path, "cka", StatsOptions(null="gamma"))
     assert res.std_error is None and 0 < res.stats["p_value"][0, 1] < 0.01  # x and y are related
     assert res.stats["p_value"][0, 2] > 0.01 or res.stats["null_adjusted"][0, 2] < 0.5
+
+
+def test_jackknife_warns_when_a_few_examples_dominate_a_cell() -> None:
+    """Davari et al. (2022): 3 of 400 examples moved 25× the spread along a low-variance direction
+    decide linear CKA; --jackknife names the cell and the influence command to run."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(400, 8)) * np.array([5, 4, 3, 2, 1, 1, 1, 0.2])
+    y = x @ np.linalg.qr(rng.normal(size=(8, 8)))[0] + 0.3 * rng.normal(size=(400, 8))
+    x_moved = x.copy()
+    x_moved[:3, 7] += 25 * x.std(axis=0).max()
+    def dominance_warnings(layer: np.ndarray) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            comparison = prepare_models([("m", ArrayStore({"x": layer, "y": y}))], ["cka"],  # type: ignore[list-item]
+                                        precision="float64")  # fmt: skip
+            attach_statistics(comparison, StatsOptions(jackknife=True))
+            comparison.run()
+            comparison.close()
+        return [str(w.message) for w in caught if "dominate" in str(w.message)]
+
+    assert dominance_warnings(x) == []
+    lines = dominance_warnings(x_moved)
+    assert len(lines) == 1 and "(x, y)" in lines[0] and "repsim influence" in lines[0], lines
