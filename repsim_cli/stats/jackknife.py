@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from . import loo
 
@@ -27,9 +28,13 @@ def jackknife_se(values: Float64) -> float:
 
 
 def loo_hsic(k: Float64, l_: Float64, *, debiased: bool = False) -> Float64:
-    """Leave-one-out HSIC values (n,) of two symmetric kernels (:func:`repsim_cli.stats.loo.loo_hsic`);
-    ratios of them are leave-one-out CKA values."""
-    return loo.loo_hsic(k, l_, debiased=debiased)
+    """Leave-one-out HSIC values (n,) of two kernels that are already centred (HKH; with a zero
+    diagonal when ``debiased``), by the closed form of :mod:`repsim_cli.stats.loo` without its
+    re-centring copies. Its matrix–vector products run on one BLAS thread: a threaded GEMV on a
+    busy machine costs more in thread wake-ups than the product itself. Ratios of these values
+    are leave-one-out CKA values (:func:`repsim_cli.stats.loo.loo_cka`, to round-off)."""
+    with threadpool_limits(1):
+        return loo._loo_from_centred(k, l_, debiased)
 
 
 def dominating_examples(full: float, values: Float64) -> NDArray[np.intp]:

@@ -128,9 +128,13 @@ def engine_gram(comparison: Comparison, ref: LayerRef) -> Float64 | None:
         engine._grams.triangle_rows(engine.index(ref), 0, n, tri)
     except (AttributeError, AssertionError, RuntimeError, NotImplementedError):
         return None
-    k = np.zeros((n, n))
-    k[np.triu_indices(n, 1)] = tri
-    k += k.T
+    upper = np.zeros((n, n))
+    start = 0
+    for i in range(n - 1):  # row i of the strict upper triangle (contiguous slices: no scatter)
+        stop = start + n - 1 - i
+        upper[i, i + 1 :] = tri[start:stop]
+        start = stop
+    k: Float64 = upper + upper.T
     k[np.diag_indices(n)] = engine.row_sqnorms(ref)
     return k
 
@@ -206,6 +210,7 @@ class CellStatistics:
         key = ("loo:" + spec.name + repr(sorted(spec.params.items())), ref.key)
         if key not in self._kernels:
             k = self.kernel(spec, ref)
+            k = without_diagonal(k) if unbiased else k
             self._kernels[key] = loo_hsic(k, k, debiased=unbiased)
         return self._kernels[key]
 
@@ -271,7 +276,7 @@ class CellStatistics:
             for c in wanted:
                 ka, kb = refs_a[c[0]], refs_b[c[1]]
                 h_aa, h_bb = self._loo_self(spec, ka, unbiased), self._loo_self(spec, kb, unbiased)
-                h_ab = h_aa if ka.key == kb.key else loo_hsic(self.kernel(spec, ka), self.kernel(spec, kb),
+                h_ab = h_aa if ka.key == kb.key else loo_hsic(kern(ka, unbiased), kern(kb, unbiased),
                                                               debiased=unbiased)  # fmt: skip
                 loo = cka_ratio(h_ab, h_aa, h_bb)
                 out[c].std_error = jackknife_se(loo)

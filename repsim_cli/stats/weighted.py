@@ -34,6 +34,30 @@ def without_diagonal(k: Float64) -> Float64:
     return out
 
 
+BLOCK_ROWS = 256  # rows of K∘L formed at a time (the block stays in cache for its GEMM)
+
+
+def hadamard_forms(k: Float64, l_: Float64, w: Float64) -> Float64:
+    """wᵀ(K∘L)w for every column w of W (B,), K and L symmetric (n, n).
+
+    By symmetry only the upper block triangle is formed and multiplied: for each block of rows I,
+    (K∘L)[I, I:] @ W[I:] (one GEMM), its diagonal block counted once and the rest twice — half
+    the flops of the full product, and the Hadamard product never held whole. The blocks depend
+    on n only, so a cell's value never depends on the other cells of a run.
+    """
+    n = k.shape[0]
+    out = np.zeros(w.shape[1])
+    for start in range(0, n, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n)
+        block = k[start:stop, start:] * l_[start:stop, start:]
+        prod = block @ w[start:]
+        wi = w[start:stop]
+        size = stop - start
+        diag = np.einsum("ib,ib->b", wi, block[:, :size] @ wi)
+        out += 2.0 * np.einsum("ib,ib->b", wi, prod) - diag
+    return out
+
+
 def layer_terms(k: Float64, w: Float64) -> tuple[Float64, Float64]:
     """(Kw (n, B), wᵀKw (B,)) for one layer's kernel K (n, n) and weights W (n, B)."""
     kw = k @ w
@@ -48,8 +72,7 @@ def weighted_hsic(
     K and L must then have zero diagonals — see :func:`without_diagonal`). ``kw``/``kk`` and
     ``lw``/``ll`` are :func:`layer_terms` of K and L with the same W."""
     m = w.sum(axis=0)
-    kl = np.multiply(k, l_) if k is not l_ else np.square(k)
-    tr = np.einsum("ib,ib->b", w, kl @ w)
+    tr = hadamard_forms(k, l_, w)
     cross = np.einsum("ib,ib,ib->b", w, kw, lw)
     if unbiased:
         out: Float64 = tr + kk * ll / ((m - 1.0) * (m - 2.0)) - 2.0 / (m - 2.0) * cross
