@@ -68,23 +68,27 @@ def permutation_p(observed: float, null: Float64, kind: str) -> float:
     return float((1 + int(extreme.sum())) / (1 + finite.size))
 
 
-def gamma_null(kc: Float64, lc: Float64) -> tuple[float, float, float]:
+def kernel_spread(k: Float64) -> float:
+    """d̄ − μ of a kernel (n, n): its diagonal mean minus its off-diagonal mean."""
+    n = k.shape[0]
+    tr = float(np.trace(k))
+    return tr / n - (float(k.sum()) - tr) / (n * (n - 1))
+
+
+def gamma_null(kc: Float64, lc: Float64, spread_k: float | None = None,
+               spread_l: float | None = None) -> tuple[float, float, float]:
     """Gamma fit of the null of HSIC_b = tr(K̃L̃)/n² for two centred kernels (n, n): returns
-    (statistic n·HSIC_b, null mean of HSIC_b, null variance of HSIC_b)."""
+    (statistic n·HSIC_b, null mean of HSIC_b, null variance of HSIC_b). ``spread_k``/``spread_l``:
+    :func:`kernel_spread` of each, when the caller keeps them per layer."""
     n = kc.shape[0]
     prod = kc * lc
     stat = float(prod.sum()) / n
-    sq = prod * prod / 36.0
-    var = (float(sq.sum()) - float(np.trace(sq))) / (n * (n - 1))
+    diag = np.diagonal(prod)
+    var = (float(np.einsum("ij,ij->", prod, prod)) - float(diag @ diag)) / 36.0 / (n * (n - 1))
     var *= 72.0 * (n - 4) * (n - 5) / (n * (n - 1) * (n - 2) * (n - 3))
-
-    def spread(k: Float64) -> float:
-        tr = float(np.trace(k))
-        off = (float(k.sum()) - tr) / (n * (n - 1))
-        return tr / n - off
-
-    mean = spread(kc) * spread(lc) / n
-    return stat, mean, var
+    sk = kernel_spread(kc) if spread_k is None else spread_k
+    sl = kernel_spread(lc) if spread_l is None else spread_l
+    return stat, sk * sl / n, var
 
 
 def gamma_sf(stat: float, mean: float, var: float, n: int) -> float:

@@ -27,7 +27,7 @@ from ..metrics import MetricSpec
 from .adjust import METHODS, adjust_matrix
 from .generic import matrix_on_rows
 from .jackknife import dominating_examples, jackknife_se, loo_hsic
-from .nulls import gamma_null, gamma_sf, permutation_p, permuted_inner
+from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
 
@@ -179,6 +179,7 @@ class CellStatistics:
             if (options.bootstrap or options.jackknife) and self.n < 4:
                 raise RepsimError(f"resampling statistics need at least 4 examples, got n={self.n}")
         self._kernels: dict[tuple[str, str], Float64] = {}
+        self._numbers: dict[tuple[str, str, str], float] = {}
         self._data: dict[str, np.ndarray] = {}
         self._boot = bootstrap_indices(options.seed, self.n, options.bootstrap) if options.bootstrap else None
         self._perms = permutations(options.seed, self.n, options.permutations) if options.permutations else None
@@ -204,6 +205,15 @@ class CellStatistics:
                 k = np.full((self.n, self.n), np.nan) if vec is None else np.asarray(vec).reshape(self.n, self.n)
             self._kernels[key] = k
         return self._kernels[key]
+
+    def _layer_number(self, spec: MetricSpec, ref: LayerRef, what: str) -> float:
+        """A per-layer scalar of the kernel, once per run: ``self`` ⟨K, K⟩ or ``spread``
+        (:func:`~repsim_cli.stats.nulls.kernel_spread`)."""
+        key = (spec.text, ref.key, what)
+        if key not in self._numbers:
+            k = self.kernel(spec, ref)
+            self._numbers[key] = frob(k, k) if what == "self" else kernel_spread(k)
+        return self._numbers[key]
 
     def _loo_self(self, spec: MetricSpec, ref: LayerRef, unbiased: bool) -> Float64:
         """A layer's leave-one-out HSIC with itself (n,), once per run."""
@@ -283,9 +293,11 @@ class CellStatistics:
                 out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
         if opts.null == "gamma":
             for c in wanted:
-                kc, lc = self.kernel(spec, refs_a[c[0]]), self.kernel(spec, refs_b[c[1]])
-                stat, mean, var = gamma_null(kc, lc)
-                denom = math.sqrt(frob(kc, kc) * frob(lc, lc))
+                ra, rb = refs_a[c[0]], refs_b[c[1]]
+                kc, lc = self.kernel(spec, ra), self.kernel(spec, rb)
+                stat, mean, var = gamma_null(kc, lc, self._layer_number(spec, ra, "spread"),
+                                             self._layer_number(spec, rb, "spread"))  # fmt: skip
+                denom = math.sqrt(self._layer_number(spec, ra, "self") * self._layer_number(spec, rb, "self"))
                 scale = n * n / denom if denom > 0 else math.nan
                 out[c].stats.update(p_value=gamma_sf(stat, mean, var, n), null_mean=mean * scale,
                                     null_std=math.sqrt(var) * scale if var > 0 else math.nan)
