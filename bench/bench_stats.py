@@ -12,7 +12,7 @@ reading, Grams, pairs, statistics):
 - ``--jackknife`` (target ≤ 1.5× plain);
 - ``--bootstrap 200`` (target: its extra time over plain ≤ 1.5 × 200 × the pair stage);
 - ``--null gamma`` and ``--permutations P`` (default 1000; a smaller P is scaled to 1000 and
-  marked ``*``), and the gamma speed-up.
+  marked ``*``; 0 skips them), and the gamma speed-up.
 
 Run: python bench/bench_stats.py [--repeats 3] [--permutations 1000] [--shrink 1]
 """
@@ -89,6 +89,9 @@ def main() -> None:
           f"{extra / (200 * pair):.2f}× (200 × pair stage = {200 * pair:.2f} s; target ≤ 1.5×)")
     gamma, _ = median_of(path, StatsOptions(null="gamma"), args.repeats)
     print(f"--null gamma: {gamma:.2f} s (extra over plain {gamma - plain:.2f} s)")
+    if args.permutations == 0:  # skip the permutations (they take minutes)
+        print(f"load average after: {os.getloadavg()}")
+        return
     perm, _ = median_of(path, StatsOptions(permutations=args.permutations), args.permutation_repeats)
     scale = 1000 / args.permutations
     mark = "" if args.permutations == 1000 else f"* (measured with {args.permutations}, extra time scaled ×{scale:g})"
