@@ -14,7 +14,8 @@ reading, Grams, pairs, statistics):
 - ``--null gamma`` and ``--permutations P`` (default 1000; a smaller P is scaled to 1000 and
   marked ``*``; 0 skips them), and the gamma speed-up.
 
-Run: python bench/bench_stats.py [--repeats 3] [--permutations 1000] [--shrink 1]
+Run: python bench/bench_stats.py [--repeats 3] [--bootstrap-repeats 1] [--permutations 1000]
+     [--permutation-repeats 1] [--shrink 1]
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--permutations", type=int, default=1000)
     ap.add_argument("--permutation-repeats", type=int, default=1)
+    ap.add_argument("--bootstrap-repeats", type=int, default=1)
     ap.add_argument("--shrink", type=int, default=1, help="divide n by this (a quick smoke run)")
     args = ap.parse_args()
     n, p, layers = 2000 // args.shrink, 512, 12
@@ -83,7 +85,7 @@ def main() -> None:
     print(f"plain compare: {plain:.2f} s (pair stage alone: {pair * 1e3:.1f} ms)")
     jack, _ = median_of(path, StatsOptions(jackknife=True), args.repeats)
     print(f"--jackknife: {jack:.2f} s = {jack / plain:.2f}× plain (target ≤ 1.5×)")
-    boot, _ = median_of(path, StatsOptions(bootstrap=200), args.repeats)
+    boot, _ = median_of(path, StatsOptions(bootstrap=200), args.bootstrap_repeats)
     extra = boot - plain
     print(f"--bootstrap 200: {boot:.2f} s; extra over plain {extra:.2f} s = "
           f"{extra / (200 * pair):.2f}× (200 × pair stage = {200 * pair:.2f} s; target ≤ 1.5×)")

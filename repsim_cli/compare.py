@@ -22,10 +22,10 @@ from .globs import glob_matches
 from .metrics import MetricSpec, parse_spec
 from .metrics._linalg import warn_notes
 from .metrics.contract import CellBlock, LayerContext, SharedCache
-from .stats.runner import StatsOptions, attach_statistics, decode_note, encode_note, result_labels
 from .results import MetricResult, Results
 from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, shard_cells
 from .states import StateStore
+from .stats.runner import StatsOptions, attach_statistics, decode_note, encode_note, result_labels
 from .store import ActivationStore, open_store
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ class Comparison:
 
     def journal_header(self, shard: Shard | None) -> dict[str, Any]:
         """What a resume journal must match: stores, layers, metrics with parameters, shard."""
-        header = {
+        header: dict[str, Any] = {
             "stores": list(self.attrs["stores"]), "fingerprints": list(self.attrs["fingerprints"]),
             "models": list(self.attrs["models"]), "pairs": [list(p) for p in self.layout.pairs],
             "layers_a": [r.name for r in self.refs_a], "layers_b": [r.name for r in self.refs_b],

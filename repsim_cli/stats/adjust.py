@@ -34,7 +34,7 @@ def adjust_pvalues(p: Float64, method: str) -> Float64:
     if method == "holm":
         adj = np.maximum.accumulate((m - np.arange(m)) * sorted_p)
     else:
-        adj = np.minimum.accumulate((m / np.arange(m, 0, -1) * sorted_p[::-1]))[::-1]
+        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * sorted_p[::-1])[::-1]
     res = np.empty(m)
     res[order] = np.minimum(adj, 1.0)
     out[ok] = res

@@ -72,7 +72,7 @@ def kernel_spread(k: Float64) -> float:
     """d̄ − μ of a kernel (n, n): its diagonal mean minus its off-diagonal mean."""
     n = k.shape[0]
     tr = float(np.trace(k))
-    return tr / n - (float(k.sum()) - tr) / (n * (n - 1))
+    return float(tr / n - (float(k.sum()) - tr) / (n * (n - 1)))
 
 
 def gamma_null(kc: Float64, lc: Float64, spread_k: float | None = None,

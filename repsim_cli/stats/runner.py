@@ -26,7 +26,14 @@ from ..errors import RepsimError
 from ..metrics import MetricSpec
 from .adjust import METHODS, adjust_matrix
 from .generic import matrix_on_rows
-from .jackknife import dominating_examples, jackknife_se, loo_hsic
+from .jackknife import (
+    LayerTerms,
+    dominating_examples,
+    double_centre,
+    jackknife_se,
+    loo_hsic,
+    loo_layer_terms,
+)
 from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
@@ -115,17 +122,18 @@ def frob(a: Float64, b: Float64) -> float:
 
 
 def engine_gram(comparison: Comparison, ref: LayerRef) -> Float64 | None:
-    """The layer's centred Gram Kc (n, n) float64 as the engine holds it: whole, or rebuilt from
-    the packed plan's strict upper triangle and the row norms (None when it holds neither)."""
+    """A copy of the layer's centred Gram Kc (n, n) float64 as the engine holds it: whole, or
+    rebuilt from the packed plan's strict upper triangle and the row norms (None when it holds
+    neither)."""
     engine = comparison.engine
     try:
-        return np.asarray(engine.centered_gram(ref), dtype=np.float64)
+        return np.array(engine.centered_gram(ref), dtype=np.float64)  # a copy: the caller owns it
     except RuntimeError:  # the packed plan gives no whole Gram, but keeps its triangle
         pass
     n = engine.n
     tri = np.empty(n * (n - 1) // 2)
     try:
-        engine._grams.triangle_rows(engine.index(ref), 0, n, tri)
+        getattr(engine._grams, "triangle_rows")(engine.index(ref), 0, n, tri)  # noqa: B009
     except (AttributeError, AssertionError, RuntimeError, NotImplementedError):
         return None
     upper = np.zeros((n, n))
@@ -170,6 +178,9 @@ class CellStatistics:
         self.comparison = comparison
         self.options = options
         self.n = comparison.plan.n
+        # the bootstrap's GEMMs run in the run's precision (float32 for float32 stores), their
+        # sums accumulated in float64 — the engine's convention
+        self.dtype = np.dtype(comparison.plan.compute_dtype)
         for spec in comparison.specs:
             if options.null == "gamma" and not (is_fast(spec) and not spec.params.get("debiased")):
                 raise RepsimError(
@@ -180,6 +191,7 @@ class CellStatistics:
                 raise RepsimError(f"resampling statistics need at least 4 examples, got n={self.n}")
         self._kernels: dict[tuple[str, str], Float64] = {}
         self._numbers: dict[tuple[str, str, str], float] = {}
+        self._terms: dict[tuple[str, str], LayerTerms] = {}
         self._data: dict[str, np.ndarray] = {}
         self._boot = bootstrap_indices(options.seed, self.n, options.bootstrap) if options.bootstrap else None
         self._perms = permutations(options.seed, self.n, options.permutations) if options.permutations else None
@@ -202,8 +214,11 @@ class CellStatistics:
             else:
                 state = self.comparison.state(spec, ref)
                 vec = state.vector
-                k = np.full((self.n, self.n), np.nan) if vec is None else np.asarray(vec).reshape(self.n, self.n)
-            self._kernels[key] = k
+                k = np.full((self.n, self.n), np.nan) if vec is None else np.array(vec, dtype=np.float64)
+                k = k.reshape(self.n, self.n)
+            # exactly centred in float64 (the engine's Gram is centred to its GEMM precision):
+            # HKH changes no statistic and keeps every row sum at zero (the jackknife uses it)
+            self._kernels[key] = double_centre(k, copy=False)
         return self._kernels[key]
 
     def _layer_number(self, spec: MetricSpec, ref: LayerRef, what: str) -> float:
@@ -215,13 +230,19 @@ class CellStatistics:
             self._numbers[key] = frob(k, k) if what == "self" else kernel_spread(k)
         return self._numbers[key]
 
+    def _loo_terms(self, spec: MetricSpec, ref: LayerRef, unbiased: bool) -> LayerTerms:
+        """A layer's kernel prepared for the leave-one-out closed form, once per run."""
+        key = (spec.text, ref.key)
+        if key not in self._terms:
+            self._terms[key] = loo_layer_terms(self.kernel(spec, ref), unbiased=unbiased)
+        return self._terms[key]
+
     def _loo_self(self, spec: MetricSpec, ref: LayerRef, unbiased: bool) -> Float64:
         """A layer's leave-one-out HSIC with itself (n,), once per run."""
-        key = ("loo:" + spec.name + repr(sorted(spec.params.items())), ref.key)
+        key = ("loo:" + spec.text, ref.key)
         if key not in self._kernels:
-            k = self.kernel(spec, ref)
-            k = without_diagonal(k) if unbiased else k
-            self._kernels[key] = loo_hsic(k, k, debiased=unbiased)
+            terms = self._loo_terms(spec, ref, unbiased)
+            self._kernels[key] = loo_hsic(terms, terms)
         return self._kernels[key]
 
     def data(self, ref: LayerRef) -> np.ndarray:
@@ -268,9 +289,9 @@ class CellStatistics:
             kernels = {key: kern(r, unbiased) for key, r in layer_refs.items()}
             for start in range(0, opts.bootstrap, REPLICATE_CHUNK):
                 w = bootstrap_weights(self._boot[start : start + REPLICATE_CHUNK], n)
-                terms = {key: layer_terms(k, w) for key, k in kernels.items()}
+                terms = {key: layer_terms(k, w, self.dtype) for key, k in kernels.items()}
                 selfs = {key: weighted_hsic(k, k, w, terms[key][0], terms[key][0], terms[key][1],
-                                            terms[key][1], unbiased=unbiased)
+                                            terms[key][1], unbiased=unbiased, dtype=self.dtype)
                          for key, k in kernels.items()}  # fmt: skip
                 for c in wanted:
                     ka, kb = refs_a[c[0]].key, refs_b[c[1]].key
@@ -278,16 +299,17 @@ class CellStatistics:
                         reps[c].append(cka_ratio(selfs[ka], selfs[ka], selfs[ka]))
                         continue
                     (aw, aa), (bw, bb) = terms[ka], terms[kb]
-                    h = weighted_hsic(kernels[ka], kernels[kb], w, aw, bw, aa, bb, unbiased=unbiased)
+                    h = weighted_hsic(kernels[ka], kernels[kb], w, aw, bw, aa, bb, unbiased=unbiased,
+                                      dtype=self.dtype)  # fmt: skip
                     reps[c].append(cka_ratio(h, selfs[ka], selfs[kb]))
             for c in wanted:
                 self._bootstrap_summary(np.concatenate(reps[c]), out[c])
         if opts.jackknife:
             for c in wanted:
-                ka, kb = refs_a[c[0]], refs_b[c[1]]
-                h_aa, h_bb = self._loo_self(spec, ka, unbiased), self._loo_self(spec, kb, unbiased)
-                h_ab = h_aa if ka.key == kb.key else loo_hsic(kern(ka, unbiased), kern(kb, unbiased),
-                                                              debiased=unbiased)  # fmt: skip
+                ra, rb = refs_a[c[0]], refs_b[c[1]]
+                h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
+                h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, unbiased),
+                                                              self._loo_terms(spec, rb, unbiased))  # fmt: skip
                 loo = cka_ratio(h_ab, h_aa, h_bb)
                 out[c].std_error = jackknife_se(loo)
                 out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]

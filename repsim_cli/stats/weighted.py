@@ -37,42 +37,51 @@ def without_diagonal(k: Float64) -> Float64:
 BLOCK_ROWS = 256  # rows of K∘L formed at a time (the block stays in cache for its GEMM)
 
 
-def hadamard_forms(k: Float64, l_: Float64, w: Float64) -> Float64:
+def hadamard_forms(k: Float64, l_: Float64, w: Float64, dtype: np.dtype | None = None) -> Float64:
     """wᵀ(K∘L)w for every column w of W (B,), K and L symmetric (n, n).
 
     By symmetry only the upper block triangle is formed and multiplied: for each block of rows I,
     (K∘L)[I, I:] @ W[I:] (one GEMM), its diagonal block counted once and the rest twice — half
     the flops of the full product, and the Hadamard product never held whole. The blocks depend
-    on n only, so a cell's value never depends on the other cells of a run.
+    on n only, so a cell's value never depends on the other cells of a run. ``dtype``: the GEMMs'
+    precision (the run's, e.g. float32 for float32 stores; default float64); the blocks' sums are
+    accumulated in float64, as the engine accumulates its chunks.
     """
     n = k.shape[0]
+    gemm = np.dtype(np.float64) if dtype is None else np.dtype(dtype)
+    wg = w.astype(gemm, copy=False)
     out = np.zeros(w.shape[1])
     for start in range(0, n, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n)
-        block = k[start:stop, start:] * l_[start:stop, start:]
-        prod = block @ w[start:]
+        block = (k[start:stop, start:] * l_[start:stop, start:]).astype(gemm, copy=False)
+        prod = (block @ wg[start:]).astype(np.float64, copy=False)
         wi = w[start:stop]
         size = stop - start
-        diag = np.einsum("ib,ib->b", wi, block[:, :size] @ wi)
+        diag = np.einsum("ib,ib->b", wi, (block[:, :size] @ wg[start:stop]).astype(np.float64, copy=False))
         out += 2.0 * np.einsum("ib,ib->b", wi, prod) - diag
     return out
 
 
-def layer_terms(k: Float64, w: Float64) -> tuple[Float64, Float64]:
-    """(Kw (n, B), wᵀKw (B,)) for one layer's kernel K (n, n) and weights W (n, B)."""
-    kw = k @ w
+def layer_terms(k: Float64, w: Float64, dtype: np.dtype | None = None) -> tuple[Float64, Float64]:
+    """(Kw (n, B), wᵀKw (B,)) for one layer's kernel K (n, n) and weights W (n, B); ``dtype``:
+    the GEMM's precision (default float64), the result float64."""
+    if dtype is None or np.dtype(dtype) == np.float64:
+        kw = k @ w
+    else:
+        kw = (k.astype(dtype) @ w.astype(dtype)).astype(np.float64)
     return kw, np.einsum("ib,ib->b", w, kw)
 
 
 def weighted_hsic(
     k: Float64, l_: Float64, w: Float64, kw: Float64, lw: Float64, kk: Float64, ll: Float64,
-    *, unbiased: bool,
+    *, unbiased: bool, dtype: np.dtype | None = None,
 ) -> Float64:
     """Scaled HSIC of every replicate (B,): tr(H K_r H L_r) (biased) or n(n−3)·HSIC_u (unbiased,
     K and L must then have zero diagonals — see :func:`without_diagonal`). ``kw``/``kk`` and
-    ``lw``/``ll`` are :func:`layer_terms` of K and L with the same W."""
+    ``lw``/``ll`` are :func:`layer_terms` of K and L with the same W; ``dtype`` the GEMM's
+    precision."""
     m = w.sum(axis=0)
-    tr = hadamard_forms(k, l_, w)
+    tr = hadamard_forms(k, l_, w, dtype)
     cross = np.einsum("ib,ib,ib->b", w, kw, lw)
     if unbiased:
         out: Float64 = tr + kk * ll / ((m - 1.0) * (m - 2.0)) - 2.0 / (m - 2.0) * cross
