@@ -354,3 +354,23 @@ def test_jackknife_warns_when_a_few_examples_dominate_a_cell() -> None:
     assert dominance_warnings(x) == []
     lines = dominance_warnings(x_moved)
     assert len(lines) == 1 and "(x, y)" in lines[0] and "repsim influence" in lines[0], lines
+
+
+@pytest.mark.parametrize("compare", ["spearman", "kendall"])
+def test_rsa_bootstrap_excludes_copy_pairs_as_rsatoolbox(compare: str) -> None:
+    """RSA replicates compare only the pairs of distinct examples: rsatoolbox's RDMs of the
+    resampled rows with copy–copy entries dropped, compared by rsatoolbox itself."""
+    rsatoolbox = pytest.importorskip("rsatoolbox")
+    rng = np.random.default_rng(13)
+    x, y = related(rng, 14)
+    res = run_stats({"x": x, "y": y}, f"rsa:compare={compare}", bootstrap=5, seed=2)
+    reps = []
+    for idx in bootstrap_indices(2, 14, 5):
+        rdms = [rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(z[idx]), method="correlation") for z in (x, y)]
+        iu, ju = np.triu_indices(14, 1)
+        keep = idx[iu] != idx[ju]
+        vecs = [r.get_vectors()[0][keep][None, :] for r in rdms]
+        a, b = (rsatoolbox.rdm.RDMs(v) for v in vecs)
+        reps.append(float(rsatoolbox.rdm.compare(a, b, method="spearman" if compare == "spearman" else "tau-b")[0, 0]))
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    np.testing.assert_allclose([res.stats["ci_low"][0, 1], res.stats["ci_high"][0, 1]], [lo, hi], rtol=1e-9)

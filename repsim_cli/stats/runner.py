@@ -35,6 +35,7 @@ from .jackknife import (
     loo_layer_terms,
 )
 from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner
+from .rsa_boot import rsa_replicates
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
 
@@ -386,7 +387,11 @@ class CellStatistics:
             return {c: stack[:, pos[c][0], pos[c][1]] for c in wanted}
 
         if self._boot is not None:
-            reps = collect([matrix_on_rows(spec, data, row_keys, col_keys, idx) for idx in self._boot])
+            if spec.name == "rsa":  # copy–copy pairs excluded (see .rsa_boot)
+                stack = rsa_replicates(spec.params, data, row_keys, col_keys, self._boot)
+                reps = {c: stack[:, pos[c][0], pos[c][1]] for c in wanted}
+            else:
+                reps = collect([matrix_on_rows(spec, data, row_keys, col_keys, idx) for idx in self._boot])
             for c in wanted:
                 self._bootstrap_summary(reps[c], out[c])
         if opts.jackknife:
