@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..metrics._kernels import VectorState, centered_gram_dense, roundoff_rtol, vector_ratio, vector_state
+from ..metrics._kernels import (
+    VectorState,
+    centered_gram_dense,
+    roundoff_rtol,
+    vector_ratio,
+    vector_state,
+)
 from ..metrics.rsa import _kendall_matrix, _layer_rdm, comparison_vector
 
 Float64 = NDArray[np.float64]

@@ -35,8 +35,8 @@ from .jackknife import (
     loo_layer_terms,
 )
 from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner
-from .rsa_boot import rsa_replicates
 from .resample import bootstrap_indices, bootstrap_weights, permutations
+from .rsa_boot import rsa_replicates
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
 
 if TYPE_CHECKING:
