@@ -31,7 +31,7 @@ from _common import WORK, cpu_note, write_store
 
 from repsim_cli._warnings import RepsimWarning
 from repsim_cli.compare import prepare_comparison
-from repsim_cli.stats.runner import StatsOptions, attach_statistics, engine_gram
+from repsim_cli.stats.runner import StatsOptions, engine_gram
 from repsim_cli.store import open_store
 
 
@@ -40,8 +40,7 @@ def run_once(path, opts: StatsOptions | None) -> tuple[float, float]:
     with open_store(path) as store, warnings.catch_warnings():
         warnings.simplefilter("ignore", RepsimWarning)
         t0 = time.perf_counter()
-        comparison = prepare_comparison(store, None, ["cka"])
-        attach_statistics(comparison, opts)
+        comparison = prepare_comparison(store, None, ["cka"], statistics=opts)
         comparison.run()
         wall = time.perf_counter() - t0
         # the pair stage of linear CKA: the engine's inner products of every cell's two Grams,

@@ -25,7 +25,14 @@ from .metrics.contract import CellBlock, LayerContext, SharedCache
 from .results import MetricResult, Results
 from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, shard_cells
 from .states import StateStore
-from .stats.runner import StatsOptions, attach_statistics, decode_note, encode_note, result_labels
+from .stats.runner import (
+    StatsOptions,
+    attach_statistics,
+    decode_note,
+    encode_note,
+    needs_kernels,
+    result_labels,
+)
 from .store import ActivationStore, open_store
 
 if TYPE_CHECKING:
@@ -516,6 +523,7 @@ def prepare_models(
     cache_dir: str | Path | None = None,
     model_pairs_override: Sequence[tuple[int, int]] | None = None,
     command: str = "",
+    statistics: StatsOptions | None = None,
 ) -> Comparison:
     """Validate N named stores and plan their comparison (nothing heavy is computed yet).
 
@@ -523,7 +531,9 @@ def prepare_models(
     pairs (:func:`model_pairs`). Every layer of every store enters the engine once, however many
     pairs it is part of. ``block_rows`` overrides the feature side's rows per block (tests use it to
     vary chunking); ``cache_dir`` is where Grams and states spill when they exceed ``memory``;
-    ``command`` is recorded in the results' provenance (the CLI passes its command line).
+    ``command`` is recorded in the results' provenance (the CLI passes its command line);
+    ``statistics``: per-cell uncertainty (:mod:`repsim_cli.stats`; its kernel path asks the
+    engine to hold whole Grams).
     """
     if not models:
         raise RepsimError("compare needs at least one store")
@@ -576,7 +586,8 @@ def prepare_models(
         n, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
-        full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs),
+        full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs)
+        or needs_kernels(statistics, specs),
         reserved_bytes=sum(reserved),
         min_grams=2 if any(s.info.inner_products_only for s in specs) else 1,
         engine_work=any(s.info.needs_gram for s in specs),
@@ -597,7 +608,9 @@ def prepare_models(
     engine = GramEngine(unique, plan, progress, cache_dir=cache_dir)
     # the states' reserved room plus whatever the plan leaves
     state_budget = max(0, plan.budget - plan.peak_bytes) + reserved[1]
-    return Comparison(chosen, layout, specs, plan, engine, attrs, StateStore(state_budget, cache_dir))
+    comparison = Comparison(chosen, layout, specs, plan, engine, attrs, StateStore(state_budget, cache_dir))
+    attach_statistics(comparison, statistics)
+    return comparison
 
 
 def prepare_comparison(
@@ -680,9 +693,9 @@ def compare_models(
             opened, metrics, layers=[layers] * len(opened), pairs=opts.pairs, within=opts.within,
             memory=opts.memory, precision=opts.precision, side=opts.side, progress=progress,
             block_rows=opts.block_rows, cache_dir=opts.cache_dir, command=opts.command,
+            statistics=opts.statistics,
         )  # fmt: skip
         stack.callback(comparison.close)
-        attach_statistics(comparison, opts.statistics)
         journal = None
         if out is not None:
             journal = Journal(journal_path(out), comparison.journal_header(shard))
@@ -720,9 +733,7 @@ def compare_stores(
         a = stack.enter_context(open_store(path_a))
         b = stack.enter_context(open_store(path_b)) if path_b is not None else None
         shard = options.pop("shard", None)
-        statistics = options.pop("statistics", None)
         comparison = prepare_comparison(a, b, metrics, **options)
-        attach_statistics(comparison, statistics)
         try:
             return comparison.run(shard=shard)
         finally:

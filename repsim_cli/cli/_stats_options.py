@@ -7,11 +7,11 @@ from typing import Any, TypeVar
 
 import click
 
-from ..stats.runner import StatsOptions, attach_statistics
+from ..stats.runner import StatsOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["attach_statistics", "statistics_options", "stats_options"]
+__all__ = ["statistics_options", "stats_options"]
 
 
 def statistics_options(fn: F) -> F:

@@ -29,7 +29,7 @@ from ._guard import guarded_output
 from ._options import MetricType, ShardType, SizeType, output_option, quiet_option
 from ._provenance import run_provenance
 from ._resume import start_resumable_compare, withdraw_resume
-from ._stats_options import attach_statistics, statistics_options, stats_options
+from ._stats_options import statistics_options, stats_options
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 
@@ -117,6 +117,7 @@ def command(
             "memory": memory, "precision": precision, "side": side, "progress": progress,
             "cache_dir": cache_dir or (Path(out).parent if out != "-" else None),
             "command": shlex.join(["repsim", *sys.argv[1:]]),
+            "statistics": stats_options(stats),
         }  # fmt: skip
         if len(opened) <= 2 and not within and not any(name for name, _ in named):
             comparison = prepare_comparison(
@@ -136,7 +137,6 @@ def command(
                 layers=globs[: len(opened)], pairs=pairing, within=within, **options,
             )  # fmt: skip
         stack.callback(comparison.close, keep_cache)
-        attach_statistics(comparison, stats_options(stats))
         if dry_run:
             click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.describe())
             return

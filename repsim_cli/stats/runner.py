@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from ..errors import RepsimError
 from ..metrics import MetricSpec
@@ -48,7 +50,7 @@ Float64 = NDArray[np.float64]
 Cell = tuple[int, int]
 NULLS = ("permutation", "gamma")
 FAST_METRICS = ("cka", "cka_rbf")
-REPLICATE_CHUNK = 64
+REPLICATE_CHUNK = 256  # replicates per GEMM (W is n × 256 float64: 4 MB at n = 2000)
 # journal notes carrying statistics start with this (a plain note never does)
 _JOURNAL_TAG = "\x1estats:"
 
@@ -285,26 +287,8 @@ class CellStatistics:
             return self._kernels[key]
 
         if self._boot is not None:
-            reps: dict[Cell, list[Float64]] = {c: [] for c in wanted}
-            layer_refs = {r.key: r for c in wanted for r in (refs_a[c[0]], refs_b[c[1]])}
-            kernels = {key: kern(r, unbiased) for key, r in layer_refs.items()}
-            for start in range(0, opts.bootstrap, REPLICATE_CHUNK):
-                w = bootstrap_weights(self._boot[start : start + REPLICATE_CHUNK], n)
-                terms = {key: layer_terms(k, w, self.dtype) for key, k in kernels.items()}
-                selfs = {key: weighted_hsic(k, k, w, terms[key][0], terms[key][0], terms[key][1],
-                                            terms[key][1], unbiased=unbiased, dtype=self.dtype)
-                         for key, k in kernels.items()}  # fmt: skip
-                for c in wanted:
-                    ka, kb = refs_a[c[0]].key, refs_b[c[1]].key
-                    if ka == kb:
-                        reps[c].append(cka_ratio(selfs[ka], selfs[ka], selfs[ka]))
-                        continue
-                    (aw, aa), (bw, bb) = terms[ka], terms[kb]
-                    h = weighted_hsic(kernels[ka], kernels[kb], w, aw, bw, aa, bb, unbiased=unbiased,
-                                      dtype=self.dtype)  # fmt: skip
-                    reps[c].append(cka_ratio(h, selfs[ka], selfs[kb]))
-            for c in wanted:
-                self._bootstrap_summary(np.concatenate(reps[c]), out[c])
+            with threadpool_limits(1):  # many mid-sized GEMMs: thread wake-ups cost more than they give
+                self._fast_bootstrap(spec, wanted, unbiased, kern, out)
         if opts.jackknife:
             for c in wanted:
                 ra, rb = refs_a[c[0]], refs_b[c[1]]
@@ -335,6 +319,33 @@ class CellStatistics:
                 for row, c in enumerate(cells):
                     null, observed = self._null_cka(kas[row], lb, inner[row], unbiased)
                     self._test_summary(observed, null, spec.info.kind, out[c])
+
+    def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool,
+                        kern: Callable[[LayerRef, bool], Float64], out: dict[Cell, CellResult]) -> None:
+        """Bootstrap replicates of the kernel path: weights through GEMMs (:mod:`.weighted`)."""
+        assert self._boot is not None
+        opts, n = self.options, self.n
+        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        reps: dict[Cell, list[Float64]] = {c: [] for c in wanted}
+        layer_refs = {r.key: r for c in wanted for r in (refs_a[c[0]], refs_b[c[1]])}
+        kernels = {key: kern(r, unbiased) for key, r in layer_refs.items()}
+        for start in range(0, opts.bootstrap, REPLICATE_CHUNK):
+            w = np.ascontiguousarray(bootstrap_weights(self._boot[start : start + REPLICATE_CHUNK], n))
+            terms = {key: layer_terms(k, w, self.dtype) for key, k in kernels.items()}
+            selfs = {key: weighted_hsic(k, k, w, terms[key][0], terms[key][0], terms[key][1],
+                                        terms[key][1], unbiased=unbiased, dtype=self.dtype)
+                     for key, k in kernels.items()}  # fmt: skip
+            for c in wanted:
+                ka, kb = refs_a[c[0]].key, refs_b[c[1]].key
+                if ka == kb:
+                    reps[c].append(cka_ratio(selfs[ka], selfs[ka], selfs[ka]))
+                    continue
+                (aw, aa), (bw, bb) = terms[ka], terms[kb]
+                h = weighted_hsic(kernels[ka], kernels[kb], w, aw, bw, aa, bb, unbiased=unbiased,
+                                  dtype=self.dtype)  # fmt: skip
+                reps[c].append(cka_ratio(h, selfs[ka], selfs[kb]))
+        for c in wanted:
+            self._bootstrap_summary(np.concatenate(reps[c]), out[c])
 
     def _null_cka(self, k: Float64, l_: Float64, inner: Float64, unbiased: bool) -> tuple[Float64, float]:
         """Null CKA values of the permutations from their ⟨K, L_π⟩, and the observed CKA in the
@@ -496,6 +507,12 @@ def warn_dominated(comparison: Comparison, spec: MetricSpec, dominated: dict[Cel
             f"{ra.store.path} {rb.store.path} --layer-a {ra.name} --layer-b {rb.name} -m {spec.text}",
             RepsimWarning, stacklevel=2,
         )
+
+
+def needs_kernels(options: StatsOptions | None, specs: Sequence[MetricSpec]) -> bool:
+    """Does the run's kernel path want whole Grams from the engine (rather than rebuilding them
+    from a packed triangle, or reading the layers again on the feature side)?"""
+    return options is not None and options.active and any(s.name == "cka" for s in specs)
 
 
 def attach_statistics(comparison: Comparison, options: StatsOptions | None) -> None:
