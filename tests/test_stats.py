@@ -48,18 +48,35 @@ def unbiased_hsic_scaled(k: np.ndarray, l_: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- the weights path
-def test_weighted_cka_equals_cka_of_the_resampled_rows() -> None:
+def centred_hsic_scaled(k: np.ndarray, l_: np.ndarray) -> float:
+    """tr(HKHL) of two kernels, written out."""
+    h = np.eye(k.shape[0]) - 1.0 / k.shape[0]
+    return float(np.sum((h @ k @ h) * l_))
+
+
+def test_weighted_cka_is_the_resampled_kernel_without_copy_pairs() -> None:
+    """Biased CKA of a replicate = CKA of the full sample's centred Gram indexed by the replicate
+    with every copy–copy entry set to 0 (each position's own diagonal kept); without copies
+    (weights 1) it is linear CKA itself."""
     rng = np.random.default_rng(0)
     x, y = related(rng, 40)
+    kc, lc = centred_gram(x), centred_gram(y)
     idx = bootstrap_indices(3, 40, 6)
-    got = weighted_cka(centred_gram(x), centred_gram(y), bootstrap_weights(idx, 40), unbiased=False)
-    want = [linear_cka(x[i], y[i]) for i in idx]
-    np.testing.assert_allclose(got, want, rtol=1e-12)
+    got = weighted_cka(kc, lc, bootstrap_weights(idx, 40), unbiased=False)
+    want = []
+    for i in idx:
+        copy_pairs = (i[:, None] == i[None, :]) & ~np.eye(40, dtype=bool)
+        assert copy_pairs.any()
+        k, l_ = np.where(copy_pairs, 0.0, kc[np.ix_(i, i)]), np.where(copy_pairs, 0.0, lc[np.ix_(i, i)])
+        want.append(centred_hsic_scaled(k, l_) / np.sqrt(centred_hsic_scaled(k, k) * centred_hsic_scaled(l_, l_)))
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert np.max(np.abs(got - [linear_cka(x[i], y[i]) for i in idx])) > 1e-4  # the policy matters
+    np.testing.assert_allclose(weighted_cka(kc, lc, np.ones((40, 1)), unbiased=False), linear_cka(x, y), rtol=1e-12)
 
 
-def test_duplicates_policy_copy_pairs_are_diagonal_terms() -> None:
+def test_duplicates_policy_for_the_unbiased_estimator() -> None:
     """Debiased CKA of a replicate = the unbiased estimator on the resampled centred Gram with
-    every copy–copy pair excluded (zeroed like the diagonal); biased CKA keeps them (above)."""
+    every copy–copy pair excluded (zeroed like the diagonal)."""
     rng = np.random.default_rng(1)
     x, y = related(rng, 30)
     kc, lc = centred_gram(x), centred_gram(y)
@@ -69,8 +86,8 @@ def test_duplicates_policy_copy_pairs_are_diagonal_terms() -> None:
     for i in idx:
         assert len(set(i.tolist())) < 30  # the replicate has copies
         k, l_ = kc[np.ix_(i, i)], lc[np.ix_(i, i)]
-        copies = i[:, None] == i[None, :]
-        k0, l0 = np.where(copies, 0.0, k), np.where(copies, 0.0, l_)
+        same = i[:, None] == i[None, :]
+        k0, l0 = np.where(same, 0.0, k), np.where(same, 0.0, l_)
         want.append(unbiased_hsic_scaled(k0, l0) / np.sqrt(unbiased_hsic_scaled(k0, k0) * unbiased_hsic_scaled(l0, l0)))
         kd, ld = k - np.diag(np.diag(k)), l_ - np.diag(np.diag(l_))  # diagonal only: copies kept
         kept.append(unbiased_hsic_scaled(kd, ld) / np.sqrt(unbiased_hsic_scaled(kd, kd) * unbiased_hsic_scaled(ld, ld)))
@@ -205,8 +222,8 @@ def test_generic_bootstrap_and_permutations_match_a_direct_computation() -> None
 
 
 @pytest.mark.parametrize(("metric", "opts"), [
-    ("cka", {"bootstrap": 12, "permutations": 15}),
-    # debiased: no bootstrap here — the generic path keeps copy–copy pairs the kernel path excludes
+    # no bootstrap here: the generic path keeps the copy–copy pairs the kernel path excludes
+    ("cka", {"jackknife": True, "permutations": 15}),
     ("cka:debiased=true", {"jackknife": True, "permutations": 15}),
 ])
 def test_kernel_path_matches_the_generic_path(metric: str, opts: dict[str, object]) -> None:

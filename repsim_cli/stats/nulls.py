@@ -45,12 +45,13 @@ def permuted_inner(ks: list[Float64], l_: Float64, perms: NDArray[np.intp], chun
         for r, k in enumerate(ks[g : g + ROW_GROUP]):
             stack[r] = np.asarray(k).reshape(-1)
         groups.append((g, min(len(ks) - g, ROW_GROUP), stack))
-    lp = np.empty((chunk, n, n))
+    lp = np.zeros((chunk, n, n))  # a short last chunk leaves zero rows (never garbage)
     for start in range(0, perms.shape[0], chunk):
         p = perms[start : start + chunk]
         c = p.shape[0]
         for t, pi in enumerate(p):
             np.take(np.take(l_, pi, axis=0), pi, axis=1, out=lp[t])
+        lp[c:] = 0.0
         flat = lp.reshape(chunk, -1)
         for g, size, stack in groups:
             # padded to ``chunk`` permutations as well (the last chunk's spare rows are ignored)
