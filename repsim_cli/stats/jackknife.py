@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from . import loo
 
@@ -71,18 +70,17 @@ def loo_layer_terms(centred: Float64, *, unbiased: bool) -> LayerTerms:
 def loo_hsic(a: LayerTerms, b: LayerTerms) -> Float64:
     """Leave-one-out HSIC values (n,) of two layers, on the scale of :func:`loo.loo_hsic`.
 
-    One BLAS thread: a threaded matrix–vector product on a busy machine costs more in thread
-    wake-ups than the product itself."""
+    Callers run it under ``threadpoolctl.threadpool_limits(1)``: a threaded matrix–vector product
+    on a busy machine costs more in thread wake-ups than the product itself."""
     n = a.k.shape[0]
     m = float(n - 1)
-    with threadpool_limits(1):
-        h = np.einsum("ij,ij->i", a.k, b.k)
-        if a.r is None or b.r is None:
-            r = s = np.zeros(n)
-            lr = ks = r
-        else:
-            r, s = a.r, b.r
-            lr, ks = b.k @ r, a.k @ s
+    h = np.einsum("ij,ij->i", a.k, b.k)
+    if a.r is None or b.r is None:
+        r = s = np.zeros(n)
+        lr = ks = r
+    else:
+        r, s = a.r, b.r
+        lr, ks = b.k @ r, a.k @ s
     dk, dl = a.diag, b.diag
     trace_ab = h.sum() - 2.0 * h + dk * dl
     sum_a = r.sum() - 2.0 * r + dk

@@ -290,14 +290,8 @@ class CellStatistics:
             with threadpool_limits(1):  # many mid-sized GEMMs: thread wake-ups cost more than they give
                 self._fast_bootstrap(spec, wanted, unbiased, kern, out)
         if opts.jackknife:
-            for c in wanted:
-                ra, rb = refs_a[c[0]], refs_b[c[1]]
-                h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
-                h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, unbiased),
-                                                              self._loo_terms(spec, rb, unbiased))  # fmt: skip
-                loo = cka_ratio(h_ab, h_aa, h_bb)
-                out[c].std_error = jackknife_se(loo)
-                out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
+            with threadpool_limits(1):  # matrix–vector products: one thread (see loo_hsic)
+                self._fast_jackknife(spec, wanted, values, unbiased, out)
         if opts.null == "gamma":
             for c in wanted:
                 ra, rb = refs_a[c[0]], refs_b[c[1]]
@@ -319,6 +313,19 @@ class CellStatistics:
                 for row, c in enumerate(cells):
                     null, observed = self._null_cka(kas[row], lb, inner[row], unbiased)
                     self._test_summary(observed, null, spec.info.kind, out[c])
+
+    def _fast_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
+                        unbiased: bool, out: dict[Cell, CellResult]) -> None:
+        """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
+        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        for c in wanted:
+            ra, rb = refs_a[c[0]], refs_b[c[1]]
+            h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
+            h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, unbiased),
+                                                          self._loo_terms(spec, rb, unbiased))  # fmt: skip
+            loo = cka_ratio(h_ab, h_aa, h_bb)
+            out[c].std_error = jackknife_se(loo)
+            out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
 
     def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool,
                         kern: Callable[[LayerRef, bool], Float64], out: dict[Cell, CellResult]) -> None:
@@ -510,9 +517,11 @@ def warn_dominated(comparison: Comparison, spec: MetricSpec, dominated: dict[Cel
 
 
 def needs_kernels(options: StatsOptions | None, specs: Sequence[MetricSpec]) -> bool:
-    """Does the run's kernel path want whole Grams from the engine (rather than rebuilding them
-    from a packed triangle, or reading the layers again on the feature side)?"""
-    return options is not None and options.active and any(s.name == "cka" for s in specs)
+    """Should the engine's plan hold whole Grams for the statistics? No: the plan stays the one
+    a run without statistics makes (so values are the same bit for bit), and the kernel path
+    rebuilds a packed Gram from its triangle (cheaper than the whole-Gram plan's extra copies,
+    measured with bench/bench_stats.py)."""
+    return False
 
 
 def attach_statistics(comparison: Comparison, options: StatsOptions | None) -> None:
