@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,7 +26,18 @@ from .metrics.sides import metric_demands
 from .results import MetricResult, Results
 from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, shard_cells
 from .states import StateStore
+from .stats.runner import (
+    StatsOptions,
+    attach_statistics,
+    decode_note,
+    encode_note,
+    needs_kernels,
+    result_labels,
+)
 from .store import ActivationStore, open_store
+
+if TYPE_CHECKING:
+    from .stats.runner import CellStatistics
 
 
 def select_layers(store: ActivationStore, patterns: Sequence[str] | None) -> list[str]:
@@ -219,6 +230,8 @@ class Comparison:
     shared: SharedCache = field(default_factory=SharedCache)
     # A shared, content-addressed state directory (``--state-dir``), looked up first.
     state_dir: Any = None
+    # per-cell uncertainty (bootstrap, jackknife, permutations): repsim_cli.stats
+    statistics: CellStatistics | None = None
 
     @property
     def refs_a(self) -> list[LayerRef]:
@@ -237,13 +250,15 @@ class Comparison:
 
     def journal_header(self, shard: Shard | None) -> dict[str, Any]:
         """What a resume journal must match: stores, layers, metrics with parameters, shard."""
-        header = {
+        header: dict[str, Any] = {
             "stores": list(self.attrs["stores"]), "fingerprints": list(self.attrs["fingerprints"]),
             "models": list(self.attrs["models"]), "pairs": [list(p) for p in self.layout.pairs],
             "layers_a": [r.name for r in self.refs_a], "layers_b": [r.name for r in self.refs_b],
             "metrics": [[s.text, s.params] for s in self.specs], "shard": str(shard) if shard else None,
             "compute_dtype": self.plan.compute_dtype, "side": self.plan.side,
         }  # fmt: skip
+        if self.statistics is not None:
+            header["statistics"] = self.statistics.options.to_dict()
         normalised: dict[str, Any] = json.loads(json.dumps(header, sort_keys=True))
         return normalised
 
@@ -290,6 +305,8 @@ class Comparison:
         for spec, w in work.items():
             lines.append(f"  {spec}: {w['cells']} cells, about {w['pair_flops']:.3g} flops")
         lines.append(f"states beyond {format_size(self.states.budget)} spill to the cache directory")
+        if self.statistics is not None:
+            lines += self.statistics.describe()
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -391,13 +408,16 @@ class Comparison:
             std_error: NDArray[np.float64] | None = None
             computed = np.zeros((la, lb), dtype=bool)
             cell_notes: dict[Cell, str] = {}
+            cell_stats: dict[Cell, Any] = {}
             pending = []
             for i, j in cells:
                 if (s_idx, i, j) in done:
                     value[i, j], se = done[(s_idx, i, j)]
                     computed[i, j] = True
                     if journal is not None and (s_idx, i, j) in journal.notes:
-                        cell_notes[(i, j)] = journal.notes[(s_idx, i, j)]
+                        note, cell_stats[(i, j)] = decode_note(journal.notes[(s_idx, i, j)])
+                        if note is not None:
+                            cell_notes[(i, j)] = note
                     if se is not None:
                         std_error = np.full((la, lb), np.nan) if std_error is None else std_error
                         std_error[i, j] = se
@@ -424,23 +444,61 @@ class Comparison:
                             se = float(block.std_error[bi, bj])
                             std_error[i, j] = se
                         finished.append((s_idx, i, j, float(value[i, j]), se, cell_notes.get((i, j))))
+                if self.statistics is not None:
+                    finished = self._with_statistics(spec, rows, cols, finished, cell_stats)
                 if journal is not None:
                     journal.write(finished)
             warn_notes(spec.name, notes)
+            stats_arrays: dict[str, NDArray[np.float64]] = {}
+            if self.statistics is not None:
+                std_error = fill_statistics(cell_stats, value.shape, std_error, stats_arrays)
+                self.layout.mirror(symmetric, *stats_arrays.values())
             self.layout.mirror(symmetric, value, std_error)
             self.layout.mirror(symmetric, computed)
             cell_notes.update(self.layout.mirrored_notes(symmetric, cell_notes))
             res.metrics[spec.text] = MetricResult(
                 spec=spec.text, name=spec.name, kind=spec.info.kind, symmetric=symmetric,
                 params=dict(spec.params), value=value, std_error=std_error,
-                computed=None if computed.all() else computed, notes=cell_notes,
+                computed=None if computed.all() else computed, notes=cell_notes, stats=stats_arrays,
             )  # fmt: skip
+            if self.statistics is not None:
+                self.statistics.finish(spec, res.metrics[spec.text], result_labels(res),
+                                       {c: r.dominated for c, r in cell_stats.items()})  # fmt: skip
+        if self.statistics is not None:
+            res.attrs["statistics"] = self.statistics.options.to_dict()
         return res
+
+    def _with_statistics(self, spec: MetricSpec, rows: list[int], cols: list[int],
+                         finished: list[Any], cell_stats: dict[Cell, Any]) -> list[Any]:
+        """The statistics of a block's finished cells (kept in ``cell_stats``), carried in the
+        journal lines' note field so a resumed run takes them back."""
+        assert self.statistics is not None
+        wanted = [(i, j) for _, i, j, *_ in finished]
+        values = {(i, j): v for _, i, j, v, *_ in finished}
+        computed = self.statistics.cells(spec, rows, cols, wanted, values)
+        cell_stats.update(computed)
+        return [(s, i, j, v, se if computed[(i, j)].std_error is None else computed[(i, j)].std_error,
+                 encode_note(note, computed[(i, j)])) for s, i, j, v, se, note in finished]  # fmt: skip
 
     def close(self, keep_cache: bool = False) -> None:
         """Release the engine's statistics and the states, and remove their disk caches."""
         self.engine.close(keep_cache)
         self.states.close(keep_cache)
+
+
+def fill_statistics(cell_stats: dict[Cell, Any], shape: tuple[int, ...], std_error: NDArray[np.float64] | None,
+                    arrays: dict[str, NDArray[np.float64]]) -> NDArray[np.float64] | None:
+    """Lay the cells' statistics out as (La, Lb) arrays (into ``arrays``); returns the std_error
+    array with the statistics' standard errors filled in."""
+    for (i, j), r in cell_stats.items():
+        if r is None:
+            continue
+        for k, v in r.stats.items():
+            arrays.setdefault(k, np.full(shape, np.nan))[i, j] = v
+        if r.std_error is not None:
+            std_error = np.full(shape, np.nan) if std_error is None else std_error
+            std_error[i, j] = r.std_error
+    return std_error
 
 
 def reserved_bytes(specs: Sequence[MetricSpec], refs: Sequence[LayerRef], n: int) -> tuple[int, int]:
@@ -476,6 +534,7 @@ def prepare_models(
     cache_dir: str | Path | None = None,
     model_pairs_override: Sequence[tuple[int, int]] | None = None,
     command: str = "",
+    statistics: StatsOptions | None = None,
 ) -> Comparison:
     """Validate N named stores and plan their comparison (nothing heavy is computed yet).
 
@@ -483,7 +542,9 @@ def prepare_models(
     pairs (:func:`model_pairs`). Every layer of every store enters the engine once, however many
     pairs it is part of. ``block_rows`` overrides the feature side's rows per block (tests use it to
     vary chunking); ``cache_dir`` is where Grams and states spill when they exceed ``memory``;
-    ``command`` is recorded in the results' provenance (the CLI passes its command line).
+    ``command`` is recorded in the results' provenance (the CLI passes its command line);
+    ``statistics``: per-cell uncertainty (:mod:`repsim_cli.stats`; its kernel path asks the
+    engine to hold whole Grams).
     """
     if not models:
         raise RepsimError("compare needs at least one store")
@@ -536,7 +597,8 @@ def prepare_models(
         n, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
-        full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs),
+        full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs)
+        or needs_kernels(statistics, specs),
         reserved_bytes=sum(reserved),
         min_grams=2 if any(s.info.inner_products_only for s in specs) else 1,
         engine_work=any(s.info.needs_gram for s in specs),
@@ -560,7 +622,9 @@ def prepare_models(
     engine = GramEngine(unique, plan, progress, cache_dir=cache_dir)
     # the states' reserved room plus whatever the plan leaves
     state_budget = max(0, plan.budget - plan.peak_bytes) + reserved[1]
-    return Comparison(chosen, layout, specs, plan, engine, attrs, StateStore(state_budget, cache_dir))
+    comparison = Comparison(chosen, layout, specs, plan, engine, attrs, StateStore(state_budget, cache_dir))
+    attach_statistics(comparison, statistics)
+    return comparison
 
 
 def prepare_comparison(
@@ -606,6 +670,7 @@ class CompareOptions:
     block_rows: int | None = None
     cache_dir: str | Path | None = None
     command: str = ""
+    statistics: StatsOptions | None = None  # per-cell uncertainty (repsim_cli.stats)
 
 
 def compare_models(
@@ -642,6 +707,7 @@ def compare_models(
             opened, metrics, layers=[layers] * len(opened), pairs=opts.pairs, within=opts.within,
             memory=opts.memory, precision=opts.precision, side=opts.side, progress=progress,
             block_rows=opts.block_rows, cache_dir=opts.cache_dir, command=opts.command,
+            statistics=opts.statistics,
         )  # fmt: skip
         stack.callback(comparison.close)
         journal = None

@@ -9,14 +9,16 @@ import numpy as np
 
 from .errors import ResultsError
 from .results import MetricResult, Results, read_results
+from .stats.runner import adjust_results
 
 # Attributes that must agree between shards of one comparison: the stores and their content (the
 # fingerprints include the layers' content digests), the models, and every setting that changes values.
 _SAME = ("store_a", "store_b", "fingerprint_a", "fingerprint_b", "n_samples", "models", "stores",
-         "fingerprints", "model_pairs", "compute_dtype", "side")
+         "fingerprints", "model_pairs", "compute_dtype", "side", "statistics")
 _WORDS = {"fingerprint_a": "the content of store A (fingerprint)", "fingerprint_b": "the content of store B (fingerprint)",
           "fingerprints": "the content of the stores (fingerprints)",
-          "compute_dtype": "the precision (--precision)", "side": "the engine side (--side)"}  # fmt: skip
+          "compute_dtype": "the precision (--precision)", "side": "the engine side (--side)",
+          "statistics": "the statistics options (--bootstrap, --permutations, --seed, ...)"}  # fmt: skip
 
 
 class MissingCellsError(ResultsError):
@@ -97,4 +99,5 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
         raise MissingCellsError(f"{count} computed by no shard: {shown}{more}", missing)
     for m in merged.metrics.values():
         m.computed = None if required.all() else required
+    adjust_results(merged)  # p_adjusted over the whole matrix, not one shard's share
     return merged

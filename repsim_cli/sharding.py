@@ -25,6 +25,8 @@ def share_mode(comparison: Any, shard: Shard | None, stage: str | None) -> str:
     """``tiles``, ``layers`` or ``cells``."""
     if stage == "layers":
         return "layers"
+    if getattr(comparison, "statistics", None) is not None:
+        return "cells"  # statistics are per cell: shards split the cells, each with its statistics
     if (stage == "pairs" or shard is not None) and tileable(comparison.specs, comparison.plan.side):
         return "tiles"
     return "cells"

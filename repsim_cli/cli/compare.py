@@ -32,6 +32,7 @@ from ._guard import guarded_output
 from ._options import MetricType, ShardType, SizeType, output_option, plural, quiet_option
 from ._provenance import run_provenance
 from ._resume import start_resumable_compare, withdraw_resume
+from ._stats_options import statistics_options, stats_options
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
 
@@ -77,6 +78,7 @@ OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
                    "local:W (W local worker processes); needs repsim-cli[dask].")
 @click.option("--dry-run", is_flag=True, help="Print the plan (side, passes, bytes, flops, memory) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
+@statistics_options
 @quiet_option
 def command(
     store_args: tuple[str, ...], stores_file: str | None, pairing: str, within: bool,
@@ -85,7 +87,7 @@ def command(
     side: str, shard_text: Shard | None, stage: str | None, state_dir: str | None, resume: bool,
     force: bool, cache_dir: str | None,
     keep_cache: bool, scheduler: str | None,
-    dry_run: bool, as_json: bool, quiet: bool,
+    dry_run: bool, as_json: bool, quiet: bool, **stats: Any,
 ) -> None:
     """Compare every layer of each store with every layer of another (or of itself).
 
@@ -115,6 +117,9 @@ def command(
     if out not in ("-", os.devnull) and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ResultsError(f"{out}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)")
     shard = shard_text or shard_from_env(os.environ)
+    if scheduler is not None and stats_options(stats) is not None:
+        raise click.UsageError("--scheduler does not compute per-cell statistics (--bootstrap, "
+                               "--jackknife, --permutations) yet; split such runs with --shard K/N")
     if scheduler is not None and not dry_run:
         from ..distributed import import_distributed, parse_scheduler
 
@@ -138,6 +143,7 @@ def command(
             "memory": memory, "precision": precision, "side": side, "progress": progress,
             "cache_dir": cache_dir or (Path(out).parent if out != "-" else None),
             "command": shlex.join(["repsim", *sys.argv[1:]]),
+            "statistics": stats_options(stats),
         }  # fmt: skip
         if len(opened) <= 2 and not within and not any(name for name, _ in named):
             comparison = prepare_comparison(

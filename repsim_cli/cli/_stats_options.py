@@ -1,0 +1,45 @@
+"""``compare``'s options for per-cell uncertainty (see :mod:`repsim_cli.stats`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..stats.runner import StatsOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["statistics_options", "stats_options"]
+
+
+def statistics_options(fn: F) -> F:
+    """Add --bootstrap, --ci, --seed, --jackknife, --permutations, --null and --adjust."""
+    options = [
+        click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
+                     help="Paired bootstrap over examples: B replicates, percentile interval per cell."),
+        click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
+                     show_default=True, help="Level of the bootstrap interval."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the bootstrap replicates and permutations."),
+        click.option("--jackknife", is_flag=True, help="Leave-one-out standard error per cell (std_error)."),
+        click.option("--permutations", type=click.IntRange(min=0), default=0, metavar="P",
+                     help="Permutation test of no relationship: P permutations of one side's examples."),
+        click.option("--null", "null", type=click.Choice(["permutation", "gamma"]), default="permutation",
+                     show_default=True, help="Null of the test: permutations, or the gamma fit "
+                     "(biased cka/cka_rbf; no permutations needed)."),
+        click.option("--adjust", type=click.Choice(["holm", "bh", "none"]), default="holm", show_default=True,
+                     help="Adjust the p-values across the cells of each matrix."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def stats_options(values: dict[str, Any]) -> StatsOptions | None:
+    """The parsed options as :class:`StatsOptions` (None when no statistic is asked for)."""
+    opts = StatsOptions(bootstrap=values["bootstrap"], ci=values["ci"], seed=values["seed"],
+                        jackknife=values["jackknife"], permutations=values["permutations"],
+                        null=values["null"], adjust=values["adjust"])  # fmt: skip
+    return opts if opts.active else None

@@ -1,0 +1,530 @@
+"""Per-cell statistics of a comparison: bootstrap interval, jackknife error, permutation test.
+
+:class:`CellStatistics` is attached to a :class:`~repsim_cli.compare.Comparison`; the comparison
+calls :meth:`CellStatistics.cells` with each block of finished cells and journals what it returns
+with the cell, so a resumed run, a shard or a different chunk size gives the same statistics:
+every replicate's examples depend only on ``(seed, n)`` (:mod:`.resample`) and each cell's
+statistics only on its own two layers.
+
+Two paths: the inner-product metrics (linear CKA, debiased or not; RBF CKA with the bandwidth
+fixed at the full sample's) work on each layer's n×n kernel — bootstrap weights through GEMMs
+(:mod:`.weighted`), closed-form leave-one-out (:mod:`.jackknife`), permuted or gamma nulls
+(:mod:`.nulls`). Every other metric re-prepares its layers on resampled rows (:mod:`.generic`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
+
+from ..errors import RepsimError
+from ..metrics import MetricSpec
+from .adjust import METHODS, adjust_matrix
+from .generic import matrix_on_rows
+from .jackknife import (
+    LayerTerms,
+    dominating_examples,
+    double_centre,
+    jackknife_se,
+    loo_hsic,
+    loo_layer_terms,
+)
+from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner
+from .resample import bootstrap_indices, bootstrap_weights, permutations
+from .rsa_boot import rsa_replicates
+from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
+
+if TYPE_CHECKING:
+    from ..compare import Comparison
+    from ..engine import LayerRef
+    from ..results import MetricResult, Results
+
+Float64 = NDArray[np.float64]
+Cell = tuple[int, int]
+NULLS = ("permutation", "gamma")
+FAST_METRICS = ("cka", "cka_rbf")
+REPLICATE_CHUNK = 256  # replicates per GEMM (W is n × 256 float64: 4 MB at n = 2000)
+# journal notes carrying statistics start with this (a plain note never does)
+_JOURNAL_TAG = "\x1estats:"
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    """What ``compare`` computes per cell: ``bootstrap`` replicates (0: none) and the ``ci`` level
+    of their percentile interval, ``jackknife`` standard errors, ``permutations`` (0: none) with
+    the ``null`` (``permutation`` or ``gamma``) and the ``adjust`` method over the matrix, all
+    from ``seed``."""
+
+    bootstrap: int = 0
+    ci: float = 0.95
+    seed: int = 0
+    jackknife: bool = False
+    permutations: int = 0
+    null: str = "permutation"
+    adjust: str = "holm"
+
+    def __post_init__(self) -> None:
+        if self.bootstrap < 0 or self.permutations < 0:
+            raise RepsimError("--bootstrap and --permutations take a count ≥ 0")
+        if not 0.0 < self.ci < 1.0:
+            raise RepsimError(f"--ci {self.ci}: the interval's level must be in (0, 1), e.g. 0.95")
+        if self.null not in NULLS:
+            raise RepsimError(f"--null {self.null!r}: expected one of {', '.join(NULLS)}")
+        if self.adjust not in METHODS:
+            raise RepsimError(f"--adjust {self.adjust!r}: expected one of {', '.join(METHODS)}")
+
+    @property
+    def testing(self) -> bool:
+        """A null is computed (permutations, or the gamma fit)."""
+        return self.permutations > 0 or self.null == "gamma"
+
+    @property
+    def active(self) -> bool:
+        return self.bootstrap > 0 or self.jackknife or self.testing
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CellResult:
+    """One cell's statistics: ``std_error`` (jackknife, else bootstrap SD; None: neither), the
+    statistics of :data:`~repsim_cli.results.STAT_FIELDS` computed, and the examples that dominate
+    it (jackknife)."""
+
+    std_error: float | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+    dominated: list[int] = field(default_factory=list)
+
+
+def encode_note(note: str | None, result: CellResult) -> str:
+    """The journal's note field of a cell with statistics (:func:`decode_note` reverses it)."""
+    payload = {"note": note, "se": result.std_error, "stats": result.stats, "dominated": result.dominated}
+    return _JOURNAL_TAG + json.dumps(payload)
+
+
+def decode_note(text: str | None) -> tuple[str | None, CellResult | None]:
+    """(the cell's own note, its statistics) from a journal note field."""
+    if text is None or not text.startswith(_JOURNAL_TAG):
+        return text, None
+    payload = json.loads(text[len(_JOURNAL_TAG):])
+    return payload["note"], CellResult(payload["se"], dict(payload["stats"]), list(payload["dominated"]))
+
+
+def frob(a: Float64, b: Float64) -> float:
+    """⟨A, B⟩_F in float64 without BLAS: a threaded ddot costs milliseconds of thread wake-up on a
+    busy machine, more than the product itself at these sizes."""
+    return float(np.einsum("ij,ij->", a, b))
+
+
+def engine_gram(comparison: Comparison, ref: LayerRef) -> Float64 | None:
+    """A copy of the layer's centred Gram Kc (n, n) float64 as the engine holds it: whole, or
+    rebuilt from the packed plan's strict upper triangle and the row norms (None when it holds
+    neither)."""
+    engine = comparison.engine
+    try:
+        return np.array(engine.centered_gram(ref), dtype=np.float64)  # a copy: the caller owns it
+    except RuntimeError:  # the packed plan gives no whole Gram, but keeps its triangle
+        pass
+    n = engine.n
+    tri = np.empty(n * (n - 1) // 2)
+    try:
+        getattr(engine._grams, "triangle_rows")(engine.index(ref), 0, n, tri)  # noqa: B009
+    except (AttributeError, AssertionError, RuntimeError, NotImplementedError):
+        return None
+    upper = np.zeros((n, n))
+    start = 0
+    for i in range(n - 1):  # row i of the strict upper triangle (contiguous slices: no scatter)
+        stop = start + n - 1 - i
+        upper[i, i + 1 :] = tri[start:stop]
+        start = stop
+    k: Float64 = upper + upper.T
+    k[np.diag_indices(n)] = engine.row_sqnorms(ref)
+    return k
+
+
+def is_fast(spec: MetricSpec) -> bool:
+    """Does the metric take the kernel path (its states are n×n kernels, fixed per layer)?"""
+    return spec.name in FAST_METRICS
+
+
+def _percentile_interval(reps: Float64, ci: float) -> tuple[float, float]:
+    v = reps[np.isfinite(reps)]
+    if v.size == 0:
+        return math.nan, math.nan
+    lo, hi = np.quantile(v, [(1.0 - ci) / 2.0, 1.0 - (1.0 - ci) / 2.0])
+    return float(lo), float(hi)
+
+
+def null_adjusted(value: float, null_mean: float, identity: float, kind: str) -> float:
+    """Chance-adjusted value (s − E₀s)/(s_max − E₀s) (Hubert & Arabie 1985, the adjusted Rand
+    index's form), with s_max the metric's identity value: 0 at the null's mean, 1 at identity;
+    for a distance, (E₀d − d)/(E₀d − d_identity)."""
+    if kind == "similarity":
+        num, den = value - null_mean, identity - null_mean
+    else:
+        num, den = null_mean - value, null_mean - identity
+    return float(num / den) if den != 0 and math.isfinite(den) else math.nan
+
+
+class CellStatistics:
+    """Computes :class:`CellResult` for blocks of cells of one comparison."""
+
+    def __init__(self, comparison: Comparison, options: StatsOptions) -> None:
+        self.comparison = comparison
+        self.options = options
+        self.n = comparison.plan.n
+        # the bootstrap's GEMMs run in the run's precision (float32 for float32 stores), their
+        # sums accumulated in float64 — the engine's convention
+        self.dtype = np.dtype(comparison.plan.compute_dtype)
+        for spec in comparison.specs:
+            if options.null == "gamma" and not (is_fast(spec) and not spec.params.get("debiased")):
+                raise RepsimError(
+                    f"--null gamma: metric {spec.text!r} has no gamma approximation (it exists for "
+                    "biased HSIC/CKA: cka and cka_rbf without debiased); use --null permutation"
+                )
+            if (options.bootstrap or options.jackknife) and self.n < 4:
+                raise RepsimError(f"resampling statistics need at least 4 examples, got n={self.n}")
+        self._kernels: dict[tuple[str, str], Float64] = {}
+        self._numbers: dict[tuple[str, str, str], float] = {}
+        self._terms: dict[tuple[str, str], LayerTerms] = {}
+        self._data: dict[str, np.ndarray] = {}
+        self._boot = bootstrap_indices(options.seed, self.n, options.bootstrap) if options.bootstrap else None
+        self._perms = permutations(options.seed, self.n, options.permutations) if options.permutations else None
+
+    # ------------------------------------------------------------------ inputs
+    def kernel(self, spec: MetricSpec, ref: LayerRef) -> Float64:
+        """The layer's kernel for the fast path (n, n) float64, kept for the run: linear CKA's
+        centred Gram (from the engine's Gram or its packed triangle on the sample side; on the
+        feature side, XcXcᵀ from one more read of the centred layer);
+        RBF CKA's centred (U-centred when debiased) kernel from its state."""
+        key = (spec.name + repr(sorted(spec.params.items())), ref.key)
+        if key not in self._kernels:
+            if spec.name == "cka":
+                k = None
+                if self.comparison.plan.side == "sample":
+                    k = engine_gram(self.comparison, ref)
+                if k is None:
+                    xc = np.asarray(self.comparison.engine.centered_data(ref), dtype=np.float64)
+                    k = xc @ xc.T
+            else:
+                state = self.comparison.state(spec, ref)
+                vec = state.vector
+                k = np.full((self.n, self.n), np.nan) if vec is None else np.array(vec, dtype=np.float64)
+                k = k.reshape(self.n, self.n)
+            # exactly centred in float64 (the engine's Gram is centred to its GEMM precision):
+            # HKH changes no statistic and keeps every row sum at zero (the jackknife uses it)
+            self._kernels[key] = double_centre(k, copy=False)
+        return self._kernels[key]
+
+    def _layer_number(self, spec: MetricSpec, ref: LayerRef, what: str) -> float:
+        """A per-layer scalar of the kernel, once per run: ``self`` ⟨K, K⟩ or ``spread``
+        (:func:`~repsim_cli.stats.nulls.kernel_spread`)."""
+        key = (spec.text, ref.key, what)
+        if key not in self._numbers:
+            k = self.kernel(spec, ref)
+            self._numbers[key] = frob(k, k) if what == "self" else kernel_spread(k)
+        return self._numbers[key]
+
+    def _loo_terms(self, spec: MetricSpec, ref: LayerRef, unbiased: bool) -> LayerTerms:
+        """A layer's kernel prepared for the leave-one-out closed form, once per run."""
+        key = (spec.text, ref.key)
+        if key not in self._terms:
+            self._terms[key] = loo_layer_terms(self.kernel(spec, ref), unbiased=unbiased)
+        return self._terms[key]
+
+    def _loo_self(self, spec: MetricSpec, ref: LayerRef, unbiased: bool) -> Float64:
+        """A layer's leave-one-out HSIC with itself (n,), once per run."""
+        key = ("loo:" + spec.text, ref.key)
+        if key not in self._kernels:
+            terms = self._loo_terms(spec, ref, unbiased)
+            self._kernels[key] = loo_hsic(terms, terms)
+        return self._kernels[key]
+
+    def data(self, ref: LayerRef) -> np.ndarray:
+        """The layer's rows in memory (n, D) as stored (read once per run)."""
+        if ref.key not in self._data:
+            self._data[ref.key] = np.concatenate([b for _, b in self.comparison.engine.blocks(ref)])
+        return self._data[ref.key]
+
+    # ------------------------------------------------------------------ cells
+    def cells(self, spec: MetricSpec, rows: list[int], cols: list[int], wanted: list[Cell],
+              values: dict[Cell, float]) -> dict[Cell, CellResult]:
+        """Statistics of the ``wanted`` cells of a block (their observed ``values``)."""
+        if not wanted:
+            return {}
+        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        out = {c: CellResult() for c in wanted}
+        if is_fast(spec):
+            self._fast(spec, wanted, values, out)
+        else:
+            self._generic(spec, wanted, values, out, refs_a, refs_b)
+        for c, res in out.items():
+            if "null_mean" in res.stats:
+                res.stats["null_adjusted"] = null_adjusted(
+                    values[c], res.stats["null_mean"], spec.info.identity, spec.info.kind)
+        return out
+
+    def _fast(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
+              out: dict[Cell, CellResult]) -> None:
+        opts, n = self.options, self.n
+        unbiased = bool(spec.params.get("debiased"))
+        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+
+        def kern(ref: LayerRef, zero_diag: bool) -> Float64:
+            if not zero_diag:
+                return self.kernel(spec, ref)
+            key = ("nodiag:" + spec.name + repr(sorted(spec.params.items())), ref.key)
+            if key not in self._kernels:
+                self._kernels[key] = without_diagonal(self.kernel(spec, ref))
+            return self._kernels[key]
+
+        if self._boot is not None:
+            with threadpool_limits(1):  # many mid-sized GEMMs: thread wake-ups cost more than they give
+                self._fast_bootstrap(spec, wanted, unbiased, kern, out)
+        if opts.jackknife:
+            with threadpool_limits(1):  # matrix–vector products: one thread (see loo_hsic)
+                self._fast_jackknife(spec, wanted, values, unbiased, out)
+        if opts.null == "gamma":
+            for c in wanted:
+                ra, rb = refs_a[c[0]], refs_b[c[1]]
+                kc, lc = self.kernel(spec, ra), self.kernel(spec, rb)
+                stat, mean, var = gamma_null(kc, lc, self._layer_number(spec, ra, "spread"),
+                                             self._layer_number(spec, rb, "spread"))  # fmt: skip
+                denom = math.sqrt(self._layer_number(spec, ra, "self") * self._layer_number(spec, rb, "self"))
+                scale = n * n / denom if denom > 0 else math.nan
+                out[c].stats.update(p_value=gamma_sf(stat, mean, var, n), null_mean=mean * scale,
+                                    null_std=math.sqrt(var) * scale if var > 0 else math.nan)
+        elif self._perms is not None:
+            by_col: dict[int, list[Cell]] = {}
+            for c in wanted:
+                by_col.setdefault(c[1], []).append(c)
+            for j, cells in by_col.items():
+                lb = kern(refs_b[j], unbiased)
+                kas = [kern(refs_a[i], unbiased) for i, _ in cells]
+                inner = permuted_inner(kas, lb, self._perms)
+                for row, c in enumerate(cells):
+                    null, observed = self._null_cka(kas[row], lb, inner[row], unbiased)
+                    self._test_summary(observed, null, spec.info.kind, out[c])
+
+    def _fast_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
+                        unbiased: bool, out: dict[Cell, CellResult]) -> None:
+        """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
+        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        for c in wanted:
+            ra, rb = refs_a[c[0]], refs_b[c[1]]
+            h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
+            h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, unbiased),
+                                                          self._loo_terms(spec, rb, unbiased))  # fmt: skip
+            loo = cka_ratio(h_ab, h_aa, h_bb)
+            out[c].std_error = jackknife_se(loo)
+            out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
+
+    def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool,
+                        kern: Callable[[LayerRef, bool], Float64], out: dict[Cell, CellResult]) -> None:
+        """Bootstrap replicates of the kernel path: weights through GEMMs (:mod:`.weighted`)."""
+        assert self._boot is not None
+        opts, n = self.options, self.n
+        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        reps: dict[Cell, list[Float64]] = {c: [] for c in wanted}
+        layer_refs = {r.key: r for c in wanted for r in (refs_a[c[0]], refs_b[c[1]])}
+        kernels = {key: kern(r, unbiased) for key, r in layer_refs.items()}
+        for start in range(0, opts.bootstrap, REPLICATE_CHUNK):
+            w = np.ascontiguousarray(bootstrap_weights(self._boot[start : start + REPLICATE_CHUNK], n))
+            terms = {key: layer_terms(k, w, self.dtype) for key, k in kernels.items()}
+            selfs = {key: weighted_hsic(k, k, w, terms[key][0], terms[key][0], terms[key][1],
+                                        terms[key][1], unbiased=unbiased, dtype=self.dtype)
+                     for key, k in kernels.items()}  # fmt: skip
+            for c in wanted:
+                ka, kb = refs_a[c[0]].key, refs_b[c[1]].key
+                if ka == kb:
+                    reps[c].append(cka_ratio(selfs[ka], selfs[ka], selfs[ka]))
+                    continue
+                (aw, aa), (bw, bb) = terms[ka], terms[kb]
+                h = weighted_hsic(kernels[ka], kernels[kb], w, aw, bw, aa, bb, unbiased=unbiased,
+                                  dtype=self.dtype)  # fmt: skip
+                reps[c].append(cka_ratio(h, selfs[ka], selfs[kb]))
+        for c in wanted:
+            self._bootstrap_summary(np.concatenate(reps[c]), out[c])
+
+    def _null_cka(self, k: Float64, l_: Float64, inner: Float64, unbiased: bool) -> tuple[Float64, float]:
+        """Null CKA values of the permutations from their ⟨K, L_π⟩, and the observed CKA in the
+        same arithmetic."""
+        n = self.n
+        if not unbiased:
+            denom = math.sqrt(frob(k, k) * frob(l_, l_))
+            return inner / denom, frob(k, l_) / denom
+        one = np.ones((n, 1))
+        kw, kk = layer_terms(k, one)
+        lw, ll = layer_terms(l_, one)
+        h_aa = weighted_hsic(k, k, one, kw, kw, kk, kk, unbiased=True)
+        h_bb = weighted_hsic(l_, l_, one, lw, lw, ll, ll, unbiased=True)
+        r, s = kw[:, 0], lw[:, 0]
+        # n(n−3)·HSIC_u of (K, L_π): trace term permuted, 1ᵀK1·1ᵀL1 fixed, 1ᵀK L_π 1 = Σ r_i s_π(i)
+        assert self._perms is not None
+        cross = s[self._perms] @ r
+        h = inner + kk[0] * ll[0] / ((n - 1.0) * (n - 2.0)) - 2.0 / (n - 2.0) * cross
+        observed = weighted_hsic(k, l_, one, kw, lw, kk, ll, unbiased=True)
+        return cka_ratio(h, h_aa, h_bb), float(cka_ratio(observed, h_aa, h_bb)[0])
+
+    def _bootstrap_summary(self, reps: Float64, res: CellResult) -> None:
+        lo, hi = _percentile_interval(reps, self.options.ci)
+        res.stats.update(ci_low=lo, ci_high=hi)
+        finite = reps[np.isfinite(reps)]
+        if not self.options.jackknife and finite.size > 1:
+            res.std_error = float(np.std(finite, ddof=1))
+
+    def _test_summary(self, observed: float, null: Float64, kind: str, res: CellResult) -> None:
+        finite = null[np.isfinite(null)]
+        res.stats.update(
+            p_value=permutation_p(observed, null, kind),
+            null_mean=float(finite.mean()) if finite.size else math.nan,
+            null_std=float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
+        )
+
+    def _generic(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
+                 out: dict[Cell, CellResult], refs_a: list[LayerRef], refs_b: list[LayerRef]) -> None:
+        opts, n = self.options, self.n
+        rows = sorted({i for i, _ in wanted})
+        cols = sorted({j for _, j in wanted})
+        row_keys = [refs_a[i].key for i in rows]
+        col_keys = [refs_b[j].key for j in cols]
+        data = {refs_a[i].key: self.data(refs_a[i]) for i in rows}
+        data.update({refs_b[j].key: self.data(refs_b[j]) for j in cols})
+        pos = {c: (rows.index(c[0]), cols.index(c[1])) for c in wanted}
+
+        def collect(mats: list[Float64]) -> dict[Cell, Float64]:
+            stack = np.stack(mats)
+            return {c: stack[:, pos[c][0], pos[c][1]] for c in wanted}
+
+        if self._boot is not None:
+            if spec.name == "rsa":  # copy–copy pairs excluded (see .rsa_boot)
+                stack = rsa_replicates(spec.params, data, row_keys, col_keys, self._boot)
+                reps = {c: stack[:, pos[c][0], pos[c][1]] for c in wanted}
+            else:
+                reps = collect([matrix_on_rows(spec, data, row_keys, col_keys, idx) for idx in self._boot])
+            for c in wanted:
+                self._bootstrap_summary(reps[c], out[c])
+        if opts.jackknife:
+            everyone = np.arange(n)
+            loo = collect([matrix_on_rows(spec, data, row_keys, col_keys, np.delete(everyone, k))
+                           for k in range(n)])  # fmt: skip
+            for c in wanted:
+                out[c].std_error = jackknife_se(loo[c])
+                out[c].dominated = [int(k) for k in dominating_examples(values[c], loo[c])]
+        if self._perms is not None:
+            everyone = np.arange(n)
+            observed = matrix_on_rows(spec, data, row_keys, col_keys, everyone, everyone)
+            null = collect([matrix_on_rows(spec, data, row_keys, col_keys, everyone, p) for p in self._perms])
+            for c in wanted:
+                self._test_summary(float(observed[pos[c]]), null[c], spec.info.kind, out[c])
+
+    # ------------------------------------------------------------------ run summary
+    def describe(self) -> list[str]:
+        """``--dry-run`` lines: per metric, the path and the work of each statistic."""
+        opts, n = self.options, self.n
+        lines = [f"statistics (seed {opts.seed}): "
+                 + ", ".join(x for x in (
+                     f"bootstrap {opts.bootstrap} ({opts.ci:g} percentile intervals)" if opts.bootstrap else "",
+                     "jackknife" if opts.jackknife else "",
+                     f"null {opts.null}" + (f" ({opts.permutations} permutations)" if opts.null == "permutation"
+                                            and opts.permutations else "") if opts.testing else "",
+                     f"adjust {opts.adjust}" if opts.testing else "") if x)]  # fmt: skip
+        work = self.comparison.work()
+        for spec in self.comparison.specs:
+            w = work[spec.text]
+            cells, states = int(w["cells"]), int(w["states"])
+            if is_fast(spec):
+                flops = 0.0
+                if opts.bootstrap:
+                    flops += 2.0 * n * n * opts.bootstrap * (cells + 2 * states)
+                if opts.jackknife:
+                    flops += 10.0 * n * n * cells
+                if opts.null == "permutation" and opts.permutations:
+                    flops += 2.0 * n * n * opts.permutations * cells
+                lines.append(f"  {spec.text}: kernel path (no layer re-prepared), about {flops:.3g} flops, "
+                             f"{states} kernels of {n}×{n} float64 held")  # fmt: skip
+            else:
+                reps = opts.bootstrap + (n if opts.jackknife else 0) + (opts.permutations + 1 if opts.permutations else 0)
+                factor = 2 if opts.permutations else 1
+                lines.append(
+                    f"  {spec.text}: WARNING generic path: every layer re-prepared on resampled rows, "
+                    f"{reps} replicates × {states} layers (×{factor} for permutations) = about "
+                    f"{reps * states * factor} prepare stages and {reps * cells} pair stages"
+                    + (f" (the jackknife alone: {n} replicates)" if opts.jackknife else "")
+                )
+        return lines
+
+    def finish(self, spec: MetricSpec, result: MetricResult, labels: tuple[list[str], list[str]],
+               dominated: dict[Cell, list[int]]) -> None:
+        """After a metric's matrix: adjust its p-values and warn about dominated cells."""
+        if self.options.testing:
+            adjust_result(result, labels, self.options.adjust)
+        warn_dominated(self.comparison, spec, dominated)
+
+
+def adjust_result(result: MetricResult, labels: tuple[list[str], list[str]], method: str) -> None:
+    """Fill ``p_adjusted`` of one metric's results from its ``p_value`` over the whole matrix
+    (``labels``: the rows' and columns' layer labels, unique within the run)."""
+    p = result.stats.get("p_value")
+    if p is None or not np.isfinite(p).any():
+        return
+    result.stats["p_adjusted"] = adjust_matrix(p, labels[0], labels[1], result.symmetric, method)
+
+
+def result_labels(results: Results) -> tuple[list[str], list[str]]:
+    """Row and column labels of a results matrix, unique within it (model index and layer)."""
+    return ([f"{m}/{name}" for m, name in zip(results.row_models, results.layers_a, strict=True)],
+            [f"{m}/{name}" for m, name in zip(results.col_models, results.layers_b, strict=True)])  # fmt: skip
+
+
+def adjust_results(results: Results) -> None:
+    """Recompute every metric's ``p_adjusted`` over its whole matrix, by the method the run
+    recorded (results attribute ``statistics``); merge calls it once the shards are united."""
+    settings = results.attrs.get("statistics")
+    if not isinstance(settings, dict) or not settings.get("adjust"):
+        return
+    labels = result_labels(results)
+    for m in results.metrics.values():
+        adjust_result(m, labels, str(settings["adjust"]))
+
+
+def warn_dominated(comparison: Comparison, spec: MetricSpec, dominated: dict[Cell, list[int]]) -> None:
+    """One warning line per cell that a handful of examples dominate (≤ 1% of them), with the
+    ``repsim influence`` command that shows which."""
+    import warnings
+
+    from .._warnings import RepsimWarning
+
+    n = comparison.plan.n
+    for (i, j), examples in sorted(dominated.items()):
+        if not examples or len(examples) > max(1, n // 100):
+            continue
+        ra, rb = comparison.refs_a[i], comparison.refs_b[j]
+        warnings.warn(
+            f"{spec.text} ({ra.name}, {rb.name}): {len(examples)} of {n} examples dominate the value "
+            f"(leaving one out moves it beyond the influence threshold); see: repsim influence "
+            f"{ra.store.path} {rb.store.path} --layer-a {ra.name} --layer-b {rb.name} -m {spec.text}",
+            RepsimWarning, stacklevel=2,
+        )
+
+
+def needs_kernels(options: StatsOptions | None, specs: Sequence[MetricSpec]) -> bool:
+    """Should the engine's plan hold whole Grams for the statistics? No: the plan stays the one
+    a run without statistics makes (so values are the same bit for bit), and the kernel path
+    rebuilds a packed Gram from its triangle (cheaper than the whole-Gram plan's extra copies,
+    measured with bench/bench_stats.py)."""
+    return False
+
+
+def attach_statistics(comparison: Comparison, options: StatsOptions | None) -> None:
+    """Give a prepared comparison its per-cell statistics (nothing when none are asked for)."""
+    if options is not None and options.active:
+        comparison.statistics = CellStatistics(comparison, options)
