@@ -396,3 +396,31 @@ def test_rsa_bootstrap_excludes_copy_pairs_as_rsatoolbox(compare: str) -> None:
         reps.append(float(rsatoolbox.rdm.compare(a, b, method="spearman" if compare == "spearman" else "tau-b")[0, 0]))
     lo, hi = np.quantile(reps, [0.025, 0.975])
     np.testing.assert_allclose([res.stats["ci_low"][0, 1], res.stats["ci_high"][0, 1]], [lo, hi], rtol=1e-9)
+
+
+def test_a_packed_gram_is_rebuilt_whole() -> None:
+    """The kernel path rebuilds a packed plan's Gram from its strict upper triangle and row norms
+    (the plan that holds no whole Gram raises RuntimeError for it)."""
+    from types import SimpleNamespace
+
+    from repsim_cli.stats.runner import engine_gram
+
+    rng = np.random.default_rng(14)
+    n = 600  # more than one 256-row tile
+    x = rng.normal(size=(n, 7))
+    k = centred_gram(x)
+    iu = np.triu_indices(n, 1)
+
+    def no_whole_gram(ref: object) -> None:
+        raise RuntimeError("the packed plan holds Gram triangles only")
+
+    def triangle_rows(layer: int, first: int, stop: int, out: np.ndarray) -> None:
+        assert (layer, first, stop) == (0, 0, n)
+        out[:] = k[iu]
+
+    engine = SimpleNamespace(
+        n=n, centered_gram=no_whole_gram, index=lambda ref: 0, row_sqnorms=lambda ref: np.diag(k).copy(),
+        _grams=SimpleNamespace(triangle_rows=triangle_rows),
+    )
+    rebuilt = engine_gram(SimpleNamespace(engine=engine), object())  # type: ignore[arg-type]
+    np.testing.assert_array_equal(rebuilt, k)
