@@ -77,6 +77,9 @@ class StatsOptions:
             raise RepsimError(f"--ci {self.ci}: the interval's level must be in (0, 1), e.g. 0.95")
         if self.null not in NULLS:
             raise RepsimError(f"--null {self.null!r}: expected one of {', '.join(NULLS)}")
+        if self.null == "gamma" and self.permutations:
+            raise RepsimError("--null gamma needs no --permutations (it fits the null instead); "
+                              "give one or the other")
         if self.adjust not in METHODS:
             raise RepsimError(f"--adjust {self.adjust!r}: expected one of {', '.join(METHODS)}")
 
