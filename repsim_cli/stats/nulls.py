@@ -94,6 +94,8 @@ def gamma_null(kc: Float64, lc: Float64, spread_k: float | None = None,
 def gamma_sf(stat: float, mean: float, var: float, n: int) -> float:
     """P(T ≥ stat) for T ~ Gamma(shape mean²/var, scale n·var/mean) (Gretton et al. 2008);
     NaN when the moments are not positive."""
+    from scipy import stats as sps  # here: scipy.stats costs ~1 s at start-up
+
     if not (mean > 0 and var > 0):
         return float("nan")
     from scipy import stats as sps  # lazily: scipy.stats costs start-up time of every command

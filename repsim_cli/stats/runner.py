@@ -77,6 +77,9 @@ class StatsOptions:
             raise RepsimError(f"--ci {self.ci}: the interval's level must be in (0, 1), e.g. 0.95")
         if self.null not in NULLS:
             raise RepsimError(f"--null {self.null!r}: expected one of {', '.join(NULLS)}")
+        if self.null == "gamma" and self.permutations:
+            raise RepsimError("--null gamma needs no --permutations (it fits the null instead); "
+                              "give one or the other")
         if self.adjust not in METHODS:
             raise RepsimError(f"--adjust {self.adjust!r}: expected one of {', '.join(METHODS)}")
 
@@ -139,15 +142,29 @@ def engine_gram(comparison: Comparison, ref: LayerRef) -> Float64 | None:
         getattr(engine._grams, "triangle_rows")(engine.index(ref), 0, n, tri)  # noqa: B009
     except (AttributeError, AssertionError, RuntimeError, NotImplementedError):
         return None
-    upper = np.zeros((n, n))
+    k: Float64 = np.empty((n, n))
     start = 0
     for i in range(n - 1):  # row i of the strict upper triangle (contiguous slices: no scatter)
         stop = start + n - 1 - i
-        upper[i, i + 1 :] = tri[start:stop]
+        k[i, i + 1 :] = tri[start:stop]
         start = stop
-    k: Float64 = upper + upper.T
+    mirror_lower(k)
     k[np.diag_indices(n)] = engine.row_sqnorms(ref)
     return k
+
+
+def mirror_lower(k: Float64, tile: int = 256) -> None:
+    """Copy the strict upper triangle of k (n, n) onto its lower triangle, in place, tile by tile
+    (a transposed tile stays in cache; a whole-matrix transpose does not)."""
+    n = k.shape[0]
+    for i0 in range(0, n, tile):
+        i1 = min(i0 + tile, n)
+        block = k[i0:i1, i0:i1]
+        lower = np.tril_indices(i1 - i0, -1)
+        block[lower] = block.T[lower]
+        for j0 in range(i1, n, tile):
+            j1 = min(j0 + tile, n)
+            k[j0:j1, i0:i1] = k[i0:i1, j0:j1].T
 
 
 def is_fast(spec: MetricSpec) -> bool:
