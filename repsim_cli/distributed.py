@@ -353,6 +353,20 @@ def parse_scheduler(text: str) -> tuple[str, int | None]:
 
 
 @contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """Put ``os.environ`` back as it was on exit: a Nanny sets its workers' variables
+    (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) in its own process's environment before
+    spawning each worker, and would leave them there."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in [n for n in os.environ if n not in saved]:
+            del os.environ[name]
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
 def connect(scheduler: str) -> Iterator[Any]:
     """A ``distributed.Client`` of ``scheduler`` (an address, or ``local:W``: a local cluster of W
     worker processes with one thread each), closed (with its cluster) on exit."""
@@ -362,6 +376,7 @@ def connect(scheduler: str) -> Iterator[Any]:
     address, workers = parse_scheduler(scheduler)
     with contextlib.ExitStack() as stack:
         if workers is not None:
+            stack.enter_context(environment_kept())
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.CRITICAL,  # a task's error reaches the client: one line

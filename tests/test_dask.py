@@ -44,7 +44,9 @@ def run(*args: object) -> object:
 def cluster():
     """One LocalCluster of 2 worker processes (1 thread each) for the module; its address."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    from repsim_cli.distributed import environment_kept
+
+    with environment_kept(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as lc, distributed.Client(lc) as client:  # fmt: skip
         yield lc.scheduler_address, client
     del lc, client
@@ -202,11 +204,13 @@ def test_resume_computes_only_the_missing_cells(cluster, two_stores, tmp_path) -
 
 def test_local_cluster_from_the_command_line(two_stores, tmp_path) -> None:
     pytest.importorskip("distributed")
+    environment = dict(os.environ)
     r = run("compare", *two_stores, "-m", "cka", "-o", tmp_path / "single.csv", "-q")
     assert r.exit_code == 0, r.output
     r = run("compare", *two_stores, "-m", "cka", "-o", tmp_path / "dask.csv", "-q", "--scheduler", "local:2")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "single.csv").read_bytes()
+    assert dict(os.environ) == environment  # the workers' variables are not left behind
     r = run("compare", *two_stores, "-m", "cka", "-o", tmp_path / "x.csv", "--scheduler", "local:0")
     assert r.exit_code == 1 and "local:W with W ≥ 1" in r.output
     assert not (tmp_path / "x.csv").exists()
