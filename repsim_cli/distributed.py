@@ -254,9 +254,12 @@ def _recorded(caught: Iterable[warnings.WarningMessage]) -> list[tuple[str, type
 def layer_task(recipe: Recipe, key: str, spec_indices: Sequence[int], ship_gram: bool) -> LayerStates:
     """Build one layer's states for the metrics ``spec_indices`` on this worker (and its Gram
     triangle when ``ship_gram``), as ``Comparison.prepare_states`` does for one layer."""
+    from .states import StateStore
+
     with _task(recipe) as run, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        comparison = run.comparison
+        # a state store of the task's own: Dask keeps the states, nothing is held or spilled here
+        comparison = replace(run.comparison, states=StateStore(1 << 62))
         ref = next(r for r in comparison.engine.refs if r.key == key)
         states = {}
         for s in spec_indices:
