@@ -254,9 +254,12 @@ def _recorded(caught: Iterable[warnings.WarningMessage]) -> list[tuple[str, type
 def layer_task(recipe: Recipe, key: str, spec_indices: Sequence[int], ship_gram: bool) -> LayerStates:
     """Build one layer's states for the metrics ``spec_indices`` on this worker (and its Gram
     triangle when ``ship_gram``), as ``Comparison.prepare_states`` does for one layer."""
+    from .states import StateStore
+
     with _task(recipe) as run, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        comparison = run.comparison
+        # a state store of the task's own: Dask keeps the states, nothing is held or spilled here
+        comparison = replace(run.comparison, states=StateStore(1 << 62))
         ref = next(r for r in comparison.engine.refs if r.key == key)
         states = {}
         for s in spec_indices:
@@ -353,6 +356,20 @@ def parse_scheduler(text: str) -> tuple[str, int | None]:
 
 
 @contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """Put ``os.environ`` back as it was on exit: a Nanny sets its workers' variables
+    (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) in its own process's environment before
+    spawning each worker, and would leave them there."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in [n for n in os.environ if n not in saved]:
+            del os.environ[name]
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
 def connect(scheduler: str) -> Iterator[Any]:
     """A ``distributed.Client`` of ``scheduler`` (an address, or ``local:W``: a local cluster of W
     worker processes with one thread each), closed (with its cluster) on exit."""
@@ -362,6 +379,7 @@ def connect(scheduler: str) -> Iterator[Any]:
     address, workers = parse_scheduler(scheduler)
     with contextlib.ExitStack() as stack:
         if workers is not None:
+            stack.enter_context(environment_kept())
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.CRITICAL,  # a task's error reaches the client: one line

@@ -1,6 +1,6 @@
-"""``compare --scheduler``: the Dask backend equals the single process exactly, survives a worker
-killed mid-run, resumes from the journal, and says clearly what is wrong (no Dask installed, a
-store a worker cannot read).
+"""``compare --scheduler``: the Dask backend equals the single process exactly (bitwise, with the
+same BLAS thread count), survives a worker killed mid-run, resumes from the journal, and says
+clearly what is wrong (no Dask installed, a store a worker cannot read).
 
 Budget: about 25 s on 2 loaded cores (one shared 2-worker cluster, one ``local:2`` start).
 """
@@ -32,6 +32,10 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
 )
 
+# The single-process reference runs BLAS on one thread, as each Dask task does by default
+# (--threads): another thread count may round the last bits of a product differently.
+ONE_THREAD = ("--threads", "1")
+
 METRICS = ["cka", "cka:debiased=true", "cca", "rsa", "procrustes", "cka_rbf", "cka_minibatch", "bayes_js"]
 FEATURE_METRICS = ["cka", "cka:debiased=true", "cca", "procrustes", "svcca"]
 
@@ -44,7 +48,9 @@ def run(*args: object) -> object:
 def cluster():
     """One LocalCluster of 2 worker processes (1 thread each) for the module; its address."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    from repsim_cli.distributed import environment_kept
+
+    with environment_kept(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as lc, distributed.Client(lc) as client:  # fmt: skip
         yield lc.scheduler_address, client
     del lc, client
@@ -108,7 +114,7 @@ def test_values_equal_the_single_process(cluster, two_stores, tmp_path, n_stores
     plan = json.loads(run(*args, "--dry-run", "--json").output)
     assert plan["side"] == ("sample" if side == "auto" else side)
     assert plan.get("mode") == mode or side == "feature"
-    r = run(*args, "-o", single, "-q")
+    r = run(*args, "-o", single, "-q", *ONE_THREAD)
     assert r.exit_code == 0, r.output
     r = run(*args, "-o", dask, "-q", "--scheduler", address)
     assert r.exit_code == 0, r.output
@@ -125,7 +131,7 @@ def test_three_models_and_a_shard(cluster, two_stores, make_store, tmp_path) -> 
     c = make_store({f"c{i}": rng.standard_normal((48, 6)).astype(np.float32) for i in range(2)},
                    ".h5", name="C")  # fmt: skip
     args = ["compare", *two_stores, c, "-m", "cka", "-m", "cca", "--within", "--shard", "2/3", "-q"]
-    r = run(*args, "-o", tmp_path / "single.h5")
+    r = run(*args, "-o", tmp_path / "single.h5", *ONE_THREAD)
     assert r.exit_code == 0, r.output
     r = run(*args, "-o", tmp_path / "dask.h5", "--scheduler", address)
     assert r.exit_code == 0, r.output
@@ -139,7 +145,7 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster, two_stores, tmp_path) 
 
     address, client = cluster
     flag = tmp_path / "worker-exited"
-    r = run("compare", *two_stores, *metric_args(), "-o", tmp_path / "single.h5", "-q")
+    r = run("compare", *two_stores, *metric_args(), "-o", tmp_path / "single.h5", "-q", *ONE_THREAD)
     assert r.exit_code == 0, r.output
     where = str(flag)
     # lambdas travel by value: they set the variable in each worker process's own environment
@@ -180,7 +186,7 @@ def test_resume_computes_only_the_missing_cells(cluster, two_stores, tmp_path) -
     on the workers and writes the same results as one uninterrupted process."""
     address, _ = cluster
     single, out = tmp_path / "single.h5", tmp_path / "dask.h5"
-    r = run("compare", *two_stores, "-m", "cka", "-m", "cca", "-o", single, "-q")
+    r = run("compare", *two_stores, "-m", "cka", "-m", "cca", "-o", single, "-q", *ONE_THREAD)
     assert r.exit_code == 0, r.output
     full = read_results(single)
     with open_store(two_stores[0]) as sa, open_store(two_stores[1]) as sb:
@@ -202,11 +208,13 @@ def test_resume_computes_only_the_missing_cells(cluster, two_stores, tmp_path) -
 
 def test_local_cluster_from_the_command_line(two_stores, tmp_path) -> None:
     pytest.importorskip("distributed")
-    r = run("compare", *two_stores, "-m", "cka", "-o", tmp_path / "single.csv", "-q")
+    environment = dict(os.environ)
+    r = run("compare", *two_stores, "-m", "cka", "-o", tmp_path / "single.csv", "-q", *ONE_THREAD)
     assert r.exit_code == 0, r.output
     r = run("compare", *two_stores, "-m", "cka", "-o", tmp_path / "dask.csv", "-q", "--scheduler", "local:2")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "single.csv").read_bytes()
+    assert dict(os.environ) == environment  # the workers' variables are not left behind
     r = run("compare", *two_stores, "-m", "cka", "-o", tmp_path / "x.csv", "--scheduler", "local:0")
     assert r.exit_code == 1 and "local:W with W ≥ 1" in r.output
     assert not (tmp_path / "x.csv").exists()
