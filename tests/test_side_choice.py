@@ -43,11 +43,11 @@ def _run_time(path: Any, metric: str, side: str) -> float:
 
 
 CASES = [  # metric, n, width, layers, the side expected to win
-    ("procrustes", 300, 8, 2, "feature"),  # thin eigh of 8×8 vs eigh of 300×300
+    ("procrustes", 500, 8, 2, "feature"),  # no factorisation vs eigh of 500×500
     ("procrustes", 30, 500, 3, "sample"),  # 30×30 couplings vs SVDs of 500×500 XcᵀYc
-    ("cka", 1000, 4, 2, "feature"),  # 8×8 joint covariance vs 1000×1000 Grams
+    ("cka", 2500, 4, 2, "feature"),  # 8×8 joint covariance vs 2500×2500 Grams
     ("cka", 30, 800, 2, "sample"),  # 30×30 Grams vs a 1600×1600 joint covariance
-    ("bayes_kl", 250, 6, 2, "feature"),  # span of 12 columns vs the n×n route
+    ("bayes_kl", 600, 6, 3, "feature"),  # spans of 12 columns vs the n×n route
 ]
 
 
