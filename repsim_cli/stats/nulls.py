@@ -98,6 +98,5 @@ def gamma_sf(stat: float, mean: float, var: float, n: int) -> float:
 
     if not (mean > 0 and var > 0):
         return float("nan")
-    from scipy import stats as sps  # lazily: scipy.stats costs start-up time of every command
 
     return float(sps.gamma.sf(stat, mean * mean / var, scale=n * var / mean))
