@@ -313,7 +313,10 @@ class Comparison:
         """``--dry-run --json``: the engine plan's keys plus ``models``, ``blocks`` and ``work``."""
         return {**self.plan.to_dict(), "models": list(self.attrs["models"]),
                 "blocks": [list(p) for p in self.layout.pairs], "work": self.work(),
-                "state_budget": self.states.budget}  # fmt: skip
+                "state_budget": self.states.budget,
+                **({"statistics": {"options": self.statistics.options.to_dict(),
+                                   "plan": self.statistics.describe()}}
+                   if self.statistics is not None else {})}  # fmt: skip
 
     def state(self, spec: MetricSpec, ref: LayerRef) -> Any:
         """The metric's state of one layer: prepared once per run, then kept or spilled."""

@@ -21,7 +21,7 @@ def statistics_options(fn: F) -> F:
                      help="Paired bootstrap over examples: B replicates, percentile interval per cell."),
         click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
                      show_default=True, help="Level of the bootstrap interval."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Seed of the bootstrap replicates and permutations."),
         click.option("--jackknife", is_flag=True, help="Leave-one-out standard error per cell (std_error)."),
         click.option("--permutations", type=click.IntRange(min=0), default=0, metavar="P",
@@ -38,8 +38,29 @@ def statistics_options(fn: F) -> F:
 
 
 def stats_options(values: dict[str, Any]) -> StatsOptions | None:
-    """The parsed options as :class:`StatsOptions` (None when no statistic is asked for)."""
+    """The parsed options as :class:`StatsOptions` (None when no statistic is asked for).
+
+    An option that would change nothing (``--ci`` without ``--bootstrap``; ``--adjust`` or
+    ``--null permutation`` without a test) is a usage error rather than silently ignored.
+    """
     opts = StatsOptions(bootstrap=values["bootstrap"], ci=values["ci"], seed=values["seed"],
                         jackknife=values["jackknife"], permutations=values["permutations"],
                         null=values["null"], adjust=values["adjust"])  # fmt: skip
+    given = _given_on_command_line()
+    if "ci" in given and not opts.bootstrap:
+        raise click.UsageError("--ci sets the level of the bootstrap intervals: give --bootstrap B too")
+    if not opts.testing:
+        for name in ("adjust", "null"):
+            if name in given:
+                raise click.UsageError(f"--{name} applies to p-values: give --permutations P "
+                                       "(or --null gamma) too")  # fmt: skip
     return opts if opts.active else None
+
+
+def _given_on_command_line() -> set[str]:
+    """Names of the statistics options the user set explicitly (not by their defaults)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return set()
+    names = ("ci", "adjust", "null")
+    return {n for n in names if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}

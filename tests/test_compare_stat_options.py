@@ -1,0 +1,51 @@
+"""compare's statistics options: a value that would change nothing, or cannot be used, is a
+usage error (exit 2, one line) instead of being ignored; --dry-run --json shows the statistics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from repsim_cli.cli import cli
+
+
+@pytest.fixture
+def store(make_store):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 4))
+    return make_store({"a": x, "b": x @ rng.standard_normal((4, 5))}, name="S")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--ci", "0.9"], "--ci"),
+    (["--adjust", "bh"], "--adjust"),
+    (["--null", "permutation"], "--null"),
+    (["--seed", "-1", "--bootstrap", "5"], "--seed"),
+])  # fmt: skip
+def test_options_that_would_change_nothing_are_usage_errors(store, tmp_path, extra, message) -> None:
+    out = tmp_path / "r.csv"
+    r = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", *extra, "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output and not out.exists()
+
+
+def test_the_same_options_with_their_statistic_are_accepted(store, tmp_path) -> None:
+    out = tmp_path / "r.csv"
+    r = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "--bootstrap", "5", "--ci", "0.9",
+                                 "--permutations", "5", "--adjust", "bh", "--null", "permutation",
+                                 "-o", str(out), "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output and out.exists()
+
+
+def test_dry_run_json_shows_the_statistics(store) -> None:
+    r = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "-m", "procrustes", "--bootstrap", "7",
+                                 "--dry-run", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.output)["statistics"]
+    assert stats["options"]["bootstrap"] == 7
+    assert any("generic path" in line for line in stats["plan"])
+    plain = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "--dry-run", "--json"])
+    assert "statistics" not in json.loads(plain.output)
