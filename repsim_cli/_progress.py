@@ -25,7 +25,7 @@ LINE_STEP = 0.05  # fraction of a task's total that earns a line (rate-limited b
 MIN_LINE_GAP = 1.0  # seconds
 # The unit counted by each task the library reports (by the start of its description).
 UNITS = (("extract", "samples"), ("reading ", "rows"), ("feature-side pass", "rows"),
-         ("centred Grams", "layers"), ("Gram tiles", "tiles"))  # fmt: skip
+         ("centred Grams", "layers"), ("Gram tiles", "tiles"), ("statistics of", "cells"))  # fmt: skip
 
 
 def no_progress(description: str, completed: float, total: float) -> None:

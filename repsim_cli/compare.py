@@ -428,6 +428,9 @@ class Comparison:
                     pending.append((i, j))
             wanted = set(pending)
             notes: set[str] = set()
+            stats_task, stats_done = f"statistics of {spec.text}", 0
+            if self.statistics is not None and pending:
+                self.engine.progress(stats_task, 0, len(pending))
             for rows, cols in covering_blocks(pending, by_row=not spec.info.batched):
                 block = self._block(spec, rows, cols, wanted)
                 notes |= block.notes
@@ -449,6 +452,8 @@ class Comparison:
                         finished.append((s_idx, i, j, float(value[i, j]), se, cell_notes.get((i, j))))
                 if self.statistics is not None:
                     finished = self._with_statistics(spec, rows, cols, finished, cell_stats)
+                    stats_done += len(finished)
+                    self.engine.progress(stats_task, stats_done, len(pending))
                 if journal is not None:
                     journal.write(finished)
             warn_notes(spec.name, notes)

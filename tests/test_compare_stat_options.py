@@ -4,6 +4,7 @@ usage error (exit 2, one line) instead of being ignored; --dry-run --json shows 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -49,3 +50,15 @@ def test_dry_run_json_shows_the_statistics(store) -> None:
     assert any("generic path" in line for line in stats["plan"])
     plain = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "--dry-run", "--json"])
     assert "statistics" not in json.loads(plain.output)
+
+
+def test_statistics_report_progress_in_batch_logs(store, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.csv"
+    r = subprocess.run([sys.executable, "-m", "repsim_cli", "compare", str(store), "-m", "cka",
+                        "--bootstrap", "5", "-o", str(out)], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    # plain lines, as stderr is not a terminal
+    assert re.search(r"^statistics of cka: (\d+)/\1 cells \(100%\)", r.stderr, re.MULTILINE), r.stderr
