@@ -62,3 +62,21 @@ def test_statistics_report_progress_in_batch_logs(store, tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     # plain lines, as stderr is not a terminal
     assert re.search(r"^statistics of cka: (\d+)/\1 cells \(100%\)", r.stderr, re.MULTILINE), r.stderr
+
+
+def test_a_resume_from_a_journal_without_cells_says_so(store, tmp_path) -> None:
+    from repsim_cli.compare import journal_path, prepare_comparison
+    from repsim_cli.integrity import comparison_content
+    from repsim_cli.schedule import Journal
+    from repsim_cli.store import open_store
+
+    out = tmp_path / "r.h5"
+    with open_store(store) as s:  # a run killed before its first cell: the journal holds its header only
+        comparison = prepare_comparison(s, None, ["cka"])
+        journal = Journal(journal_path(out), comparison.journal_header(None), content=comparison_content(comparison))
+        journal.open(resume=False)
+        journal.close(remove=False)
+        comparison.close()
+    r = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "-o", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "resuming: 0 of 3 cells done" in r.output

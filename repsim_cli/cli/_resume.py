@@ -67,11 +67,11 @@ def comparison_cells(comparison: Any, shard: Any) -> list[tuple[int, int, int]]:
 
 
 def resume_note(comparison: Any, journal: Any, shard: Any) -> str | None:
-    """``resuming: 37 of 144 cells done`` when ``journal`` holds cells of this comparison (it
-    refuses one written by another comparison), else None."""
+    """``resuming: 37 of 144 cells done`` when ``journal`` exists for this comparison (it refuses
+    one written by another comparison; a journal killed before its first cell says 0), else None."""
     done = journal.load()
-    if not done:
-        return None
+    if not done and not journal.path.exists():
+        return None  # nothing to resume from: a fresh run
     cells = comparison_cells(comparison, shard)
     kept = sum(1 for cell in cells if cell in done)
     return f"resuming: {kept:,} of {len(cells):,} cells done"
