@@ -80,3 +80,11 @@ def test_a_resume_from_a_journal_without_cells_says_so(store, tmp_path) -> None:
     r = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "-o", str(out), "--resume"])
     assert r.exit_code == 0, r.output
     assert "resuming: 0 of 3 cells done" in r.output
+
+
+def test_dry_run_json_metric_flops_are_those_of_the_chosen_side(store) -> None:
+    r = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "-m", "procrustes", "--dry-run", "--json"])
+    plan = json.loads(r.output)
+    for spec, route in plan["metric_sides"].items():
+        if route["choice"] in route["estimates"]:
+            assert plan["metric_flops"][spec] == route["estimates"][route["choice"]]

@@ -245,12 +245,21 @@ class Plan:
         lines += [f"  {c.label}: {self.passes.get(c.key, 0):g}" for c in self.layers]
         return "\n".join(lines)
 
+    def chosen_metric_flops(self) -> dict[str, float]:
+        """Each metric's estimated flops on the side the planner chose for it (the engine's side
+        for metrics without a route of their own)."""
+        out = dict(self.metric_flops)
+        for spec, route in self.routes.items():
+            if route.choice in route.estimates:
+                out[spec] = float(route.estimates[route.choice])
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "side": self.side, "n": self.n, "compute_dtype": self.compute_dtype,
             "budget": self.budget, "block_rows": self.block_rows, "peak_bytes": self.peak_bytes,
             "flops": self.flops, "bytes_read": self.bytes_read, "pairs": self.pairs,
-            "passes": dict(self.passes), "metric_flops": dict(self.metric_flops),
+            "passes": dict(self.passes), "metric_flops": self.chosen_metric_flops(),
             "mode": self.strategy.name, "tile_rows": self.tile_rows, "gram_capacity": self.gram_capacity,
             "metric_sides": {spec: {"estimates": dict(r.estimates), "choice": r.choice,
                                     "layers": dict(r.layers)} for spec, r in self.routes.items()},
