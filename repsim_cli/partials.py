@@ -18,6 +18,7 @@ tile's products differently from a whole-Gram SYRK, about 1e-7).
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Sequence
@@ -37,12 +38,13 @@ from .store._container import backend_for, open_container
 
 Float64 = NDArray[np.float64]
 FORMAT = "partial_sums"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tiles in tile_order (halves), diagonal tiles costed as SYRKs
 # Metrics whose cells finalise from partial sums: linear CKA from (inner, qq, qsum); RBF CKA from
 # the sums of its centred kernels' tile products, given each layer's summary (below).
 TILED_METRICS = ("cka", "cka_rbf")
 # Tiles per shard aimed at (balance within about 1/TILES_PER_SHARD).
 TILES_PER_SHARD = 8
+TILE_ORDER = "halves"  # see tile_order
 
 
 def tileable(specs: Sequence[MetricSpec], side: str = "sample") -> bool:
@@ -185,7 +187,8 @@ def balanced_range(costs: Sequence[float], shard: Shard) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class TilePlan:
-    """The tiles of a sample-side run: row blocks of ``rows`` samples, pairs (I, J ≥ I) row-major."""
+    """The tiles of a sample-side run: row blocks of ``rows`` samples, pairs (I, J ≥ I) in the
+    order of :func:`tile_order` (shards take contiguous runs of it)."""
 
     n: int
     rows: int
@@ -195,13 +198,39 @@ class TilePlan:
         return list(range(0, self.n, self.rows))
 
     def tiles(self) -> list[tuple[int, int, int, int]]:
-        """(i0, i1, j0, j1) of every tile, row-major."""
+        """(i0, i1, j0, j1) of every tile, in :func:`tile_order`."""
         bounds = [(s, min(s + self.rows, self.n)) for s in self.starts]
-        return [(*bounds[a], *bounds[b]) for a in range(len(bounds)) for b in range(a, len(bounds))]
+        return [(*bounds[a], *bounds[b]) for a, b in tile_order(len(bounds))]
 
     @staticmethod
     def costs(tiles: Sequence[tuple[int, int, int, int]]) -> list[float]:
-        return [float((i1 - i0) * (j1 - j0)) for i0, i1, j0, j1 in tiles]
+        """Multiply-adds per output column of each tile: a diagonal tile is a SYRK (its upper
+        triangle, t(t+1)/2 entries), any other a GEMM."""
+        return [float((i1 - i0) * (i1 - i0 + 1) // 2 if i0 == j0 else (i1 - i0) * (j1 - j0))
+                for i0, i1, j0, j1 in tiles]  # fmt: skip
+
+
+def tile_order(m: int) -> list[tuple[int, int]]:
+    """The pairs of row blocks (I, J ≥ I) of an m-block triangle, ordered so that a contiguous
+    run of them touches few row blocks: recursively, the first half's triangle, then the
+    rectangle (first half) × (second half) row by row, then the second half's triangle. With
+    N = 2^k shards and 2^k·(power of two) blocks the cuts fall on these pieces (diagonal tiles
+    costed as SYRKs): N = 4 gives triangle A, the two halves of A × B by rows, triangle B —
+    each shard reads 1/2 or 3/4 of the rows instead of up to all of them in row-major order."""
+    out: list[tuple[int, int]] = []
+
+    def visit(a: int, b: int) -> None:
+        if b - a == 1:
+            out.append((a, a))
+            return
+        mid = (a + b) // 2
+        visit(a, mid)
+        out.extend((i, j) for i in range(a, mid) for j in range(mid, b))
+        visit(mid, b)
+
+    if m > 0:
+        visit(0, m)
+    return out
 
 
 def tile_plan(n: int, count: int, max_rows: int) -> TilePlan:
@@ -344,18 +373,20 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
         rtol = roundoff_rtol(engine.dtype)
         rbf_sums = {idx: np.zeros((n_layers, n_layers)) for idx, _ in rbf_specs}
         plan, tiles = sample_share(comparison, shard)
-        tiling = {"side": "sample", "rows": plan.rows}
+        tiling = {"side": "sample", "rows": plan.rows, "order": TILE_ORDER}
         inner = np.zeros((n_layers, n_layers))
-        # the rows this shard's tiles touch, read and centred once per layer when they fit
-        lo = min((t[0] for t in tiles), default=0)
-        hi = max((t[3] for t in tiles), default=0)
-        span_bytes = (hi - lo) * sum(r.width for r in refs) * engine.dtype.itemsize
-        held = ([centred_range(engine, r, lo, hi) for r in refs]
-                if tiles and span_bytes <= comparison.plan.budget // 4 else None)  # fmt: skip
+        # the row blocks this shard's tiles touch, read (one read per run of consecutive blocks)
+        # and centred once per layer when they fit
+        runs = touched_runs(tiles)
+        touched_bytes = sum(b - a for a, b in runs) * sum(r.width for r in refs) * engine.dtype.itemsize
+        held = ([[centred_range(engine, r, a, b) for a, b in runs] for r in refs]
+                if tiles and touched_bytes <= comparison.plan.budget // 4 else None)  # fmt: skip
+        run_starts = [a for a, _ in runs]
 
         def rows_of(layer: int, start: int, stop: int) -> NDArray[np.floating]:
             if held is not None:
-                return held[layer][start - lo : stop - lo]
+                at = bisect.bisect_right(run_starts, start) - 1
+                return held[layer][at][start - run_starts[at] : stop - run_starts[at]]
             block: NDArray[np.floating] = engine.centered_rows(refs[layer], start, stop)
             return block
 
@@ -366,14 +397,19 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
             if i0 != left_start:
                 left = [rows_of(k, i0, i1) for k in range(n_layers)]
                 left_start = i0
-            # one GEMM per layer for the whole panel of tiles (I, J…): larger, faster products
-            right = [left[k] if (j0, j1) == (i0, i1) else rows_of(k, j0, j1) for k in range(n_layers)]
+            # one product per layer for the whole panel of tiles (I, J…): a SYRK for the diagonal
+            # tile (I, I) when the panel starts with it, one GEMM for the rest
+            rest = i1 if j0 == i0 else j0
+            right = [rows_of(k, rest, j1) for k in range(n_layers)] if j1 > rest else None
             ti, width = i1 - i0, j1 - j0
             stacked = np.empty((n_layers, ti * width))
             diag = np.empty((n_layers, ti)) if j0 == i0 else None
             for k in range(n_layers):
-                panel = left[k] @ right[k].T
-                stacked[k] = panel.ravel()
+                panel = stacked[k].reshape(ti, width)
+                if diag is not None:
+                    panel[:, :ti] = left[k] @ left[k].T  # numpy runs A @ A.T as a SYRK
+                if right is not None:
+                    panel[:, width - (j1 - rest) :] = left[k] @ right[k].T
                 if diag is not None:
                     diag[k] = np.diag(panel[:, :ti])
             if diag is not None:
@@ -415,6 +451,19 @@ def centred_range(engine: Any, ref: Any, start: int, stop: int, step: int = 256)
         np.subtract(raw[r : r + m], mean, out=buf[:m])
         out[r : r + m] = buf[:m]
     return out
+
+
+def touched_runs(tiles: Sequence[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
+    """The rows [start, stop) the tiles touch (both their row and column blocks), as ascending
+    runs of consecutive row blocks."""
+    blocks = sorted({(t[0], t[1]) for t in tiles} | {(t[2], t[3]) for t in tiles})
+    runs: list[tuple[int, int]] = []
+    for start, stop in blocks:
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], stop)
+        else:
+            runs.append((start, stop))
+    return runs
 
 
 PANEL_BYTES = 256 * 1024**2  # float64 products of one panel of tiles held at once

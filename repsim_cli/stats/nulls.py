@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats as sps
 
 Float64 = NDArray[np.float64]
 
@@ -97,4 +96,6 @@ def gamma_sf(stat: float, mean: float, var: float, n: int) -> float:
     NaN when the moments are not positive."""
     if not (mean > 0 and var > 0):
         return float("nan")
+    from scipy import stats as sps  # imported here: scipy.stats costs ~1 s at every CLI start
+
     return float(sps.gamma.sf(stat, mean * mean / var, scale=n * var / mean))
