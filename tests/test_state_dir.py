@@ -44,7 +44,7 @@ def test_two_stages_merge_to_the_single_run(store, tmp_path, count) -> None:
         r = run("compare", store, *TWO_STAGE, "--stage", "layers", "--shard", f"{k}/{count}",
                 "--state-dir", states, "-q")  # fmt: skip
         assert r.exit_code == 0, r.output
-    assert len(list(states.glob("*.state"))) == 5  # cca and procrustes share one state per layer
+    assert len(list(states.glob("*.state"))) == 10  # per layer: cca's basis and procrustes' state
     parts = []
     for k in range(1, count + 1):
         part = tmp_path / f"part{k}.h5"
@@ -77,10 +77,10 @@ def test_each_state_is_prepared_once_across_shards(store, tmp_path) -> None:
             prepared, found = run_layers_stage(c, Shard(k, 3))
             assert (prepared, found) == (prepares(c), 0)
             total += prepared
-    assert total == 5
+    assert total == 10  # 5 layers × (cca's basis, procrustes' state)
     with ExitStack() as stack:
         c = comparison_of(stack, store, ["cca", "procrustes", "cka"], tmp_path / "st", require=True)
-        assert run_layers_stage(c, Shard(1, 1)) == (0, 5)
+        assert run_layers_stage(c, Shard(1, 1)) == (0, 10)
     with ExitStack() as stack:
         c = comparison_of(stack, store, ["cca", "procrustes", "cka"], tmp_path / "st", require=True)
         res = c.run(shard=Shard(2, 2))  # the pairs stage reads every state it needs
