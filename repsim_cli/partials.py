@@ -400,6 +400,8 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
 
         left_start = -1
         left: list[NDArray[np.floating]] = []
+        stacked_buf: Float64 = np.empty(0)
+        product_buf: NDArray[np.floating] = np.empty(0, dtype=engine.dtype)
         panels = tile_panels(tiles, n_layers * 8 * (1 + len(rbf_specs)), PANEL_BYTES)
         for done, (i0, i1, j0, j1) in enumerate(panels, start=1):
             if i0 != left_start:
@@ -410,14 +412,23 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
             rest = i1 if j0 == i0 else j0
             right = [rows_of(k, rest, j1) for k in range(n_layers)] if j1 > rest else None
             ti, width = i1 - i0, j1 - j0
-            stacked = np.empty((n_layers, ti * width))
+            # reused buffers (fresh pages for every panel cost as much CPU as the small GEMMs)
+            if stacked_buf.size < n_layers * ti * width:
+                stacked_buf = np.empty(n_layers * ti * width)
+                product_buf = np.empty(ti * width, dtype=engine.dtype)
+            stacked = stacked_buf[: n_layers * ti * width].reshape(n_layers, ti * width)
             diag = np.empty((n_layers, ti)) if j0 == i0 else None
             for k in range(n_layers):
                 panel = stacked[k].reshape(ti, width)
                 if diag is not None:
-                    panel[:, :ti] = left[k] @ left[k].T  # numpy runs A @ A.T as a SYRK
+                    square = product_buf[: ti * ti].reshape(ti, ti)
+                    np.matmul(left[k], left[k].T, out=square)  # numpy runs A @ A.T as a SYRK
+                    panel[:, :ti] = square
                 if right is not None:
-                    panel[:, width - (j1 - rest) :] = left[k] @ right[k].T
+                    cols = j1 - rest
+                    rect = product_buf[: ti * cols].reshape(ti, cols)
+                    np.matmul(left[k], right[k].T, out=rect)
+                    panel[:, width - cols :] = rect
                 if diag is not None:
                     diag[k] = np.diag(panel[:, :ti])
             if diag is not None:
@@ -444,20 +455,19 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
     return Partial(shard, partial_header(comparison, shard, tiling), _template(comparison), arrays, share)
 
 
-def centred_range(engine: Any, ref: Any, start: int, stop: int, step: int = 256) -> NDArray[np.floating]:
-    """Rows [start, stop) of a centred layer in the GEMM dtype: one read, centred in float64 a
-    few rows at a time (the same values as the engine's ``centered_rows``, without a float64
-    copy of the whole range)."""
+def centred_range(engine: Any, ref: Any, start: int, stop: int) -> NDArray[np.floating]:
+    """Rows [start, stop) of a centred layer in the GEMM dtype: one read, centred in float64
+    (the same values as the engine's ``centered_rows``: each entry widened to float64, the
+    float64 mean subtracted, rounded to the GEMM dtype), in place when the stored dtype is the
+    GEMM dtype (no second copy of the rows: fresh pages cost as much CPU as the centring)."""
     mean = engine.mean(ref)
     raw = ref.store.read_rows(ref.name, start, stop)
     engine.counts["read:" + ref.key] += 1
     engine.bytes_read += raw.nbytes
-    out = np.empty(raw.shape, dtype=engine.dtype)
-    buf = np.empty((min(step, len(raw)), raw.shape[1]))
-    for r in range(0, len(raw), step):
-        m = min(step, len(raw) - r)
-        np.subtract(raw[r : r + m], mean, out=buf[:m])
-        out[r : r + m] = buf[:m]
+    inplace = raw.dtype == engine.dtype and raw.flags.c_contiguous and raw.flags.writeable
+    out = raw if inplace else np.empty(raw.shape, dtype=engine.dtype)
+    # the float64 loop (raw and mean widened, result rounded into ``out``), buffered by numpy
+    np.subtract(raw, mean, out=out, casting="unsafe")
     return out
 
 
