@@ -157,6 +157,29 @@ def test_tile_plans_give_each_shard_several_tiles() -> None:
         assert (cover == 1).all()
 
 
+def test_tile_order_is_halves_and_shards_touch_few_rows() -> None:
+    from repsim_cli.partials import TilePlan, tile_order, touched_runs
+
+    assert tile_order(4) == [(0, 0), (0, 1), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3)]
+    for m in range(1, 20):  # every pair (I, J ≥ I) exactly once
+        order = tile_order(m)
+        assert sorted(order) == [(a, b) for a in range(m) for b in range(a, m)]
+    # N = 4: triangle A, the two row halves of A × B, triangle B — equal flops (diagonal tiles as
+    # SYRKs), each shard reading half or three quarters of the rows
+    plan = tile_plan(5000, 4, 10**9)
+    tiles = plan.tiles()
+    costs = TilePlan.costs(tiles)
+    touched, flops = [], []
+    for k in range(1, 5):
+        lo, hi = balanced_range(costs, Shard(k, 4))
+        touched.append(sum(b - a for a, b in touched_runs(tiles[lo:hi])))
+        flops.append(sum(costs[lo:hi]))
+    assert touched == [2500, 3750, 3750, 2500]
+    assert max(flops) / min(flops) < 1.001
+    assert touched_runs([(0, 10, 20, 30), (10, 20, 20, 30)]) == [(0, 30)]
+    assert touched_runs([(0, 10, 30, 40)]) == [(0, 10), (30, 40)]
+
+
 def test_dry_run_shows_the_share_and_balance(stores, tmp_path) -> None:
     a, _ = stores
     r = run("compare", a, *CKA, "--side", "sample", "--shard", "2/3", "--dry-run")
