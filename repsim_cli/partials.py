@@ -22,6 +22,8 @@ import bisect
 import json
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,6 +348,11 @@ def feature_share(comparison: Any, shard: Shard) -> tuple[int, list[tuple[int, i
 
 def compute_partial(comparison: Any, shard: Shard) -> Partial:
     """Shard K's partial sums of a comparison whose metrics are all :func:`tileable`."""
+    with ExitStack() as stack:  # the reader thread stops (pending reads cancelled) on any exit
+        return _compute_partial(comparison, shard, stack)
+
+
+def _compute_partial(comparison: Any, shard: Shard, stack: ExitStack) -> Partial:
     engine = comparison.engine
     refs = engine.refs
     n_layers = len(refs)
@@ -387,30 +394,37 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
         # and centred once per layer when they fit
         runs = touched_runs(tiles)
         touched_bytes = sum(b - a for a, b in runs) * sum(r.width for r in refs) * engine.dtype.itemsize
-        held = ([[centred_range(engine, r, a, b) for a, b in runs] for r in refs]
+        # one reader thread reads and centres the layers in order while the first panel's GEMMs
+        # run (BLAS, the digest check and the ufuncs release the GIL), as a single run's
+        # read-ahead overlaps reading with its SYRKs
+        reader = ThreadPoolExecutor(1, thread_name_prefix="repsim-shard-read")
+        stack.callback(reader.shutdown, wait=True, cancel_futures=True)
+        def read_layer(ref: Any) -> list[NDArray[np.floating]]:
+            return [centred_range(engine, ref, a, b) for a, b in runs]
+
+        held = ([reader.submit(read_layer, r) for r in refs]
                 if tiles and touched_bytes <= comparison.plan.budget // 4 else None)  # fmt: skip
         run_starts = [a for a, _ in runs]
 
         def rows_of(layer: int, start: int, stop: int) -> NDArray[np.floating]:
             if held is not None:
                 at = bisect.bisect_right(run_starts, start) - 1
-                return held[layer][at][start - run_starts[at] : stop - run_starts[at]]
+                return held[layer].result()[at][start - run_starts[at] : stop - run_starts[at]]
             block: NDArray[np.floating] = engine.centered_rows(refs[layer], start, stop)
             return block
 
         left_start = -1
-        left: list[NDArray[np.floating]] = []
+        left: list[NDArray[np.floating] | None] = []
         stacked_buf: Float64 = np.empty(0)
         product_buf: NDArray[np.floating] = np.empty(0, dtype=engine.dtype)
         panels = tile_panels(tiles, n_layers * 8 * (1 + len(rbf_specs)), PANEL_BYTES)
         for done, (i0, i1, j0, j1) in enumerate(panels, start=1):
             if i0 != left_start:
-                left = [rows_of(k, i0, i1) for k in range(n_layers)]
+                left = [None] * n_layers  # filled layer by layer (the reader may still be going)
                 left_start = i0
             # one product per layer for the whole panel of tiles (I, J…): a SYRK for the diagonal
             # tile (I, I) when the panel starts with it, one GEMM for the rest
             rest = i1 if j0 == i0 else j0
-            right = [rows_of(k, rest, j1) for k in range(n_layers)] if j1 > rest else None
             ti, width = i1 - i0, j1 - j0
             # reused buffers (fresh pages for every panel cost as much CPU as the small GEMMs)
             if stacked_buf.size < n_layers * ti * width:
@@ -419,15 +433,18 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
             stacked = stacked_buf[: n_layers * ti * width].reshape(n_layers, ti * width)
             diag = np.empty((n_layers, ti)) if j0 == i0 else None
             for k in range(n_layers):
+                lk = left[k]
+                if lk is None:
+                    lk = left[k] = rows_of(k, i0, i1)
                 panel = stacked[k].reshape(ti, width)
                 if diag is not None:
                     square = product_buf[: ti * ti].reshape(ti, ti)
-                    np.matmul(left[k], left[k].T, out=square)  # numpy runs A @ A.T as a SYRK
+                    np.matmul(lk, lk.T, out=square)  # numpy runs A @ A.T as a SYRK
                     panel[:, :ti] = square
-                if right is not None:
+                if j1 > rest:
                     cols = j1 - rest
                     rect = product_buf[: ti * cols].reshape(ti, cols)
-                    np.matmul(left[k], right[k].T, out=rect)
+                    np.matmul(lk, rows_of(k, rest, j1).T, out=rect)
                     panel[:, width - cols :] = rect
                 if diag is not None:
                     diag[k] = np.diag(panel[:, :ti])
@@ -445,7 +462,7 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
                 rbf_sums[idx] += _weighted_inner(kernels, ti, width, j0 == i0)
                 del kernels
             inner += _weighted_inner(stacked, ti, width, j0 == i0)
-            del stacked, right
+            del stacked
             engine.progress(f"shard {shard}: panels of tiles", done, len(panels))
         arrays = {"inner": inner, "qq": qq, "qsum": qsum}
         for idx, _ in rbf_specs:
