@@ -98,8 +98,9 @@ def test_slurm_two_arrays_then_merge(workdir: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = (workdir / "jobs.json").read_text()
     assert jobs.count('"ok"') == 3 and "failed" not in jobs
-    # the layers array prepared each layer's state once: 5 layers of each of the two stores
-    assert len(list((workdir / "states").glob("*.state"))) == 10
+    # the layers array prepared each layer's states once: 5 layers of each of the two stores, each
+    # with cca's basis and procrustes' state (separate state keys since the integ merge)
+    assert len(list((workdir / "states").glob("*.state"))) == 20
     assert sorted(p.name for p in (workdir / "parts").iterdir()) == sorted(
         [f"cka.{k}.h5" for k in range(4)] + [f"cca.{k}.h5" for k in range(4)])
     # Same BLAS thread count as the tasks: a different count may change the last bits of a GEMM.
