@@ -8,8 +8,8 @@ over examples or example pairs (Kornblith et al. 2019, ICML, eq. 3):
   from the diagonal tiles, and debiasing needs only Σ_i q_a,i q_b,i and Σ_i q_a,i;
 * feature side: h_ab = ‖C_ab‖²_F with C = [X₁…X_L]ᵀ[X₁…X_L] centred, itself a sum over row blocks.
 
-Shard K of N takes a contiguous run of the tiles (sample side) or of the rows (feature side),
-balanced by flops, and writes the *partial sums* of every cell (cross and self terms) to a
+Shard K of N takes a contiguous run of the tiles in :func:`tile_order` (sample side) or of the
+rows (feature side), balanced by flops, and writes the *partial sums* of every cell (cross and self terms) to a
 partial file. Every shard centres with the same exact float64 column means (the store's stats or a
 cheap pass). :func:`merge_partials` adds the partials in shard order and finalises; merged values
 equal a single run to round-off (about 1e-15 relative in float64 GEMMs; float32 GEMMs round each
