@@ -239,3 +239,19 @@ def test_the_pairs_stage_without_a_shard_is_one_partial(stores, tmp_path) -> Non
     assert r.exit_code == 0, r.output
     merged = run("merge", tmp_path / "p.h5", "-o", "-")
     assert_close(merged.stdout, run("compare", a, *CKA, "-o", "-", "-q").stdout)
+
+
+def test_tile_shards_refuse_rows_changed_in_place(make_store, tmp_path) -> None:
+    """Every shard checks the digest of each chunk it reads (in its reader thread): rows permuted
+    in place (same column sums, stats and digests untouched) are refused by every shard."""
+    import h5py
+
+    rng = np.random.default_rng(3)
+    data = {"l0": rng.standard_normal((40, 4)), "l1": rng.standard_normal((40, 5))}
+    path = make_store(data, name="P", chunk_rows=5)
+    with h5py.File(path, "r+") as f:
+        f["layers/l1"][...] = data["l1"][::-1]
+    for k in range(1, 5):
+        r = run("compare", path, *CKA, "--side", "sample", "--shard", f"{k}/4", "-o", tmp_path / f"p{k}.h5")
+        assert r.exit_code == 1 and "do not match their content digest" in r.output, r.output
+        assert not (tmp_path / f"p{k}.h5").exists()
