@@ -65,7 +65,7 @@ def run_workload(name: str, store: Path, metrics: list[str], shards: int, repeat
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     base = [str(store), *[a for m in metrics for a in ("-m", m)], "-q", *extra]
-    singles, shard_walls, shard_cpus, single_cpus, merges = [], [], [], [], []
+    singles, shard_walls, shard_cpus, single_cpus, merges, per_cpu = [], [], [], [], [], []
     for _ in range(repeats):
         wall, cpu = timed_command(repsim_args("compare", *base, "-o", str(work / "single.csv")))
         singles.append(wall)
@@ -87,6 +87,7 @@ def run_workload(name: str, store: Path, metrics: list[str], shards: int, repeat
             cpus[k - 1] += c
         shard_walls.append(walls)
         shard_cpus.append(sum(cpus))
+        per_cpu.append(cpus)
         wall, _ = timed_command(repsim_args("merge", *(str(work / f"part{k}.h5") for k in range(1, shards + 1)),
                                             "-o", str(work / "merged.csv")))  # fmt: skip
         merges.append(wall)
@@ -98,10 +99,13 @@ def run_workload(name: str, store: Path, metrics: list[str], shards: int, repeat
         "shard_cpu_sum": statistics.median(shard_cpus), "merge_wall": statistics.median(merges),
         "max_rel_diff": max_rel_diff(work / "merged.csv", work / "single.csv"),
     }  # fmt: skip
-    print(f"  single run: {single:.2f} s wall, {out['single_cpu']:.2f} s CPU")
+    print(f"  single run: {single:.2f} s wall, {out['single_cpu']:.2f} s CPU (each repeat, wall: "
+          + ", ".join(f"{w:.2f}" for w in singles) + ")")
     print("  shards (wall, s): " + ", ".join(f"{w:.2f}" for w in per_shard)
           + f"  -> largest {max(per_shard) / single:.3f}x the single run")  # fmt: skip
-    print(f"  shards' summed CPU: {out['shard_cpu_sum']:.2f} s -> {out['shard_cpu_sum'] / out['single_cpu']:.3f}x")
+    print(f"  shards' summed CPU: {out['shard_cpu_sum']:.2f} s -> {out['shard_cpu_sum'] / out['single_cpu']:.3f}x"
+          " (each shard's CPU, s: " + ", ".join(f"{statistics.median(c[k] for c in per_cpu):.2f}"
+                                               for k in range(shards)) + ")")  # fmt: skip
     print(f"  merge: {out['merge_wall']:.2f} s; merged vs single: max relative difference {out['max_rel_diff']:.2e}")
     return out
 

@@ -8,8 +8,8 @@ over examples or example pairs (Kornblith et al. 2019, ICML, eq. 3):
   from the diagonal tiles, and debiasing needs only Σ_i q_a,i q_b,i and Σ_i q_a,i;
 * feature side: h_ab = ‖C_ab‖²_F with C = [X₁…X_L]ᵀ[X₁…X_L] centred, itself a sum over row blocks.
 
-Shard K of N takes a contiguous run of the tiles (sample side) or of the rows (feature side),
-balanced by flops, and writes the *partial sums* of every cell (cross and self terms) to a
+Shard K of N takes a contiguous run of the tiles in :func:`tile_order` (sample side) or of the
+rows (feature side), balanced by flops, and writes the *partial sums* of every cell (cross and self terms) to a
 partial file. Every shard centres with the same exact float64 column means (the store's stats or a
 cheap pass). :func:`merge_partials` adds the partials in shard order and finalises; merged values
 equal a single run to round-off (about 1e-15 relative in float64 GEMMs; float32 GEMMs round each
@@ -18,9 +18,12 @@ tile's products differently from a whole-Gram SYRK, about 1e-7).
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +40,14 @@ from .store._container import backend_for, open_container
 
 Float64 = NDArray[np.float64]
 FORMAT = "partial_sums"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tiles in tile_order (halves), diagonal tiles costed as SYRKs
 # Metrics whose cells finalise from partial sums: linear CKA from (inner, qq, qsum); RBF CKA from
 # the sums of its centred kernels' tile products, given each layer's summary (below).
 TILED_METRICS = ("cka", "cka_rbf")
-# Tiles per shard aimed at (balance within about 1/TILES_PER_SHARD).
-TILES_PER_SHARD = 8
+# Tiles per shard at least (more: finer balance, smaller and slower GEMMs; 2.5 puts N = 4
+# shards on 4 row blocks, each shard one quarter of the triangle exactly).
+TILES_PER_SHARD = 2.5
+TILE_ORDER = "halves"  # see tile_order
 
 
 def tileable(specs: Sequence[MetricSpec], side: str = "sample") -> bool:
@@ -168,8 +173,9 @@ def rbf_summaries(comparison: Any, spec: MetricSpec, refs: Sequence[Any] | None 
 
 # ------------------------------------------------------------------------------------ the split
 def balanced_range(costs: Sequence[float], shard: Shard) -> tuple[int, int]:
-    """Shard K of N's contiguous range [start, stop) of work items, cut where the running cost
-    crosses k/N of the total (every item in exactly one shard; deterministic)."""
+    """Shard K of N's contiguous range [start, stop) of work items, cut at the item boundary
+    nearest to k/N of the total cost (ties to the earlier one; every item in exactly one shard;
+    deterministic)."""
     prefix = np.concatenate([[0.0], np.cumsum(np.asarray(costs, dtype=np.float64))])
     total = prefix[-1]
 
@@ -178,14 +184,19 @@ def balanced_range(costs: Sequence[float], shard: Shard) -> tuple[int, int]:
             return 0
         if k >= shard.count:
             return len(costs)
-        return int(np.searchsorted(prefix, total * k / shard.count, side="left"))
+        target = total * k / shard.count
+        at = int(np.searchsorted(prefix, target, side="left"))
+        if at > 0 and target - prefix[at - 1] <= prefix[min(at, len(costs))] - target:
+            at -= 1
+        return min(at, len(costs))
 
     return cut(shard.index - 1), cut(shard.index)
 
 
 @dataclass(frozen=True)
 class TilePlan:
-    """The tiles of a sample-side run: row blocks of ``rows`` samples, pairs (I, J ≥ I) row-major."""
+    """The tiles of a sample-side run: row blocks of ``rows`` samples, pairs (I, J ≥ I) in the
+    order of :func:`tile_order` (shards take contiguous runs of it)."""
 
     n: int
     rows: int
@@ -195,21 +206,49 @@ class TilePlan:
         return list(range(0, self.n, self.rows))
 
     def tiles(self) -> list[tuple[int, int, int, int]]:
-        """(i0, i1, j0, j1) of every tile, row-major."""
+        """(i0, i1, j0, j1) of every tile, in :func:`tile_order`."""
         bounds = [(s, min(s + self.rows, self.n)) for s in self.starts]
-        return [(*bounds[a], *bounds[b]) for a in range(len(bounds)) for b in range(a, len(bounds))]
+        return [(*bounds[a], *bounds[b]) for a, b in tile_order(len(bounds))]
 
     @staticmethod
     def costs(tiles: Sequence[tuple[int, int, int, int]]) -> list[float]:
-        return [float((i1 - i0) * (j1 - j0)) for i0, i1, j0, j1 in tiles]
+        """Multiply-adds per output column of each tile: a diagonal tile is a SYRK (its upper
+        triangle, t(t+1)/2 entries), any other a GEMM."""
+        return [float((i1 - i0) * (i1 - i0 + 1) // 2 if i0 == j0 else (i1 - i0) * (j1 - j0))
+                for i0, i1, j0, j1 in tiles]  # fmt: skip
+
+
+def tile_order(m: int) -> list[tuple[int, int]]:
+    """The pairs of row blocks (I, J ≥ I) of an m-block triangle, ordered so that a contiguous
+    run of them touches few row blocks: recursively, the first half's triangle, then the
+    rectangle (first half) × (second half) row by row, then the second half's triangle. With
+    N = 2^k shards and 2^k·(power of two) blocks the cuts fall on these pieces (diagonal tiles
+    costed as SYRKs): N = 4 gives triangle A, the two halves of A × B by rows, triangle B —
+    each shard reads 1/2 or 3/4 of the rows instead of up to all of them in row-major order."""
+    out: list[tuple[int, int]] = []
+
+    def visit(a: int, b: int) -> None:
+        if b - a == 1:
+            out.append((a, a))
+            return
+        mid = (a + b) // 2
+        visit(a, mid)
+        out.extend((i, j) for i in range(a, mid) for j in range(mid, b))
+        visit(mid, b)
+
+    if m > 0:
+        visit(0, m)
+    return out
 
 
 def tile_plan(n: int, count: int, max_rows: int) -> TilePlan:
-    """Row blocks so that the triangle of tiles has at least TILES_PER_SHARD tiles per shard (and
-    a tile's working set fits ``max_rows``); depends on N only, so every shard agrees."""
+    """Row blocks for N shards: the fewest (a power of two, so that :func:`tile_order`'s pieces
+    fall on the cuts) giving at least TILES_PER_SHARD tiles per shard — large tiles keep the
+    GEMMs efficient (a 625-row SYRK runs at half the rate of a 1250-row one) — with a tile's
+    working set within ``max_rows``; depends on n and N only, so every shard agrees."""
     m = 1
-    while m * (m + 1) // 2 < TILES_PER_SHARD * count and m < n:
-        m += 1
+    while m * (m + 1) // 2 < TILES_PER_SHARD * count and m < n and count > 1:
+        m *= 2
     rows = max(1, min(math.ceil(n / m), max_rows))
     return TilePlan(n, rows)
 
@@ -309,6 +348,11 @@ def feature_share(comparison: Any, shard: Shard) -> tuple[int, list[tuple[int, i
 
 def compute_partial(comparison: Any, shard: Shard) -> Partial:
     """Shard K's partial sums of a comparison whose metrics are all :func:`tileable`."""
+    with ExitStack() as stack:  # the reader thread stops (pending reads cancelled) on any exit
+        return _compute_partial(comparison, shard, stack)
+
+
+def _compute_partial(comparison: Any, shard: Shard, stack: ExitStack) -> Partial:
     engine = comparison.engine
     refs = engine.refs
     n_layers = len(refs)
@@ -344,36 +388,64 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
         rtol = roundoff_rtol(engine.dtype)
         rbf_sums = {idx: np.zeros((n_layers, n_layers)) for idx, _ in rbf_specs}
         plan, tiles = sample_share(comparison, shard)
-        tiling = {"side": "sample", "rows": plan.rows}
+        tiling = {"side": "sample", "rows": plan.rows, "order": TILE_ORDER}
         inner = np.zeros((n_layers, n_layers))
-        # the rows this shard's tiles touch, read and centred once per layer when they fit
-        lo = min((t[0] for t in tiles), default=0)
-        hi = max((t[3] for t in tiles), default=0)
-        span_bytes = (hi - lo) * sum(r.width for r in refs) * engine.dtype.itemsize
-        held = ([centred_range(engine, r, lo, hi) for r in refs]
-                if tiles and span_bytes <= comparison.plan.budget // 4 else None)  # fmt: skip
+        # the row blocks this shard's tiles touch, read (one read per run of consecutive blocks)
+        # and centred once per layer when they fit
+        runs = touched_runs(tiles)
+        touched_bytes = sum(b - a for a, b in runs) * sum(r.width for r in refs) * engine.dtype.itemsize
+        # one reader thread reads and centres the layers in order while the first panel's GEMMs
+        # run (BLAS, the digest check and the ufuncs release the GIL), as a single run's
+        # read-ahead overlaps reading with its SYRKs
+        reader = ThreadPoolExecutor(1, thread_name_prefix="repsim-shard-read")
+        stack.callback(reader.shutdown, wait=True, cancel_futures=True)
+        def read_layer(ref: Any) -> list[NDArray[np.floating]]:
+            return [centred_range(engine, ref, a, b) for a, b in runs]
+
+        held = ([reader.submit(read_layer, r) for r in refs]
+                if tiles and touched_bytes <= comparison.plan.budget // 4 else None)  # fmt: skip
+        run_starts = [a for a, _ in runs]
 
         def rows_of(layer: int, start: int, stop: int) -> NDArray[np.floating]:
             if held is not None:
-                return held[layer][start - lo : stop - lo]
+                at = bisect.bisect_right(run_starts, start) - 1
+                return held[layer].result()[at][start - run_starts[at] : stop - run_starts[at]]
             block: NDArray[np.floating] = engine.centered_rows(refs[layer], start, stop)
             return block
 
         left_start = -1
-        left: list[NDArray[np.floating]] = []
+        left: list[NDArray[np.floating] | None] = []
+        stacked_buf: Float64 = np.empty(0)
+        product_buf: NDArray[np.floating] = np.empty(0, dtype=engine.dtype)
         panels = tile_panels(tiles, n_layers * 8 * (1 + len(rbf_specs)), PANEL_BYTES)
         for done, (i0, i1, j0, j1) in enumerate(panels, start=1):
             if i0 != left_start:
-                left = [rows_of(k, i0, i1) for k in range(n_layers)]
+                left = [None] * n_layers  # filled layer by layer (the reader may still be going)
                 left_start = i0
-            # one GEMM per layer for the whole panel of tiles (I, J…): larger, faster products
-            right = [left[k] if (j0, j1) == (i0, i1) else rows_of(k, j0, j1) for k in range(n_layers)]
+            # one product per layer for the whole panel of tiles (I, J…): a SYRK for the diagonal
+            # tile (I, I) when the panel starts with it, one GEMM for the rest
+            rest = i1 if j0 == i0 else j0
             ti, width = i1 - i0, j1 - j0
-            stacked = np.empty((n_layers, ti * width))
+            # reused buffers (fresh pages for every panel cost as much CPU as the small GEMMs)
+            if stacked_buf.size < n_layers * ti * width:
+                stacked_buf = np.empty(n_layers * ti * width)
+                product_buf = np.empty(ti * width, dtype=engine.dtype)
+            stacked = stacked_buf[: n_layers * ti * width].reshape(n_layers, ti * width)
             diag = np.empty((n_layers, ti)) if j0 == i0 else None
             for k in range(n_layers):
-                panel = left[k] @ right[k].T
-                stacked[k] = panel.ravel()
+                lk = left[k]
+                if lk is None:
+                    lk = left[k] = rows_of(k, i0, i1)
+                panel = stacked[k].reshape(ti, width)
+                if diag is not None:
+                    square = product_buf[: ti * ti].reshape(ti, ti)
+                    np.matmul(lk, lk.T, out=square)  # numpy runs A @ A.T as a SYRK
+                    panel[:, :ti] = square
+                if j1 > rest:
+                    cols = j1 - rest
+                    rect = product_buf[: ti * cols].reshape(ti, cols)
+                    np.matmul(lk, rows_of(k, rest, j1).T, out=rect)
+                    panel[:, width - cols :] = rect
                 if diag is not None:
                     diag[k] = np.diag(panel[:, :ti])
             if diag is not None:
@@ -390,7 +462,7 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
                 rbf_sums[idx] += _weighted_inner(kernels, ti, width, j0 == i0)
                 del kernels
             inner += _weighted_inner(stacked, ti, width, j0 == i0)
-            del stacked, right
+            del stacked
             engine.progress(f"shard {shard}: panels of tiles", done, len(panels))
         arrays = {"inner": inner, "qq": qq, "qsum": qsum}
         for idx, _ in rbf_specs:
@@ -400,21 +472,33 @@ def compute_partial(comparison: Any, shard: Shard) -> Partial:
     return Partial(shard, partial_header(comparison, shard, tiling), _template(comparison), arrays, share)
 
 
-def centred_range(engine: Any, ref: Any, start: int, stop: int, step: int = 256) -> NDArray[np.floating]:
-    """Rows [start, stop) of a centred layer in the GEMM dtype: one read, centred in float64 a
-    few rows at a time (the same values as the engine's ``centered_rows``, without a float64
-    copy of the whole range)."""
+def centred_range(engine: Any, ref: Any, start: int, stop: int) -> NDArray[np.floating]:
+    """Rows [start, stop) of a centred layer in the GEMM dtype: one read, centred in float64
+    (the same values as the engine's ``centered_rows``: each entry widened to float64, the
+    float64 mean subtracted, rounded to the GEMM dtype), in place when the stored dtype is the
+    GEMM dtype (no second copy of the rows: fresh pages cost as much CPU as the centring)."""
     mean = engine.mean(ref)
     raw = ref.store.read_rows(ref.name, start, stop)
     engine.counts["read:" + ref.key] += 1
     engine.bytes_read += raw.nbytes
-    out = np.empty(raw.shape, dtype=engine.dtype)
-    buf = np.empty((min(step, len(raw)), raw.shape[1]))
-    for r in range(0, len(raw), step):
-        m = min(step, len(raw) - r)
-        np.subtract(raw[r : r + m], mean, out=buf[:m])
-        out[r : r + m] = buf[:m]
+    inplace = raw.dtype == engine.dtype and raw.flags.c_contiguous and raw.flags.writeable
+    out = raw if inplace else np.empty(raw.shape, dtype=engine.dtype)
+    # the float64 loop (raw and mean widened, result rounded into ``out``), buffered by numpy
+    np.subtract(raw, mean, out=out, casting="unsafe")
     return out
+
+
+def touched_runs(tiles: Sequence[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
+    """The rows [start, stop) the tiles touch (both their row and column blocks), as ascending
+    runs of consecutive row blocks."""
+    blocks = sorted({(t[0], t[1]) for t in tiles} | {(t[2], t[3]) for t in tiles})
+    runs: list[tuple[int, int]] = []
+    for start, stop in blocks:
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], stop)
+        else:
+            runs.append((start, stop))
+    return runs
 
 
 PANEL_BYTES = 256 * 1024**2  # float64 products of one panel of tiles held at once

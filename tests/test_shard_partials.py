@@ -147,7 +147,7 @@ def test_tile_plans_give_each_shard_several_tiles() -> None:
     for n, count, max_rows in ((5000, 1, 10**9), (5000, 4, 10**9), (101, 8, 10**9), (101, 2, 7)):
         plan = tile_plan(n, count, max_rows)
         tiles = plan.tiles()
-        assert len(tiles) >= 8 * count and plan.rows <= max_rows
+        assert (count == 1 or len(tiles) >= 2.5 * count) and plan.rows <= max_rows
         # tiles and their mirrors cover the n × n Gram exactly once
         cover = np.zeros((n, n), dtype=np.int8)
         for i0, i1, j0, j1 in tiles:
@@ -155,6 +155,29 @@ def test_tile_plans_give_each_shard_several_tiles() -> None:
             if j0 != i0:
                 cover[j0:j1, i0:i1] += 1
         assert (cover == 1).all()
+
+
+def test_tile_order_is_halves_and_shards_touch_few_rows() -> None:
+    from repsim_cli.partials import TilePlan, tile_order, touched_runs
+
+    assert tile_order(4) == [(0, 0), (0, 1), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3)]
+    for m in range(1, 20):  # every pair (I, J ≥ I) exactly once
+        order = tile_order(m)
+        assert sorted(order) == [(a, b) for a in range(m) for b in range(a, m)]
+    # N = 4: triangle A, the two row halves of A × B, triangle B — equal flops (diagonal tiles as
+    # SYRKs), each shard reading half or three quarters of the rows
+    plan = tile_plan(5000, 4, 10**9)
+    tiles = plan.tiles()
+    costs = TilePlan.costs(tiles)
+    touched, flops = [], []
+    for k in range(1, 5):
+        lo, hi = balanced_range(costs, Shard(k, 4))
+        touched.append(sum(b - a for a, b in touched_runs(tiles[lo:hi])))
+        flops.append(sum(costs[lo:hi]))
+    assert touched == [2500, 3750, 3750, 2500]
+    assert max(flops) / min(flops) < 1.001
+    assert touched_runs([(0, 10, 20, 30), (10, 20, 20, 30)]) == [(0, 30)]
+    assert touched_runs([(0, 10, 30, 40)]) == [(0, 10), (30, 40)]
 
 
 def test_dry_run_shows_the_share_and_balance(stores, tmp_path) -> None:
@@ -216,3 +239,19 @@ def test_the_pairs_stage_without_a_shard_is_one_partial(stores, tmp_path) -> Non
     assert r.exit_code == 0, r.output
     merged = run("merge", tmp_path / "p.h5", "-o", "-")
     assert_close(merged.stdout, run("compare", a, *CKA, "-o", "-", "-q").stdout)
+
+
+def test_tile_shards_refuse_rows_changed_in_place(make_store, tmp_path) -> None:
+    """Every shard checks the digest of each chunk it reads (in its reader thread): rows permuted
+    in place (same column sums, stats and digests untouched) are refused by every shard."""
+    import h5py
+
+    rng = np.random.default_rng(3)
+    data = {"l0": rng.standard_normal((40, 4)), "l1": rng.standard_normal((40, 5))}
+    path = make_store(data, name="P", chunk_rows=5)
+    with h5py.File(path, "r+") as f:
+        f["layers/l1"][...] = data["l1"][::-1]
+    for k in range(1, 5):
+        r = run("compare", path, *CKA, "--side", "sample", "--shard", f"{k}/4", "-o", tmp_path / f"p{k}.h5")
+        assert r.exit_code == 1 and "do not match their content digest" in r.output, r.output
+        assert not (tmp_path / f"p{k}.h5").exists()
