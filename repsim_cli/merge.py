@@ -33,6 +33,33 @@ def _same_value(x: float, y: float) -> bool:
     return bool(x == y or (np.isnan(x) and np.isnan(y)))
 
 
+def merge_files(paths: Sequence[str | Path]) -> Results:
+    """Merge shard files of either kind: partial sums (:func:`repsim_cli.partials.merge_partials`)
+    or results of cells (:func:`merge_results`).
+
+    Every file is checked first, so a missing or unreadable file is named as such wherever it
+    stands in the list, before any complaint about mixing the two kinds.
+    """
+    from .partials import is_partial_file, merge_partials
+
+    if not paths:
+        raise ResultsError("merge needs at least one results file")
+    for p in paths:
+        if not Path(p).exists():
+            raise ResultsError(f"{p}: no such file")
+    partial = [is_partial_file(p) for p in paths]
+    if all(partial):
+        return merge_partials(paths)
+    if any(partial):
+        for p, is_partial in zip(paths, partial, strict=True):
+            if not is_partial:
+                read_results(p)  # names a file that is neither kind (damaged, not repsim's)
+        odd = paths[partial.index(False)] if partial[0] else paths[partial.index(True)]
+        raise ResultsError(f"{odd}: cannot merge partial sums (compare --shard of inner-product "
+                           "metrics) with results of cells; merge each kind separately")  # fmt: skip
+    return merge_results(paths)
+
+
 def merge_results(paths: Sequence[str | Path]) -> Results:
     """Union the cells of shard results (``.h5``/``.zarr`` from ``compare --shard``).
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ResultsError
-from ..merge import merge_results
+from ..merge import merge_files
 from ..results import write_results
 from ._guard import guarded_output
 from ._options import output_option
@@ -24,12 +23,5 @@ def command(shards: tuple[str, ...], out: str) -> None:
     Example:
       repsim merge parts/cka.*.h5 -o cka.h5
     """
-    from ..partials import is_partial_file, merge_partials
-
     with guarded_output(out, shards, "shard"):
-        partial = [is_partial_file(p) for p in shards]
-        if any(partial) and not all(partial):
-            odd = shards[partial.index(False)] if partial[0] else shards[partial.index(True)]
-            raise ResultsError(f"{odd}: cannot merge partial sums (compare --shard of inner-product "
-                               "metrics) with results of cells; merge each kind separately")  # fmt: skip
-        write_results(merge_partials(shards) if all(partial) else merge_results(shards), out)
+        write_results(merge_files(shards), out)

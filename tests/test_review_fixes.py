@@ -1,0 +1,70 @@
+"""Command-line behaviour fixed after a review: merge's errors and provenance, influence's usage
+errors and output checks, export's option messages, info's statistics, damaged states.
+
+Budget: about 10 s in all (tiny stores, n = 40)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from repsim_cli.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    from repsim_cli.store.importers import import_arrays
+
+    root = tmp_path_factory.mktemp("review")
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((40, 3))
+    out = []
+    for name in ("A", "B"):
+        sources = []
+        for i in range(2):
+            arr = np.hstack([base, rng.standard_normal((40, 2 + i))])
+            np.save(root / f"{name}{i}.npy", arr)
+            sources.append(f"l{i}={root / f'{name}{i}.npy'}")
+        import_arrays(sources, root / f"{name}.h5")
+        out.append(root / f"{name}.h5")
+    return out
+
+
+def shards(stores, tmp_path, metric, tag, count=2, extra=()):
+    parts = []
+    for k in range(1, count + 1):
+        part = tmp_path / f"{tag}{k}.h5"
+        r = run("compare", *stores, "-m", metric, "-o", part, "--shard", f"{k}/{count}", "-q", *extra)
+        assert r.exit_code == 0, r.output
+        parts.append(part)
+    return parts
+
+
+# ------------------------------------------------------------------ merge: a missing file
+@pytest.mark.parametrize("metric", ["cka", "procrustes"])  # partial sums, cells
+@pytest.mark.parametrize("position", [0, 1])
+def test_merge_names_a_missing_file_wherever_it_is(stores, tmp_path, metric, position) -> None:
+    parts = shards(stores, tmp_path, metric, "p")
+    missing = tmp_path / "nonexist.h5"
+    given = list(parts)
+    given.insert(position, missing)
+    r = run("merge", *given, "-o", tmp_path / "m.h5")
+    assert r.exit_code == 1
+    assert r.output.strip() == f"Error: {missing}: no such file"
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_merge_names_a_damaged_file_among_partial_sums(stores, tmp_path) -> None:
+    parts = shards(stores, tmp_path, "cka", "p")
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5 at all")
+    r = run("merge", *parts, junk, "-o", tmp_path / "m.h5")
+    assert r.exit_code == 1
+    assert r.output.startswith(f"Error: {junk}:") and "cannot merge partial sums" not in r.output
