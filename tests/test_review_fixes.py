@@ -5,8 +5,6 @@ Budget: about 10 s in all (tiny stores, n = 40)."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -68,3 +66,37 @@ def test_merge_names_a_damaged_file_among_partial_sums(stores, tmp_path) -> None
     r = run("merge", *parts, junk, "-o", tmp_path / "m.h5")
     assert r.exit_code == 1
     assert r.output.startswith(f"Error: {junk}:") and "cannot merge partial sums" not in r.output
+
+
+# ------------------------------------------------------------------ influence: usage errors
+def test_influence_refuses_a_second_metric(stores) -> None:
+    r = run("influence", *stores, "--layer-a", "l1", "-m", "cka", "-m", "cca", "--top", "1")
+    assert r.exit_code == 2
+    assert "one metric" in r.output and "cka" in r.output and "cca" in r.output
+    assert "value:" not in r.output
+
+
+@pytest.mark.parametrize("args", [
+    ("-m", "nosuch"),
+    ("-m", "cka", "-o", "{a}"),
+    ("-m", "cka", "--plot", "{b}"),
+])  # fmt: skip
+def test_influence_usage_errors_exit_2_like_compare(stores, args) -> None:
+    args = [x.format(a=stores[0], b=stores[1]) for x in args]
+    r = run("influence", *stores, "--layer-a", "l1", *args)
+    assert r.exit_code == 2, r.output
+    assert "value:" not in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(("option", "name"), [("-o", "x.csv"), ("--plot", "x.png")])
+def test_influence_checks_output_directory_before_computing(stores, tmp_path, option, name) -> None:
+    target = tmp_path / "nonexist" / name
+    r = run("influence", *stores, "--layer-a", "l1", "-m", "cka", option, target)
+    assert r.exit_code == 1
+    assert "does not exist" in r.output and str(target) in r.output
+    assert "value:" not in r.output and "verdict" not in r.output  # nothing computed, nothing printed
+
+
+def test_influence_checks_output_suffix_before_computing(stores, tmp_path) -> None:
+    r = run("influence", *stores, "--layer-a", "l1", "-m", "cka", "-o", tmp_path / "x.txt")
+    assert r.exit_code == 1 and "unknown format" in r.output and "value:" not in r.output
