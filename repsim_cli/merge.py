@@ -21,6 +21,20 @@ _WORDS = {"fingerprint_a": "the content of store A (fingerprint)", "fingerprint_
           "statistics": "the statistics options (--bootstrap, --permutations, --seed, ...)"}  # fmt: skip
 
 
+# A shard's own provenance: kept per shard under ``merged_from``, not as the merged file's.
+SHARD_PROVENANCE = ("shard", "command", "created", "host")
+
+
+def shard_source(path: str | Path, attrs: dict[str, object], shard: object = None) -> dict[str, object]:
+    """One entry of a merged file's ``merged_from``: the shard file as given, its ``K/N``, and the
+    command, date and host it recorded (those it has)."""
+    entry: dict[str, object] = {"file": str(path)}
+    if shard is not None or attrs.get("shard") is not None:
+        entry["shard"] = str(shard if shard is not None else attrs["shard"])
+    entry.update({k: attrs[k] for k in SHARD_PROVENANCE[1:] if attrs.get(k) is not None})
+    return entry
+
+
 class MissingCellsError(ResultsError):
     """The shards together do not cover every cell; ``missing`` lists (spec, layer_a, layer_b)."""
 
@@ -63,6 +77,9 @@ def merge_files(paths: Sequence[str | Path]) -> Results:
 def merge_results(paths: Sequence[str | Path]) -> Results:
     """Union the cells of shard results (``.h5``/``.zarr`` from ``compare --shard``).
 
+    The merged attributes are the shards' common ones; each shard's own command, date and host
+    go to ``merged_from`` (:func:`shard_source`), in the order given.
+
     Refuses shards of different comparisons (stores, layers, metrics or parameters differ) and a
     cell computed by two shards with different values; raises :class:`MissingCellsError` naming
     every cell no shard computed.
@@ -71,8 +88,9 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
         raise ResultsError("merge needs at least one results file")
     parts = [(Path(p), read_results(p)) for p in paths]
     first_path, first = parts[0]
-    merged = Results(list(first.layers_a), list(first.layers_b),
-                     attrs={k: v for k, v in first.attrs.items() if k != "shard"})  # fmt: skip
+    attrs = {k: v for k, v in first.attrs.items() if k not in SHARD_PROVENANCE}
+    attrs["merged_from"] = [shard_source(path, part.attrs) for path, part in parts]
+    merged = Results(list(first.layers_a), list(first.layers_b), attrs=attrs)
     for spec, m in first.metrics.items():
         merged.metrics[spec] = MetricResult(
             spec=spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),

@@ -5,6 +5,10 @@ Budget: about 10 s in all (tiny stores, n = 40)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from unittest import mock
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -13,7 +17,10 @@ from repsim_cli.cli import cli
 
 
 def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+    """The command line, with ``sys.argv`` as the console script would see it (provenance)."""
+    argv = [str(a) for a in args]
+    with mock.patch.object(sys, "argv", ["repsim", *argv]):
+        return CliRunner().invoke(cli, argv)
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +107,25 @@ def test_influence_checks_output_directory_before_computing(stores, tmp_path, op
 def test_influence_checks_output_suffix_before_computing(stores, tmp_path) -> None:
     r = run("influence", *stores, "--layer-a", "l1", "-m", "cka", "-o", tmp_path / "x.txt")
     assert r.exit_code == 1 and "unknown format" in r.output and "value:" not in r.output
+
+
+# ------------------------------------------------------------------ merge: provenance
+@pytest.mark.parametrize("metric", ["cka", "procrustes"])  # partial sums, cells
+def test_merged_results_say_they_were_merged(stores, tmp_path, metric) -> None:
+    parts = shards(stores, tmp_path, metric, "s", count=3)
+    merged = tmp_path / "merged.h5"
+    r = run("merge", *parts, "-o", merged)
+    assert r.exit_code == 0, r.output
+    info = run("info", merged, "--json")
+    prov = json.loads(info.stdout)["provenance"]
+    assert prov["command"].startswith("repsim ")  # the merge's command, not shard 1's
+    assert "--shard" not in prov["command"]
+    assert prov["created"] and prov["host"] and "shard" not in prov
+    sources = prov["merged_from"]
+    assert [s["shard"] for s in sources] == ["1/3", "2/3", "3/3"]
+    assert [s["file"] for s in sources] == [str(p) for p in parts]
+    for k, source in enumerate(sources, start=1):
+        assert f"--shard {k}/3" in source["command"] and str(parts[k - 1]) in source["command"]
+    text = run("info", merged).stdout
+    assert "merged from 3 shards" in text
+    assert all(f"--shard {k}/3" in text for k in (1, 2, 3))

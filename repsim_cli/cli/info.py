@@ -79,7 +79,7 @@ def _results_summary(path: str) -> dict[str, Any] | None:
         })  # fmt: skip
     provenance = {key: attrs.get(key) for key in
                   ("command", "repsim_version", "versions", "created", "host", "shard", "side",
-                   "compute_dtype") if attrs.get(key) is not None}  # fmt: skip
+                   "compute_dtype", "merged_from") if attrs.get(key) is not None}  # fmt: skip
     return {
         "path": path, "kind": "results", "n_samples": attrs.get("n_samples"),
         "stores": {"a": attrs.get("store_a"), "b": attrs.get("store_b")},
@@ -117,3 +117,11 @@ def _print_results(summary: dict[str, Any], as_json: bool) -> None:
     if "versions" in prov:
         versions = ", ".join(f"{k} {v}" for k, v in dict(prov["versions"]).items())
         click.echo(f"  versions: {versions}")
+    sources = prov.get("merged_from") or []
+    if sources:
+        click.echo(f"  merged from {len(sources)} shard{'s' if len(sources) > 1 else ''}:")
+        for source in sources:
+            when = ", ".join(str(source[k]) for k in ("created", "host") if source.get(k))
+            click.echo(f"    {source.get('shard')}: {source.get('file')}" + (f" ({when})" if when else ""))
+            if source.get("command"):
+                click.echo(f"      command: {source['command']}")
