@@ -129,3 +129,34 @@ def test_merged_results_say_they_were_merged(stores, tmp_path, metric) -> None:
     text = run("info", merged).stdout
     assert "merged from 3 shards" in text
     assert all(f"--shard {k}/3" in text for k in (1, 2, 3))
+
+
+# ------------------------------------------------------------------ export: option messages
+@pytest.fixture(scope="module")
+def zoo(stores, tmp_path_factory):
+    """Results of three models (the third is B again under another file name)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("zoo")
+    third = root / "C.h5"
+    shutil.copy(stores[1], third)
+    out = root / "zoo.h5"
+    r = run("compare", *stores, third, "-m", "cka", "--permutations", "9", "--seed", "1", "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_export_names_annotate_and_its_choices_for_a_wrong_value(zoo, tmp_path) -> None:
+    r = run("export", zoo, "-o", tmp_path / "h.png", "--annotate", "bogus")
+    assert r.exit_code == 2
+    assert "--annotate" in r.output and "'bogus'" in r.output
+    assert "value" in r.output and "error" in r.output and "extra argument" not in r.output
+    assert not (tmp_path / "h.png").exists()
+
+
+@pytest.mark.parametrize("out", ["zs.csv", "-", "zs.png"])
+def test_export_summary_with_a_statistic_says_summary_draws_values(zoo, tmp_path, out) -> None:
+    target = out if out == "-" else tmp_path / out
+    r = run("export", zoo, "--summary", "max", "-o", target, "--what", "p_value")
+    assert r.exit_code == 2
+    assert "--summary draws values only" in r.output and "--wide" not in r.output
