@@ -160,3 +160,30 @@ def test_export_summary_with_a_statistic_says_summary_draws_values(zoo, tmp_path
     r = run("export", zoo, "--summary", "max", "-o", target, "--what", "p_value")
     assert r.exit_code == 2
     assert "--summary draws values only" in r.output and "--wide" not in r.output
+
+
+# ------------------------------------------------------------------ info: which statistics
+def test_info_says_which_statistics_a_results_file_holds(stores, tmp_path) -> None:
+    out = tmp_path / "st.h5"
+    r = run("compare", *stores, "-m", "cka", "--bootstrap", "5", "--ci", "0.9", "--jackknife",
+            "--permutations", "9", "--adjust", "bh", "--seed", "4", "-o", out, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    text = run("info", out).stdout
+    line = next(x for x in text.splitlines() if x.strip().startswith("statistics:"))
+    for words in ("bootstrap of 5 replicates", "90% percentile intervals", "jackknife standard errors",
+                  "9 permutations", "Benjamini-Hochberg", "seed 4"):
+        assert words in line, (words, line)
+    assert "ci_low, ci_high, p_value, p_adjusted, null_mean, null_std, null_adjusted" in text
+    summary = json.loads(run("info", out, "--json").stdout)
+    assert summary["statistics"] == {"bootstrap": 5, "ci": 0.9, "seed": 4, "jackknife": True,
+                                     "permutations": 9, "null": "permutation", "adjust": "bh"}
+    assert summary["metrics"][0]["statistics"][:2] == ["ci_low", "ci_high"]
+
+    gamma = tmp_path / "g.h5"
+    assert run("compare", *stores, "-m", "cka", "--null", "gamma", "-o", gamma, "-q").exit_code == 0
+    line = next(x for x in run("info", gamma).stdout.splitlines() if x.strip().startswith("statistics:"))
+    assert "gamma" in line and "Holm" in line and "bootstrap" not in line and "jackknife" not in line
+
+    plain = tmp_path / "plain.h5"
+    assert run("compare", *stores, "-m", "cka", "-o", plain, "-q").exit_code == 0
+    assert "statistics" not in run("info", plain).stdout
