@@ -187,3 +187,29 @@ def test_info_says_which_statistics_a_results_file_holds(stores, tmp_path) -> No
     plain = tmp_path / "plain.h5"
     assert run("compare", *stores, "-m", "cka", "-o", plain, "-q").exit_code == 0
     assert "statistics" not in run("info", plain).stdout
+
+
+# ------------------------------------------------------------------ a damaged state file
+@pytest.mark.parametrize("damage", ["truncate", "foreign"])
+def test_a_damaged_state_file_is_named_as_damaged(stores, tmp_path, damage) -> None:
+    import pickle
+
+    st = tmp_path / "states"
+    r = run("compare", stores[0], "-m", "cca", "--stage", "layers", "--state-dir", st, "-q")
+    assert r.exit_code == 0, r.output
+    files = sorted(st.glob("*.state"))
+    assert len(files) == 2
+    victim = files[0]
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[:50])
+    else:  # a complete pickle, but not the state its name stands for
+        victim.write_bytes(pickle.dumps({"material": {"layer": "other"}, "state": None}))
+    r = run("compare", stores[0], "-m", "cca", "--stage", "pairs", "--state-dir", st,
+            "-o", tmp_path / "p.h5")  # fmt: skip
+    assert r.exit_code == 1
+    assert str(victim) in r.output and "damaged" in r.output and "no prepared" not in r.output
+    assert "--stage layers" in r.output  # how to make it again
+    # the layers stage replaces the damaged file; then the pairs stage runs
+    assert run("compare", stores[0], "-m", "cca", "--stage", "layers", "--state-dir", st, "-q").exit_code == 0
+    r = run("compare", stores[0], "-m", "cca", "--stage", "pairs", "--state-dir", st, "-o", tmp_path / "p.h5", "-q")
+    assert r.exit_code == 0, r.output
