@@ -213,3 +213,32 @@ def test_a_damaged_state_file_is_named_as_damaged(stores, tmp_path, damage) -> N
     assert run("compare", stores[0], "-m", "cca", "--stage", "layers", "--state-dir", st, "-q").exit_code == 0
     r = run("compare", stores[0], "-m", "cca", "--stage", "pairs", "--state-dir", st, "-o", tmp_path / "p.h5", "-q")
     assert r.exit_code == 0, r.output
+
+
+# ------------------------------------------------------------------ the README says what is so
+README = (__import__("pathlib").Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_readme_names_the_commands_that_take_q() -> None:
+    with_q = {name for name, c in cli.commands.items() if any("-q" in p.opts for p in c.params)}
+    assert with_q and with_q != set(cli.commands)
+    paragraph = README[README.index("`-q` silences") :].split("\n\n")[0]
+    head, _, rest = paragraph.partition(";")  # the commands with -q; then those without
+    assert all(f"`{name}`" in head for name in with_q), head
+    assert all(f"`{name}`" in rest for name in set(cli.commands) - with_q), rest
+    assert "on every command" not in paragraph
+
+
+def test_readme_results_format_lists_the_statistics() -> None:
+    from repsim_cli.results import STAT_FIELDS
+
+    block = README[README.index("### Results (`.h5` / `.zarr`)") :]
+    block = block[: block.index("```", block.index("```") + 3)]
+    for name in STAT_FIELDS:
+        assert name in block, name
+    assert "statistics=" in block and "merged_from" in block
+
+
+def test_readme_says_the_n_model_family_of_p_adjusted() -> None:
+    row = next(x for x in README.splitlines() if x.startswith("| `--adjust"))
+    assert "every block" in row
