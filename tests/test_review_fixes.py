@@ -1,7 +1,7 @@
 """Command-line behaviour fixed after a review: merge's errors and provenance, influence's usage
 errors and output checks, export's option messages, info's statistics, damaged states.
 
-Budget: about 10 s in all (tiny stores, n = 40)."""
+Budget: about 20 s in all on the shared 2-core machine, mostly start-up (tiny stores, n = 40)."""
 
 from __future__ import annotations
 
