@@ -21,6 +21,20 @@ _WORDS = {"fingerprint_a": "the content of store A (fingerprint)", "fingerprint_
           "statistics": "the statistics options (--bootstrap, --permutations, --seed, ...)"}  # fmt: skip
 
 
+# A shard's own provenance: kept per shard under ``merged_from``, not as the merged file's.
+SHARD_PROVENANCE = ("shard", "command", "created", "host")
+
+
+def shard_source(path: str | Path, attrs: dict[str, object], shard: object = None) -> dict[str, object]:
+    """One entry of a merged file's ``merged_from``: the shard file as given, its ``K/N``, and the
+    command, date and host it recorded (those it has)."""
+    entry: dict[str, object] = {"file": str(path)}
+    if shard is not None or attrs.get("shard") is not None:
+        entry["shard"] = str(shard if shard is not None else attrs["shard"])
+    entry.update({k: attrs[k] for k in SHARD_PROVENANCE[1:] if attrs.get(k) is not None})
+    return entry
+
+
 class MissingCellsError(ResultsError):
     """The shards together do not cover every cell; ``missing`` lists (spec, layer_a, layer_b)."""
 
@@ -33,8 +47,38 @@ def _same_value(x: float, y: float) -> bool:
     return bool(x == y or (np.isnan(x) and np.isnan(y)))
 
 
+def merge_files(paths: Sequence[str | Path]) -> Results:
+    """Merge shard files of either kind: partial sums (:func:`repsim_cli.partials.merge_partials`)
+    or results of cells (:func:`merge_results`).
+
+    Every file is checked first, so a missing or unreadable file is named as such wherever it
+    stands in the list, before any complaint about mixing the two kinds.
+    """
+    from .partials import is_partial_file, merge_partials
+
+    if not paths:
+        raise ResultsError("merge needs at least one results file")
+    for p in paths:
+        if not Path(p).exists():
+            raise ResultsError(f"{p}: no such file")
+    partial = [is_partial_file(p) for p in paths]
+    if all(partial):
+        return merge_partials(paths)
+    if any(partial):
+        for p, is_partial in zip(paths, partial, strict=True):
+            if not is_partial:
+                read_results(p)  # names a file that is neither kind (damaged, not repsim's)
+        odd = paths[partial.index(False)] if partial[0] else paths[partial.index(True)]
+        raise ResultsError(f"{odd}: cannot merge partial sums (compare --shard of inner-product "
+                           "metrics) with results of cells; merge each kind separately")  # fmt: skip
+    return merge_results(paths)
+
+
 def merge_results(paths: Sequence[str | Path]) -> Results:
     """Union the cells of shard results (``.h5``/``.zarr`` from ``compare --shard``).
+
+    The merged attributes are the shards' common ones; each shard's own command, date and host
+    go to ``merged_from`` (:func:`shard_source`), in the order given.
 
     Refuses shards of different comparisons (stores, layers, metrics or parameters differ) and a
     cell computed by two shards with different values; raises :class:`MissingCellsError` naming
@@ -44,8 +88,9 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
         raise ResultsError("merge needs at least one results file")
     parts = [(Path(p), read_results(p)) for p in paths]
     first_path, first = parts[0]
-    merged = Results(list(first.layers_a), list(first.layers_b),
-                     attrs={k: v for k, v in first.attrs.items() if k != "shard"})  # fmt: skip
+    attrs = {k: v for k, v in first.attrs.items() if k not in SHARD_PROVENANCE}
+    attrs["merged_from"] = [shard_source(path, part.attrs) for path, part in parts]
+    merged = Results(list(first.layers_a), list(first.layers_b), attrs=attrs)
     for spec, m in first.metrics.items():
         merged.metrics[spec] = MetricResult(
             spec=spec, name=m.name, kind=m.kind, symmetric=m.symmetric, params=dict(m.params),

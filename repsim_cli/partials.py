@@ -593,7 +593,8 @@ def merge_partials(paths: Sequence[str | Path]) -> Results:
     """Add the partial sums of shards 1..N in shard order and finalise every cell.
 
     Raises :class:`ResultsError` naming a partial of another command (what differs), a shard
-    given twice (both files) and every shard missing.
+    given twice (both files) and every shard missing. The shards' commands are listed, in shard
+    order, under the attribute ``merged_from``.
     """
     parts = [(Path(p), read_partial(p)) for p in paths]
     first_path, first = parts[0]
@@ -623,7 +624,16 @@ def merge_partials(paths: Sequence[str | Path]) -> Results:
                 total[name] = arr
             else:
                 total[name] += arr
-    return finalise(first.template, first.header, total)
+    from .merge import SHARD_PROVENANCE, shard_source
+
+    results = finalise(first.template, first.header, total)
+    for key in SHARD_PROVENANCE:  # shard 1's: each shard's own goes to merged_from
+        results.attrs.pop(key, None)
+    results.attrs["merged_from"] = [
+        shard_source(path, part.template["attrs"], part.shard)
+        for path, part in sorted(parts, key=lambda t: t[1].shard.index)
+    ]  # fmt: skip
+    return results
 
 
 def _inner_from_joint(joint: Float64, sums: Float64, n: int, widths: Sequence[int]) -> Float64:

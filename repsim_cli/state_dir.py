@@ -36,6 +36,11 @@ class MissingStateError(RepsimError):
     """``--stage pairs`` needs a state that no ``--stage layers`` run has written."""
 
 
+class DamagedStateError(MissingStateError):
+    """``--stage pairs`` needs a state whose file is there but cannot be used (truncated, not a
+    pickle of repsim's, or the record of another state)."""
+
+
 class StateDir:
     """States of (metric state key, layer) under ``root``, keyed by content.
 
@@ -49,6 +54,7 @@ class StateDir:
         self.require = require
         self.command = command
         self.counts: Counter[str] = Counter()
+        self.damaged: dict[Path, str] = {}  # a state file that is there but unusable: why
         self._identity: dict[tuple[str, str], str] = {}
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -77,19 +83,24 @@ class StateDir:
         return self.root / f"{digest[:40]}.state"
 
     def load(self, material: dict[str, Any]) -> Any | None:
-        """The stored state, or None when absent (or unreadable: it is then prepared again)."""
+        """The stored state, or None when absent or unusable (then prepared again, or, where a
+        state is required, :attr:`damaged` says why its file was not used)."""
         path = self.path(material)
         try:
             with path.open("rb") as fh:
                 record = pickle.load(fh)
         except FileNotFoundError:
             return None
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, ImportError,
+                IndexError, TypeError) as exc:  # fmt: skip
             self.counts["unreadable"] += 1
+            self.damaged[path] = f"unreadable: {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
             return None
         if not isinstance(record, dict) or record.get("material") != material:
             self.counts["mismatch"] += 1
+            self.damaged[path] = "it holds another state than its name stands for"
             return None
+        self.damaged.pop(path, None)
         self.counts["loaded"] += 1
         return record["state"]
 
@@ -119,6 +130,12 @@ class StateDir:
         def load() -> Any | None:
             state = self.load(material)
             if state is None and self.require and not _engine_state(info):
+                path = self.path(material)
+                if path in self.damaged:
+                    raise DamagedStateError(
+                        f"{path}: damaged state file ({self.damaged[path]}) of the {info.name} state "
+                        f"of layer {ref.label}; run the layers stage again to replace it: {self.command}"
+                    )
                 raise MissingStateError(
                     f"{self.root}: no prepared {info.name} state of layer {ref.label} (side {side}, "
                     f"precision {plan.compute_dtype}); run the layers stage first: {self.command}"

@@ -4,10 +4,17 @@ library's results stay the same bytes for the same inputs)."""
 from __future__ import annotations
 
 import datetime
+import shlex
 import socket
+import sys
 
 
 def run_provenance() -> dict[str, str]:
     """``{"created": ISO 8601 UTC time to the second, "host": this machine's name}``."""
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     return {"created": now.isoformat(), "host": socket.gethostname()}
+
+
+def command_line() -> str:
+    """This process's command as typed (``repsim ...``), quoted for a shell."""
+    return shlex.join(["repsim", *sys.argv[1:]])

@@ -35,17 +35,25 @@ class _ExportCommand(click.Command):
 
 
 def bare_annotate_as_value(args: list[str]) -> list[str]:
-    """Rewrite each ``--annotate`` not followed by ``value``/``error`` as ``--annotate=value``
-    (options after ``--`` are left alone)."""
+    """Rewrite each bare ``--annotate`` as ``--annotate=value`` (options after ``--`` are left
+    alone). ``--annotate`` is bare when the next argument is missing, an option or a path (an
+    existing file, or a name with a suffix or a directory); any other word is left as its value,
+    so that a misspelt choice is refused by ``--annotate`` itself, naming the choices."""
     out: list[str] = []
     for k, arg in enumerate(args):
         if arg == "--":
             return out + args[k:]
-        if arg == "--annotate" and (k + 1 >= len(args) or args[k + 1] not in ANNOTATIONS):
+        if arg == "--annotate" and (k + 1 >= len(args) or _not_a_choice_word(args[k + 1])):
             out.append("--annotate=value")
         else:
             out.append(arg)
     return out
+
+
+def _not_a_choice_word(arg: str) -> bool:
+    if arg in ANNOTATIONS:
+        return False
+    return arg.startswith("-") or os.path.exists(arg) or bool(Path(arg).suffix) or os.sep in arg
 
 
 def _marks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[Mark, ...]:
@@ -113,6 +121,8 @@ def command(results_path: str, out: str, spec: str | None, wide: bool, annotate:
     drawn = "std_error" if std_error else what
     if model_pair is not None and summary is not None:
         raise click.UsageError("give --models or --summary, not both")
+    if summary is not None and (drawn != "value" or marks or annotate == "error"):
+        raise click.UsageError("--summary draws values only (no --what, --mark, --annotate error)")
     if model_pair is not None:
         names = [m.strip() for m in model_pair.split(",")]
         if len(names) != 2:
@@ -139,8 +149,6 @@ def command(results_path: str, out: str, spec: str | None, wide: bool, annotate:
         raise ResultsError(f"{out}: unknown export format (use .png, .svg, .pdf, .csv or -)")
     from ..export.heatmap import HeatmapStyle, write_heatmap
 
-    if summary is not None and (drawn != "value" or marks or annotate == "error"):
-        raise click.UsageError("--summary draws values only (no --what, --mark, --annotate error)")
     style = HeatmapStyle(annotate=annotate is not None, cmap=cmap, vmin=vmin, vmax=vmax,
                          value_range=value_range, title=title, digits=digits, what=drawn,
                          annotate_error=annotate == "error", marks=marks)  # fmt: skip

@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .._progress import progress_context
 from .._units import format_size
 from .._warnings import RepsimWarning
-from ..errors import BudgetError, OutputError
+from ..errors import BudgetError, OutputError, OutputIsInputError
 from ..outputs import check_not_input, resolved
-from ._options import SizeType, quiet_option
+from ._guard import guarded_output
+from ._options import MetricType, SizeType, quiet_option
 
 OUTPUT_SUFFIXES = (".csv", ".json")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 @click.command("influence")
@@ -24,8 +27,8 @@ OUTPUT_SUFFIXES = (".csv", ".json")
 @click.option("--layer-a", required=True, metavar="LAYER", help="Layer of STORE_A (exact name).")
 @click.option("--layer-b", default=None, metavar="LAYER",
               help="Layer of STORE_B (exact name; default: the same name as --layer-a).")
-@click.option("-m", "--metric", "metric", required=True, metavar="SPEC",
-              help="Metric spec as for compare, e.g. cka or cka:debiased=true.")
+@click.option("-m", "--metric", "metrics", required=True, multiple=True, type=MetricType(),
+              help="Metric spec as for compare, e.g. cka or cka:debiased=true (one).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(0),
               help="Examples listed on stdout (0: none; -o writes all of them).")
 @click.option("-o", "--out", "out", default=None, metavar="FILE",
@@ -34,7 +37,7 @@ OUTPUT_SUFFIXES = (".csv", ".json")
 @click.option("--memory", type=SizeType(), default=None,
               help="Memory budget, e.g. 4GiB (default: half of RAM).")
 @quiet_option
-def command(store_a: str, store_b: str | None, layer_a: str, layer_b: str | None, metric: str,
+def command(store_a: str, store_b: str | None, layer_a: str, layer_b: str | None, metrics: tuple[Any, ...],
             top: int, out: str | None, plot: str | None, memory: int | None,
             quiet: bool) -> None:  # fmt: skip
     """For each example, the exact change of one cell's value when that example is left out.
@@ -52,20 +55,27 @@ def command(store_a: str, store_b: str | None, layer_a: str, layer_b: str | None
     from ..compare import check_aligned
     from ..engine.plan import default_budget
     from ..influence import influence, memory_needed
-    from ..metrics import parse_spec
     from ..store import open_store
 
-    spec = parse_spec(metric)  # an unknown metric is a RepsimError: one line, exit 1
+    if len(metrics) > 1:  # click keeps the last of a repeated option: say so instead
+        raise click.UsageError(f"influence takes one metric (-m), got {len(metrics)}: "
+                               f"{', '.join(m.text for m in metrics)}; run it once per metric")  # fmt: skip
+    spec = metrics[0]
     layer_b = layer_b or layer_a
     path_b = store_b or store_a
-    for target, suffixes in ((out, OUTPUT_SUFFIXES), (plot, (".png", ".svg", ".pdf"))):
+    for target, suffixes in ((out, OUTPUT_SUFFIXES), (plot, PLOT_SUFFIXES)):
         if target is not None:
-            check_not_input(target, [store_a, path_b])
+            try:
+                check_not_input(target, [store_a, path_b])
+            except OutputIsInputError as exc:
+                raise click.UsageError(str(exc)) from None
             if Path(target).suffix.lower() not in suffixes:
                 raise OutputError(f"{target}: unknown format (use {', '.join(suffixes)})")
     if out is not None and plot is not None and resolved(out) == resolved(plot):
         raise OutputError(f"-o and --plot name the same file {out!r}")
     with contextlib.ExitStack() as stack:
+        for target in (out, plot):  # not an input (exit 2), its directory exists: before any work
+            stack.enter_context(guarded_output(target, [store_a, path_b]))
         a = stack.enter_context(open_store(store_a))
         b = a if resolved(path_b) == resolved(store_a) else stack.enter_context(open_store(path_b))
         check_aligned(a, b)
@@ -81,26 +91,26 @@ def command(store_a: str, store_b: str | None, layer_a: str, layer_b: str | None
         x = a.read_rows(layer_a, 0, a.n_samples)
         y = b.read_rows(layer_b, 0, b.n_samples)
         ids = a.ids()
-    labels = {"store_a": store_a, "store_b": path_b, "layer_a": layer_a, "layer_b": layer_b}
+        labels = {"store_a": store_a, "store_b": path_b, "layer_a": layer_a, "layer_b": layer_b}
 
-    def cost(seconds: float) -> None:
-        warnings.warn(
-            f"metric {spec.name!r} has no closed-form leave-one-out: recomputing it "
-            f"{x.shape[0]:,} times on {x.shape[0] - 1:,} examples (about {_duration(seconds)}, "
-            "n × the time of the full value)", RepsimWarning, stacklevel=2,
-        )  # fmt: skip
+        def cost(seconds: float) -> None:
+            warnings.warn(
+                f"metric {spec.name!r} has no closed-form leave-one-out: recomputing it "
+                f"{x.shape[0]:,} times on {x.shape[0] - 1:,} examples (about {_duration(seconds)}, "
+                "n × the time of the full value)", RepsimWarning, stacklevel=2,
+            )  # fmt: skip
 
-    with progress_context(not quiet) as progress:
-        report = influence(x, y, spec, ids, progress=progress, on_cost=cost, labels=labels)
-    _print(report, top)
-    if out is not None:
-        from ..results import write_text
+        with progress_context(not quiet) as progress:
+            report = influence(x, y, spec, ids, progress=progress, on_cost=cost, labels=labels)
+        _print(report, top)
+        if out is not None:
+            from ..results import write_text
 
-        write_text(report.to_json() if out.lower().endswith(".json") else report.to_csv(), out)
-    if plot is not None:
-        from ..export.influence_plot import write_influence_plot
+            write_text(report.to_json() if out.lower().endswith(".json") else report.to_csv(), out)
+        if plot is not None:
+            from ..export.influence_plot import write_influence_plot
 
-        write_influence_plot(report, plot)
+            write_influence_plot(report, plot)
 
 
 def _duration(seconds: float) -> str:

@@ -68,6 +68,10 @@ def _results_summary(path: str) -> dict[str, Any] | None:
         results = read_results(path)
     except (RepsimError, OSError):
         return None
+    import numpy as np
+
+    from ..results import STAT_FIELDS
+
     attrs = results.attrs
     metrics = []
     for m in results.metrics.values():
@@ -76,17 +80,47 @@ def _results_summary(path: str) -> dict[str, Any] | None:
             "spec": m.spec, "name": m.name, "kind": m.kind, "symmetric": m.symmetric,
             "params": m.params, "cells_computed": done, "cells": int(m.value.size),
             "std_error": m.std_error is not None,
+            "statistics": [k for k in STAT_FIELDS if k in m.stats and bool(np.isfinite(m.stats[k]).any())],
         })  # fmt: skip
     provenance = {key: attrs.get(key) for key in
                   ("command", "repsim_version", "versions", "created", "host", "shard", "side",
-                   "compute_dtype") if attrs.get(key) is not None}  # fmt: skip
+                   "compute_dtype", "merged_from") if attrs.get(key) is not None}  # fmt: skip
     return {
         "path": path, "kind": "results", "n_samples": attrs.get("n_samples"),
         "stores": {"a": attrs.get("store_a"), "b": attrs.get("store_b")},
         "fingerprints": {"a": attrs.get("fingerprint_a"), "b": attrs.get("fingerprint_b")},
         "metrics": metrics, "layers_a": results.layers_a, "layers_b": results.layers_b,
+        "statistics": attrs.get("statistics") if isinstance(attrs.get("statistics"), dict) else None,
         "provenance": provenance,
     }  # fmt: skip
+
+
+_ADJUST = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def describe_statistics(settings: dict[str, Any]) -> str:
+    """One line from a results file's ``statistics`` attribute (compare's --bootstrap, --ci,
+    --jackknife, --permutations, --null, --adjust and --seed), e.g. ``bootstrap of 200
+    replicates (95% percentile intervals); 999 permutations, p-values adjusted by Holm; seed 1``."""
+    parts = []
+    if settings.get("bootstrap"):
+        parts.append(f"bootstrap of {int(settings['bootstrap']):,} replicates "
+                     f"({100 * float(settings.get('ci', 0.95)):.4g}% percentile intervals)")  # fmt: skip
+    if settings.get("jackknife"):
+        parts.append("jackknife standard errors")
+    test = None
+    if settings.get("permutations"):
+        test = f"{int(settings['permutations']):,} permutations"
+    elif settings.get("null") == "gamma":
+        test = "gamma null (fitted)"
+    if test is not None:
+        method = str(settings.get("adjust") or "none")
+        test += ("; p-values not adjusted" if method == "none"
+                 else f", p-values adjusted by {_ADJUST.get(method, method)}")  # fmt: skip
+        parts.append(test)
+    if settings.get("bootstrap") or settings.get("permutations"):
+        parts.append(f"seed {settings.get('seed', 0)}")
+    return "; ".join(parts)
 
 
 def _print_results(summary: dict[str, Any], as_json: bool) -> None:
@@ -105,8 +139,14 @@ def _print_results(summary: dict[str, Any], as_json: bool) -> None:
     click.echo("  metrics:")
     for m in summary["metrics"]:
         extra = ", with standard errors" if m["std_error"] else ""
+        if m.get("statistics"):
+            extra += "; " + ", ".join(m["statistics"])
         click.echo(f"    {m['spec']} ({m['kind']}): {m['cells_computed']:,} of {m['cells']:,} "
                    f"cells computed{extra}")  # fmt: skip
+    if summary.get("statistics"):
+        line = describe_statistics(summary["statistics"])
+        if line:
+            click.echo(f"  statistics: {line}")
     prov = summary["provenance"]
     labels = {"command": "command", "created": "date", "host": "host",
               "repsim_version": "repsim", "shard": "shard", "side": "engine side",
@@ -117,3 +157,11 @@ def _print_results(summary: dict[str, Any], as_json: bool) -> None:
     if "versions" in prov:
         versions = ", ".join(f"{k} {v}" for k, v in dict(prov["versions"]).items())
         click.echo(f"  versions: {versions}")
+    sources = prov.get("merged_from") or []
+    if sources:
+        click.echo(f"  merged from {len(sources)} shard{'s' if len(sources) > 1 else ''}:")
+        for source in sources:
+            when = ", ".join(str(source[k]) for k in ("created", "host") if source.get(k))
+            click.echo(f"    {source.get('shard')}: {source.get('file')}" + (f" ({when})" if when else ""))
+            if source.get("command"):
+                click.echo(f"      command: {source['command']}")
