@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,8 +103,9 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
         for key in _SAME:
             if part.attrs.get(key) != first.attrs.get(key):
                 raise ResultsError(
-                    f"{path}: {_WORDS.get(key, key)} is {part.attrs.get(key)!r}, but {first_path} has "
-                    f"{first.attrs.get(key)!r}; these are shards of different comparisons"
+                    f"{path}: {_WORDS.get(key, key)} is {_shown(key, part.attrs.get(key))}, but "
+                    f"{first_path} has {_shown(key, first.attrs.get(key))}; these are shards of "
+                    "different comparisons"
                 )
         if (part.layers_a, part.layers_b) != (first.layers_a, first.layers_b):
             raise ResultsError(f"{path}: layers differ from {first_path}")
@@ -146,3 +148,19 @@ def merge_results(paths: Sequence[str | Path]) -> Results:
         m.computed = None if required.all() else required
     adjust_results(merged)  # p_adjusted over the whole matrix, not one shard's share
     return merged
+
+
+def _shown(key: str, value: Any) -> str:
+    """An attribute as a merge error shows it: statistics options as ``--bootstrap 200 --seed 1``
+    (``no statistics`` when absent), anything else as its repr."""
+    if key != "statistics":
+        return repr(value)
+    if not value:
+        return "no statistics"
+    flags = []
+    for name, v in sorted(dict(value).items()):
+        if v is True:
+            flags.append(f"--{name}")
+        elif v not in (False, None, 0):
+            flags.append(f"--{name} {v}")
+    return " ".join(flags) or "no statistics"

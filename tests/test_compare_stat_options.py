@@ -88,3 +88,23 @@ def test_dry_run_json_metric_flops_are_those_of_the_chosen_side(store) -> None:
     for spec, route in plan["metric_sides"].items():
         if route["choice"] in route["estimates"]:
             assert plan["metric_flops"][spec] == route["estimates"][route["choice"]]
+
+
+def test_merge_names_differing_statistics_in_options(store, tmp_path) -> None:
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    base = ["compare", str(store), "-m", "procrustes", "-q"]
+    assert CliRunner().invoke(cli, [*base, "--shard", "1/2", "--bootstrap", "5", "-o", str(a)]).exit_code == 0
+    assert CliRunner().invoke(cli, [*base, "--shard", "2/2", "-o", str(b)]).exit_code == 0
+    r = CliRunner().invoke(cli, ["merge", str(a), str(b), "-o", str(tmp_path / "m.h5")])
+    assert r.exit_code == 1
+    assert "--bootstrap 5" in r.output and "no statistics" in r.output and "{" not in r.output
+
+
+def test_info_describes_a_partial_sums_file(store, tmp_path) -> None:
+    part = tmp_path / "p.h5"
+    r = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "--shard", "1/2", "-o", str(part), "-q"])
+    assert r.exit_code == 0, r.output
+    text = CliRunner().invoke(cli, ["info", str(part)])
+    assert text.exit_code == 0 and "partial sums of shard 1/2" in text.output and "repsim merge" in text.output
+    as_json = json.loads(CliRunner().invoke(cli, ["info", str(part), "--json"]).output)
+    assert as_json["format"] == "partial_sums" and as_json["metrics"] == ["cka"]

@@ -27,6 +27,8 @@ def command(store_path: str, as_json: bool) -> None:
     if summary is not None:
         _print_results(summary, as_json)
         return
+    if _print_partial(store_path, as_json):
+        return
     with open_store(store_path, require_complete=False) as store:
         layers: list[dict[str, Any]] = []
         for name in store.layers:
@@ -56,6 +58,32 @@ def command(store_path: str, as_json: bool) -> None:
         table.add_row(str(layer["name"]), "×".join(map(str, layer["shape"])), str(layer["dtype"]),
                       str(layer["chunk_rows"]), "yes" if layer["stats"] else "no")
     stdout_console(soft_wrap=True).print(table)
+
+
+def _print_partial(path: str, as_json: bool) -> bool:
+    """Describe a shard's partial-sums file (``compare --shard`` of the CKA family); False when
+    ``path`` is not one."""
+    from ..partials import is_partial_file, read_partial
+
+    if not is_partial_file(path):
+        return False
+    part = read_partial(path)
+    summary: dict[str, Any] = {
+        "path": path, "format": "partial_sums", "shard": str(part.shard), "share": part.share,
+        "stores": part.header.get("stores"), "metrics": [m[0] if isinstance(m, list) else m
+                                                         for m in part.header.get("metrics", [])],
+        "side": part.header.get("side"), "n_samples": part.header.get("n"),
+        "arrays": {name: list(arr.shape) for name, arr in sorted(part.arrays.items())},
+    }  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return True
+    click.echo(f"{path}: partial sums of shard {summary['shard']} ({summary['share']}), "
+               f"{summary['side']} side, n={summary['n_samples']}")
+    click.echo(f"  stores: {', '.join(map(str, summary['stores'] or []))}")
+    click.echo(f"  metrics: {', '.join(map(str, summary['metrics']))}")
+    click.echo("  join every shard's file with `repsim merge PART... -o OUT`")
+    return True
 
 
 def _results_summary(path: str) -> dict[str, Any] | None:
