@@ -191,11 +191,12 @@ def pc1_share(x: NDArray[np.floating]) -> float:
     return min(1.0, max(0.0, top / total))
 
 
-def closed_form(x: NDArray[np.floating], y: NDArray[np.floating],
-                spec: MetricSpec) -> tuple[float, Float64]:  # fmt: skip
-    """(value, leave-one-out values (n,)) of a metric in :data:`CLOSED_FORM`, from the data."""
-    kx = centered_gram_dense(x, "layer A", spec.name)
-    ky = centered_gram_dense(y, "layer B", spec.name)
+def closed_form(x: NDArray[np.floating], y: NDArray[np.floating], spec: MetricSpec,
+                names: tuple[str, str] = ("layer A", "layer B")) -> tuple[float, Float64]:  # fmt: skip
+    """(value, leave-one-out values (n,)) of a metric in :data:`CLOSED_FORM`, from the data;
+    ``names`` say which layers errors are about (``store:layer``)."""
+    kx = centered_gram_dense(x, names[0], spec.name)
+    ky = centered_gram_dense(y, names[1], spec.name)
     if kx.shape[0] != ky.shape[0]:
         raise DataError(f"layer A has {kx.shape[0]} samples but layer B has {ky.shape[0]}")
     debiased = bool(spec.params.get("debiased", False))
@@ -277,7 +278,11 @@ def influence(
     if n < 3:
         raise DataError(f"leave-one-out influence needs at least 3 examples, got {n}")
     if has_closed_form(spec):
-        value, values, method = *closed_form(xa, ya, spec), "closed form"
+        known = dict(labels or {})
+        names = (f"{known['store_a']}:{known['layer_a']}" if "layer_a" in known else "layer A",
+                 f"{known.get('store_b') or known.get('store_a')}:{known['layer_b']}"
+                 if "layer_b" in known else "layer B")  # fmt: skip
+        value, values, method = *closed_form(xa, ya, spec, names), "closed form"
     else:
         value, values = recompute(xa, ya, spec, progress, on_cost)
         method = "recomputation"

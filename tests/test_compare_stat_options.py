@@ -108,3 +108,10 @@ def test_info_describes_a_partial_sums_file(store, tmp_path) -> None:
     assert text.exit_code == 0 and "partial sums of shard 1/2" in text.output and "repsim merge" in text.output
     as_json = json.loads(CliRunner().invoke(cli, ["info", str(part), "--json"]).output)
     assert as_json["format"] == "partial_sums" and as_json["metrics"] == ["cka"]
+
+
+def test_influence_names_the_constant_layer(make_store) -> None:
+    rng = np.random.default_rng(1)
+    path = make_store({"flat": np.ones((20, 3)), "x": rng.standard_normal((20, 4))}, name="C")
+    r = CliRunner().invoke(cli, ["influence", str(path), "--layer-a", "x", "--layer-b", "flat", "-m", "cka"])
+    assert r.exit_code == 1 and f"{path}:flat is constant" in r.output
