@@ -1,5 +1,7 @@
-"""compare's statistics options: a value that would change nothing, or cannot be used, is a
-usage error (exit 2, one line) instead of being ignored; --dry-run --json shows the statistics."""
+"""Command-line details found in review: statistics options that would change nothing are usage
+errors; --dry-run --json shows the statistics and each metric's chosen-side flops; statistics
+report progress; a resume with no cells says so; merge and info speak in the user's terms; errors
+name the store and layer."""
 
 from __future__ import annotations
 
