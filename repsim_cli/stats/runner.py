@@ -34,9 +34,11 @@ from .jackknife import (
     double_centre,
     jackknife_se,
     loo_hsic,
+    loo_hsic_biased,
     loo_layer_terms,
 )
 from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner
+from .packed import TriangleRows, centred_rowdots
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .rsa_boot import rsa_replicates
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
@@ -153,6 +155,26 @@ def engine_gram(comparison: Comparison, ref: LayerRef) -> Float64 | None:
     return k
 
 
+def packed_rows(comparison: Comparison, ref: LayerRef) -> TriangleRows | None:
+    """A reader of the layer's packed Gram triangle rows (float64) when the engine holds only the
+    triangle (the packed plan); None when it holds whole Grams or no triangle."""
+    engine = comparison.engine
+    try:
+        engine.centered_gram(ref)
+        return None
+    except RuntimeError:
+        pass
+    reader = getattr(engine._grams, "triangle_rows", None)
+    if reader is None:
+        return None
+    index = engine.index(ref)
+
+    def rows(first: int, stop: int, out: Float64) -> None:
+        reader(index, first, stop, out)
+
+    return rows
+
+
 def mirror_lower(k: Float64, tile: int = 256) -> None:
     """Copy the strict upper triangle of k (n, n) onto its lower triangle, in place, tile by tile
     (a transposed tile stays in cache; a whole-matrix transpose does not)."""
@@ -212,6 +234,7 @@ class CellStatistics:
         self._kernels: dict[tuple[str, str], Float64] = {}
         self._numbers: dict[tuple[str, str, str], float] = {}
         self._terms: dict[tuple[str, str], LayerTerms] = {}
+        self._packed_loo: dict[tuple[str, str], Float64] = {}
         self._data: dict[str, np.ndarray] = {}
         self._boot = bootstrap_indices(options.seed, self.n, options.bootstrap) if options.bootstrap else None
         self._perms = permutations(options.seed, self.n, options.permutations) if options.permutations else None
@@ -335,6 +358,8 @@ class CellStatistics:
                         unbiased: bool, out: dict[Cell, CellResult]) -> None:
         """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
         refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        if self._packed_jackknife(spec, wanted, values, unbiased, out):
+            return
         for c in wanted:
             ra, rb = refs_a[c[0]], refs_b[c[1]]
             h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
@@ -343,6 +368,41 @@ class CellStatistics:
             loo = cka_ratio(h_ab, h_aa, h_bb)
             out[c].std_error = jackknife_se(loo)
             out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
+
+    def _packed_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
+                          unbiased: bool, out: dict[Cell, CellResult]) -> bool:
+        """The biased linear-CKA jackknife straight from the packed plan's Gram triangles
+        (:mod:`.packed`), when the jackknife is the only statistic (the others need whole kernels
+        anyway) and no whole kernel was built; False when it does not apply."""
+        opts, cmp = self.options, self.comparison
+        if (spec.name != "cka" or unbiased or opts.bootstrap or opts.testing or cmp.plan.side != "sample"
+                or self.n < 3):  # fmt: skip
+            return False
+        refs = {r.key: r for c in wanted for r in (cmp.refs_a[c[0]], cmp.refs_b[c[1]])}
+        if any((spec.name + repr(sorted(spec.params.items())), k) in self._kernels for k in refs):
+            return False
+        readers = {k: packed_rows(cmp, r) for k, r in refs.items()}
+        if any(v is None for v in readers.values()):
+            return False
+        keys = list(refs)
+        pos = {k: i for i, k in enumerate(keys)}
+        selfs = [k for k in keys if ("packed-self", k) not in self._packed_loo]
+        pairs = [(pos[k], pos[k]) for k in selfs]
+        cross = [(cmp.refs_a[i].key, cmp.refs_b[j].key) for i, j in wanted]
+        pairs += [(pos[a], pos[b]) for a, b in dict.fromkeys(cross) if a != b]
+        layers = [(readers[k], cmp.engine.row_sqnorms(refs[k])) for k in keys]
+        hs, diags = centred_rowdots(layers, pairs, self.n)
+        loo: dict[tuple[str, str], Float64] = {}
+        for (a, b), h in zip(pairs, hs, strict=True):
+            loo[(keys[a], keys[b])] = loo_hsic_biased(h, diags[a], diags[b])
+        for k in selfs:
+            self._packed_loo[("packed-self", k)] = loo[(k, k)]
+        for c, (ka, kb) in zip(wanted, cross, strict=True):
+            h_aa, h_bb = self._packed_loo[("packed-self", ka)], self._packed_loo[("packed-self", kb)]
+            cell = cka_ratio(h_aa if ka == kb else loo[(ka, kb)], h_aa, h_bb)
+            out[c].std_error = jackknife_se(cell)
+            out[c].dominated = [int(k) for k in dominating_examples(values[c], cell)]
+        return True
 
     def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool,
                         kern: Callable[[LayerRef, bool], Float64], out: dict[Cell, CellResult]) -> None:
