@@ -37,7 +37,7 @@ from .jackknife import (
     loo_hsic_biased,
     loo_layer_terms,
 )
-from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner
+from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner_batch
 from .packed import TriangleRows, centred_rowdots
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .rsa_boot import rsa_replicates
@@ -343,16 +343,16 @@ class CellStatistics:
                 out[c].stats.update(p_value=gamma_sf(stat, mean, var, n), null_mean=mean * scale,
                                     null_std=math.sqrt(var) * scale if var > 0 else math.nan)
         elif self._perms is not None:
-            by_col: dict[int, list[Cell]] = {}
+            # every cell of the block from batched GEMMs (one gather per column layer and π)
+            rows = {i: r for r, i in enumerate(dict.fromkeys(c[0] for c in wanted))}
+            cols = {j: r for r, j in enumerate(dict.fromkeys(c[1] for c in wanted))}
+            kas = [kern(refs_a[i], unbiased) for i in rows]
+            lbs = [kern(refs_b[j], unbiased) for j in cols]
+            inner = permuted_inner_batch(kas, lbs, self._perms)
             for c in wanted:
-                by_col.setdefault(c[1], []).append(c)
-            for j, cells in by_col.items():
-                lb = kern(refs_b[j], unbiased)
-                kas = [kern(refs_a[i], unbiased) for i, _ in cells]
-                inner = permuted_inner(kas, lb, self._perms)
-                for row, c in enumerate(cells):
-                    null, observed = self._null_cka(kas[row], lb, inner[row], unbiased)
-                    self._test_summary(observed, null, spec.info.kind, out[c])
+                ka, lb = kas[rows[c[0]]], lbs[cols[c[1]]]
+                null, observed = self._null_cka(ka, lb, inner[rows[c[0]], cols[c[1]]], unbiased)
+                self._test_summary(observed, null, spec.info.kind, out[c])
 
     def _fast_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
                         unbiased: bool, out: dict[Cell, CellResult]) -> None:
