@@ -114,3 +114,33 @@ def test_permutation_p_values_unchanged_by_batching() -> None:
         runner.permuted_inner_batch = real
     np.testing.assert_array_equal(res.stats["p_value"], ref.stats["p_value"])
     np.testing.assert_allclose(res.stats["null_mean"], ref.stats["null_mean"], rtol=1e-12)
+
+
+def test_kernel_memory_is_counted_against_the_budget() -> None:
+    """The kernel path's n×n kernels and its working memory count against --memory: a budget
+    the plan alone fits but the kernels do not is refused, naming the budget needed; a larger one
+    runs, with the states' budget reduced by what the kernels take."""
+    import pytest
+
+    from repsim_cli.errors import RepsimError
+
+    rng = np.random.default_rng(0)
+    layers = {f"l{i}": rng.normal(size=(300, 40)) for i in range(3)}
+    memory = 8_000_000
+    plain = prepare_models([("m", ArrayStore(layers))], ["cka"], precision="float64", memory=memory)
+    assert plain.plan.peak_bytes < memory
+    plain.close()
+    with pytest.raises(RepsimError, match=r"3 kernels of 300×300 float64 .* give --memory \d"):
+        prepare_models([("m", ArrayStore(layers))], ["cka"], precision="float64", memory=memory,
+                       statistics=StatsOptions(permutations=9))  # fmt: skip
+    big = 200_000_000
+    base = prepare_models([("m", ArrayStore(layers))], ["cka"], precision="float64", memory=big)
+    with_stats = prepare_models([("m", ArrayStore(layers))], ["cka"], precision="float64", memory=big,
+                                statistics=StatsOptions(permutations=9))  # fmt: skip
+    assert with_stats.statistics is not None
+    held, count, working = with_stats.statistics.memory_need()
+    assert count == 3 and held == 3 * 300 * 300 * 8
+    assert with_stats.states.budget == base.states.budget - held - working
+    assert any("kernel-path memory: 3 kernels" in line for line in with_stats.statistics.describe())
+    base.close()
+    with_stats.close()

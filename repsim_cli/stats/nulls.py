@@ -69,7 +69,7 @@ def batch_bytes(n: int) -> int:
     """Working memory of :func:`permuted_inner_batch` beyond the kernels (bytes): the stacked row
     segment, the gathered column segment and the segment's index arrays."""
     seg = min(SEGMENT, n * (n + 1) // 2)
-    return (BATCH_ROWS + BATCH_COLS) * seg * 8 + 4 * seg * 8
+    return (BATCH_ROWS + BATCH_COLS) * seg * 8 + 8 * seg * 8
 
 
 def permuted_inner_batch(ks: list[Float64], ls: list[Float64], perms: NDArray[np.intp]) -> Float64:
@@ -91,8 +91,8 @@ def permuted_inner_batch(ks: list[Float64], ls: list[Float64], perms: NDArray[np
     if not (n_a and n_b and n_p):
         return out
     n = ks[0].shape[0]
-    iu, ju = np.triu_indices(n)
-    total = iu.size
+    starts = np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))])  # row i's first entry
+    total = int(starts[-1])
     flat_ls = [np.ascontiguousarray(x).reshape(-1) for x in ls]
     flat_ks = [np.ascontiguousarray(x).reshape(-1) for x in ks]
     cols = [(t, b) for t in range(n_p) for b in range(n_b)]  # permutation-major: one index per π
@@ -101,7 +101,9 @@ def permuted_inner_batch(ks: list[Float64], ls: list[Float64], perms: NDArray[np
     b_stack = np.zeros((BATCH_COLS, seg_max))
     for s0 in range(0, total, SEGMENT):
         s1 = min(s0 + SEGMENT, total)
-        rows_i, cols_j = iu[s0:s1], ju[s0:s1]
+        pos = np.arange(s0, s1)
+        rows_i = np.searchsorted(starts, pos, side="right") - 1
+        cols_j = rows_i + (pos - starts[rows_i])
         own = rows_i * n + cols_j
         weight = np.where(rows_i == cols_j, 1.0, 2.0)
         width = s1 - s0

@@ -236,8 +236,67 @@ class CellStatistics:
         self._terms: dict[tuple[str, str], LayerTerms] = {}
         self._packed_loo: dict[tuple[str, str], Float64] = {}
         self._data: dict[str, np.ndarray] = {}
+        self._check_memory()
         self._boot = bootstrap_indices(options.seed, self.n, options.bootstrap) if options.bootstrap else None
         self._perms = permutations(options.seed, self.n, options.permutations) if options.permutations else None
+
+    # ------------------------------------------------------------------ memory
+    def packed_jackknife_only(self, spec: MetricSpec) -> bool:
+        """Will the metric's jackknife run from the packed plan's triangles (no kernel held)?"""
+        opts, plan = self.options, self.comparison.plan
+        return (spec.name == "cka" and not spec.params.get("debiased") and opts.jackknife
+                and not (opts.bootstrap or opts.testing) and plan.side == "sample"
+                and getattr(plan.strategy, "name", "") == "packed")  # fmt: skip
+
+    def memory_need(self) -> tuple[int, int, int]:
+        """(kernels held for the run, their count, peak working memory) of the kernel path, bytes:
+        each layer's n×n float64 kernel (plus its zero-diagonal copy for the unbiased estimator's
+        resampling and its leave-one-out copy for the unbiased jackknife), and the largest
+        transient buffers (bootstrap weights and per-layer terms, the permutation batch)."""
+        from .nulls import batch_bytes
+        from .packed import ROWS
+
+        opts, n = self.options, self.n
+        work = self.comparison.work()
+        held = count = working = 0
+        for spec in self.comparison.specs:
+            if not is_fast(spec):
+                continue
+            layers = int(work[spec.text]["states"])
+            if self.packed_jackknife_only(spec):
+                working = max(working, layers * ROWS * n * 8)
+                continue
+            unbiased = bool(spec.params.get("debiased"))
+            copies = 1 + int(unbiased and (opts.bootstrap > 0 or opts.testing)) + int(unbiased and opts.jackknife)
+            count += copies * layers
+            held += copies * layers * n * n * 8
+            if opts.bootstrap:
+                working = max(working, (1 + 2 * layers) * n * REPLICATE_CHUNK * 8)
+            if opts.permutations:
+                working = max(working, batch_bytes(n))
+        return held, count, working
+
+    def _check_memory(self) -> None:
+        """Count the kernel path's memory against ``--memory``: refuse a run that cannot hold it
+        beside the engine plan's peak, and take it out of the states' budget."""
+        from .._units import format_size
+
+        held, count, working = self.memory_need()
+        if not (held or working):
+            return
+        plan = self.comparison.plan
+        need = int(plan.peak_bytes) + held + working
+        if need > plan.budget:
+            raise RepsimError(
+                f"the statistics' kernel path holds {count} kernels of {self.n}×{self.n} float64 "
+                f"({format_size(held)}) and {format_size(working)} of working memory beside the plan's "
+                f"peak of {format_size(int(plan.peak_bytes))}: about {format_size(need)}, over the memory "
+                f"budget of {format_size(plan.budget)}; give --memory {format_size(need)} or more, or "
+                "compare fewer layers per run (--layers, or --shard and merge)"
+            )
+        states = getattr(self.comparison, "states", None)
+        if states is not None:
+            states.budget = max(0, int(states.budget) - held - working)
 
     # ------------------------------------------------------------------ inputs
     def kernel(self, spec: MetricSpec, ref: LayerRef) -> Float64:
@@ -515,6 +574,15 @@ class CellStatistics:
                                             and opts.permutations else "") if opts.testing else "",
                      f"adjust {opts.adjust}" if opts.testing else "") if x)]  # fmt: skip
         work = self.comparison.work()
+        held, count, working = self.memory_need()
+        if held or working:
+            from .._units import format_size
+
+            plan = self.comparison.plan
+            lines.append(f"  kernel-path memory: {count} kernels ({format_size(held)}) + working "
+                         f"{format_size(working)}; with the plan's peak "
+                         f"{format_size(int(plan.peak_bytes) + held + working)} of the "
+                         f"{format_size(plan.budget)} budget (counted against it)")  # fmt: skip
         for spec in self.comparison.specs:
             w = work[spec.text]
             cells, states = int(w["cells"]), int(w["states"])
@@ -526,8 +594,10 @@ class CellStatistics:
                     flops += 10.0 * n * n * cells
                 if opts.null == "permutation" and opts.permutations:
                     flops += 2.0 * n * n * opts.permutations * cells
+                held = ("no kernel held (the jackknife reads the packed Gram triangles)"
+                        if self.packed_jackknife_only(spec) else f"{states} kernels of {n}×{n} float64 held")
                 lines.append(f"  {spec.text}: kernel path (no layer re-prepared), about {flops:.3g} flops, "
-                             f"{states} kernels of {n}×{n} float64 held")  # fmt: skip
+                             f"{held}")  # fmt: skip
             else:
                 reps = opts.bootstrap + (n if opts.jackknife else 0) + (opts.permutations + 1 if opts.permutations else 0)
                 factor = 2 if opts.permutations else 1
