@@ -144,3 +144,30 @@ def test_kernel_memory_is_counted_against_the_budget() -> None:
     assert any("kernel-path memory: 3 kernels" in line for line in with_stats.statistics.describe())
     base.close()
     with_stats.close()
+
+
+def test_dcor_jackknife_is_closed_form_and_equals_brute_force() -> None:
+    """--jackknife for dcor from the closed form (no recomputation), equal to the brute-force
+    leave-one-out distance correlations to 1e-10."""
+    from repsim_cli.metrics.dcor import distance_correlation
+    from repsim_cli.stats import runner
+    from repsim_cli.stats.jackknife import jackknife_se
+
+    rng = np.random.default_rng(21)
+    n = 30
+    x = rng.normal(size=(n, 4))
+    y = np.tanh(x @ rng.normal(size=(4, 3))) + 0.3 * rng.normal(size=(n, 3))
+    real = runner.matrix_on_rows
+
+    def no_recompute(*args: object, **kw: object) -> None:
+        raise AssertionError("the generic path recomputed dcor")
+
+    runner.matrix_on_rows = no_recompute  # type: ignore[assignment]
+    try:
+        res, _ = run_with({"x": x, "y": y}, "dcor", StatsOptions(jackknife=True))
+    finally:
+        runner.matrix_on_rows = real
+    loo = np.array([distance_correlation(np.delete(x, k, 0), np.delete(y, k, 0)) for k in range(n)])
+    assert res.std_error is not None
+    np.testing.assert_allclose(res.std_error[0, 1], jackknife_se(loo), rtol=1e-10)
+    assert res.std_error[1, 0] == res.std_error[0, 1]
