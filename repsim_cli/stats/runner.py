@@ -410,7 +410,8 @@ class CellStatistics:
             cols = {j: r for r, j in enumerate(dict.fromkeys(c[1] for c in wanted))}
             kas = [kern(refs_a[i], unbiased) for i in rows]
             lbs = [kern(refs_b[j], unbiased) for j in cols]
-            inner = permuted_inner_batch(kas, lbs, self._perms)
+            with threadpool_limits(1):  # on a busy machine threaded GEMMs of this shape lose to one thread
+                inner = permuted_inner_batch(kas, lbs, self._perms)
             for c in wanted:
                 ka, lb = kas[rows[c[0]]], lbs[cols[c[1]]]
                 null, observed = self._null_cka(ka, lb, inner[rows[c[0]], cols[c[1]]], unbiased)
