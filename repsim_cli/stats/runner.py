@@ -444,9 +444,12 @@ class CellStatistics:
         refs = {r.key: r for c in wanted for r in (cmp.refs_a[c[0]], cmp.refs_b[c[1]])}
         if any((spec.name + repr(sorted(spec.params.items())), k) in self._kernels for k in refs):
             return False
-        readers = {k: packed_rows(cmp, r) for k, r in refs.items()}
-        if any(v is None for v in readers.values()):
-            return False
+        readers: dict[str, TriangleRows] = {}
+        for k, r in refs.items():
+            reader = packed_rows(cmp, r)
+            if reader is None:
+                return False
+            readers[k] = reader
         keys = list(refs)
         pos = {k: i for i, k in enumerate(keys)}
         selfs = [k for k in keys if ("packed-self", k) not in self._packed_loo]
@@ -620,10 +623,10 @@ class CellStatistics:
                     flops += 10.0 * n * n * cells
                 if opts.null == "permutation" and opts.permutations:
                     flops += 2.0 * n * n * opts.permutations * cells
-                held = ("no kernel held (the jackknife reads the packed Gram triangles)"
-                        if self.packed_jackknife_only(spec) else f"{states} kernels of {n}×{n} float64 held")
+                holds = ("no kernel held (the jackknife reads the packed Gram triangles)"
+                         if self.packed_jackknife_only(spec) else f"{states} kernels of {n}×{n} float64 held")
                 lines.append(f"  {spec.text}: kernel path (no layer re-prepared), about {flops:.3g} flops, "
-                             f"{held}")  # fmt: skip
+                             f"{holds}")  # fmt: skip
             else:
                 loo_reps = n if opts.jackknife and spec.name != "dcor" else 0  # dcor: closed form
                 reps = opts.bootstrap + loo_reps + (opts.permutations + 1 if opts.permutations else 0)
