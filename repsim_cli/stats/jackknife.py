@@ -94,6 +94,18 @@ def loo_hsic(a: LayerTerms, b: LayerTerms) -> Float64:
     return np.asarray(out, dtype=np.float64)
 
 
+def loo_hsic_biased(h: Float64, dk: Float64, dl: Float64) -> Float64:
+    """Leave-one-out biased HSIC values (n,) of two double-centred kernels (row sums 0) from their
+    Hadamard row sums h = (K∘L)1 and diagonals: the biased case of :func:`loo_hsic`, the same
+    arithmetic."""
+    n = h.shape[0]
+    m = float(n - 1)
+    trace_ab = h.sum() - 2.0 * h + dk * dl
+    ones_ab_ones = h - dk * dl
+    out = (trace_ab - 2.0 / m * ones_ab_ones + dk * dl / (m * m)) / ((m - 1.0) ** 2)
+    return np.asarray(out, dtype=np.float64)
+
+
 def dominating_examples(full: float, values: Float64) -> NDArray[np.intp]:
     """Examples whose removal alone moves the value beyond the influence threshold, when they are
     a handful (:func:`repsim_cli.stats.loo.dominated`)."""

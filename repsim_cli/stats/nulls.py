@@ -58,6 +58,78 @@ def permuted_inner(ks: list[Float64], l_: Float64, perms: NDArray[np.intp], chun
     return out
 
 
+# The batched form: fixed GEMM shapes (so a cell's null is the same in any block, shard or resumed
+# run) over fixed segments of the upper triangle (so memory is bounded whatever n).
+BATCH_ROWS = 16  # row kernels per GEMM (zero-padded)
+BATCH_COLS = 32  # (permutation, column layer) pairs per GEMM (zero-padded)
+SEGMENT = 1 << 19  # upper-triangle entries per segment: a GEMM operand is ≤ 16 × 2¹⁹ float64 = 64 MB
+
+
+def batch_bytes(n: int) -> int:
+    """Working memory of :func:`permuted_inner_batch` beyond the kernels (bytes): the stacked row
+    segment, the gathered column segment and the segment's index arrays."""
+    seg = min(SEGMENT, n * (n + 1) // 2)
+    return (BATCH_ROWS + BATCH_COLS) * seg * 8 + 8 * seg * 8
+
+
+def permuted_inner_batch(ks: list[Float64], ls: list[Float64], perms: NDArray[np.intp]) -> Float64:
+    """⟨K_a, L_b[π][:, π]⟩ for every row kernel K_a of ``ks`` (A), column kernel L_b of ``ls`` (B)
+    and permutation π of ``perms`` (P, n), all symmetric n×n: shape (A, B, P), float64.
+
+    All cells of a block at once: for each permutation, each column layer's permuted kernel is
+    gathered once, and the stacked row kernels meet all of them in one GEMM per
+    :data:`BATCH_ROWS` rows × :data:`BATCH_COLS` (permutation, layer) columns. By symmetry only
+    the upper triangle with the diagonal is used (the row side's off-diagonal entries doubled, an
+    exact scaling): ⟨K, M⟩ = Σᵢ KᵢᵢMᵢᵢ + 2Σ_{i<j} KᵢⱼMᵢⱼ, with M = L[π][:, π] read as
+    L[πᵢ, πⱼ] — half the flops and bytes of the whole matrices. The triangle is taken in
+    :data:`SEGMENT`-entry segments whose partial sums are added in order: the working memory is
+    :func:`batch_bytes`, and every GEMM has the same shape, so a cell's null does not depend on
+    which other cells share its block.
+    """
+    n_a, n_b, n_p = len(ks), len(ls), perms.shape[0]
+    out = np.zeros((n_a, n_b, n_p))
+    if not (n_a and n_b and n_p):
+        return out
+    n = ks[0].shape[0]
+    starts = np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))])  # row i's first entry
+    total = int(starts[-1])
+    flat_ls = [np.ascontiguousarray(x).reshape(-1) for x in ls]
+    flat_ks = [np.ascontiguousarray(x).reshape(-1) for x in ks]
+    cols = [(t, b) for t in range(n_p) for b in range(n_b)]  # permutation-major: one index per π
+    seg_max = min(SEGMENT, total)
+    a_stack = np.zeros((BATCH_ROWS, seg_max))
+    b_stack = np.zeros((BATCH_COLS, seg_max))
+    for s0 in range(0, total, SEGMENT):
+        s1 = min(s0 + SEGMENT, total)
+        pos = np.arange(s0, s1)
+        rows_i = np.searchsorted(starts, pos, side="right") - 1
+        cols_j = rows_i + (pos - starts[rows_i])
+        own = rows_i * n + cols_j
+        weight = np.where(rows_i == cols_j, 1.0, 2.0)
+        width = s1 - s0
+        for g in range(0, n_a, BATCH_ROWS):
+            size = min(n_a - g, BATCH_ROWS)
+            a_seg = a_stack[:, :width]
+            a_seg.fill(0.0)
+            for r in range(size):
+                np.take(flat_ks[g + r], own, out=a_seg[r])
+                a_seg[r] *= weight
+            for c0 in range(0, len(cols), BATCH_COLS):
+                chunk = cols[c0 : c0 + BATCH_COLS]
+                b_seg = b_stack[:, :width]
+                index: tuple[int, NDArray[np.intp]] | None = None
+                for q, (t, b) in enumerate(chunk):
+                    if index is None or index[0] != t:
+                        pi = perms[t]
+                        index = (t, pi[rows_i] * n + pi[cols_j])
+                    np.take(flat_ls[b], index[1], out=b_seg[q])
+                b_seg[len(chunk) :] = 0.0
+                part = a_seg @ b_seg.T  # (BATCH_ROWS, BATCH_COLS), the same shape every time
+                for q, (t, b) in enumerate(chunk):
+                    out[g : g + size, b, t] += part[:size, q]
+    return out
+
+
 def permutation_p(observed: float, null: Float64, kind: str) -> float:
     """p = (1 + #{null ≥ observed}) / (1 + P) for a similarity (≤ for a distance); NaN replicates
     are not counted (nor is P). NaN when the observed value is NaN or no replicate is finite."""

@@ -34,9 +34,11 @@ from .jackknife import (
     double_centre,
     jackknife_se,
     loo_hsic,
+    loo_hsic_biased,
     loo_layer_terms,
 )
-from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner
+from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner_batch
+from .packed import TriangleRows, centred_rowdots
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .rsa_boot import rsa_replicates
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
@@ -153,6 +155,26 @@ def engine_gram(comparison: Comparison, ref: LayerRef) -> Float64 | None:
     return k
 
 
+def packed_rows(comparison: Comparison, ref: LayerRef) -> TriangleRows | None:
+    """A reader of the layer's packed Gram triangle rows (float64) when the engine holds only the
+    triangle (the packed plan); None when it holds whole Grams or no triangle."""
+    engine = comparison.engine
+    try:
+        engine.centered_gram(ref)
+        return None
+    except RuntimeError:
+        pass
+    reader = getattr(engine._grams, "triangle_rows", None)
+    if reader is None:
+        return None
+    index = engine.index(ref)
+
+    def rows(first: int, stop: int, out: Float64) -> None:
+        reader(index, first, stop, out)
+
+    return rows
+
+
 def mirror_lower(k: Float64, tile: int = 256) -> None:
     """Copy the strict upper triangle of k (n, n) onto its lower triangle, in place, tile by tile
     (a transposed tile stays in cache; a whole-matrix transpose does not)."""
@@ -212,9 +234,72 @@ class CellStatistics:
         self._kernels: dict[tuple[str, str], Float64] = {}
         self._numbers: dict[tuple[str, str, str], float] = {}
         self._terms: dict[tuple[str, str], LayerTerms] = {}
+        self._packed_loo: dict[tuple[str, str], Float64] = {}
         self._data: dict[str, np.ndarray] = {}
+        self._check_memory()
         self._boot = bootstrap_indices(options.seed, self.n, options.bootstrap) if options.bootstrap else None
         self._perms = permutations(options.seed, self.n, options.permutations) if options.permutations else None
+
+    # ------------------------------------------------------------------ memory
+    def packed_jackknife_only(self, spec: MetricSpec) -> bool:
+        """Will the metric's jackknife run from the packed plan's triangles (no kernel held)?"""
+        opts, plan = self.options, self.comparison.plan
+        return (spec.name == "cka" and not spec.params.get("debiased") and opts.jackknife
+                and not (opts.bootstrap or opts.testing) and plan.side == "sample"
+                and getattr(plan.strategy, "name", "") == "packed")  # fmt: skip
+
+    def memory_need(self) -> tuple[int, int, int]:
+        """(kernels held for the run, their count, peak working memory) of the kernel path, bytes:
+        each layer's n×n float64 kernel (plus its zero-diagonal copy for the unbiased estimator's
+        resampling and its leave-one-out copy for the unbiased jackknife), and the largest
+        transient buffers (bootstrap weights and per-layer terms, the permutation batch)."""
+        from .nulls import batch_bytes
+        from .packed import ROWS
+
+        opts, n = self.options, self.n
+        work = self.comparison.work()
+        held = count = working = 0
+        for spec in self.comparison.specs:
+            if spec.name == "dcor" and opts.jackknife:  # closed-form jackknife: its kernel held
+                count += int(work[spec.text]["states"])
+                held += int(work[spec.text]["states"]) * n * n * 8
+            if not is_fast(spec):
+                continue
+            layers = int(work[spec.text]["states"])
+            if self.packed_jackknife_only(spec):
+                working = max(working, layers * ROWS * n * 8)
+                continue
+            unbiased = bool(spec.params.get("debiased"))
+            copies = 1 + int(unbiased and (opts.bootstrap > 0 or opts.testing)) + int(unbiased and opts.jackknife)
+            count += copies * layers
+            held += copies * layers * n * n * 8
+            if opts.bootstrap:
+                working = max(working, (1 + 2 * layers) * n * REPLICATE_CHUNK * 8)
+            if opts.permutations:
+                working = max(working, batch_bytes(n))
+        return held, count, working
+
+    def _check_memory(self) -> None:
+        """Count the kernel path's memory against ``--memory``: refuse a run that cannot hold it
+        beside the engine plan's peak, and take it out of the states' budget."""
+        from .._units import format_size
+
+        held, count, working = self.memory_need()
+        if not (held or working):
+            return
+        plan = self.comparison.plan
+        need = int(plan.peak_bytes) + held + working
+        if need > plan.budget:
+            raise RepsimError(
+                f"the statistics' kernel path holds {count} kernels of {self.n}×{self.n} float64 "
+                f"({format_size(held)}) and {format_size(working)} of working memory beside the plan's "
+                f"peak of {format_size(int(plan.peak_bytes))}: about {format_size(need)}, over the memory "
+                f"budget of {format_size(plan.budget)}; give --memory {format_size(need)} or more, or "
+                "compare fewer layers per run (--layers, or --shard and merge)"
+            )
+        states = getattr(self.comparison, "states", None)
+        if states is not None:
+            states.budget = max(0, int(states.budget) - held - working)
 
     # ------------------------------------------------------------------ inputs
     def kernel(self, spec: MetricSpec, ref: LayerRef) -> Float64:
@@ -320,21 +405,24 @@ class CellStatistics:
                 out[c].stats.update(p_value=gamma_sf(stat, mean, var, n), null_mean=mean * scale,
                                     null_std=math.sqrt(var) * scale if var > 0 else math.nan)
         elif self._perms is not None:
-            by_col: dict[int, list[Cell]] = {}
+            # every cell of the block from batched GEMMs (one gather per column layer and π)
+            rows = {i: r for r, i in enumerate(dict.fromkeys(c[0] for c in wanted))}
+            cols = {j: r for r, j in enumerate(dict.fromkeys(c[1] for c in wanted))}
+            kas = [kern(refs_a[i], unbiased) for i in rows]
+            lbs = [kern(refs_b[j], unbiased) for j in cols]
+            with threadpool_limits(1):  # on a busy machine threaded GEMMs of this shape lose to one thread
+                inner = permuted_inner_batch(kas, lbs, self._perms)
             for c in wanted:
-                by_col.setdefault(c[1], []).append(c)
-            for j, cells in by_col.items():
-                lb = kern(refs_b[j], unbiased)
-                kas = [kern(refs_a[i], unbiased) for i, _ in cells]
-                inner = permuted_inner(kas, lb, self._perms)
-                for row, c in enumerate(cells):
-                    null, observed = self._null_cka(kas[row], lb, inner[row], unbiased)
-                    self._test_summary(observed, null, spec.info.kind, out[c])
+                ka, lb = kas[rows[c[0]]], lbs[cols[c[1]]]
+                null, observed = self._null_cka(ka, lb, inner[rows[c[0]], cols[c[1]]], unbiased)
+                self._test_summary(observed, null, spec.info.kind, out[c])
 
     def _fast_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
                         unbiased: bool, out: dict[Cell, CellResult]) -> None:
         """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
         refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        if self._packed_jackknife(spec, wanted, values, unbiased, out):
+            return
         for c in wanted:
             ra, rb = refs_a[c[0]], refs_b[c[1]]
             h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
@@ -343,6 +431,44 @@ class CellStatistics:
             loo = cka_ratio(h_ab, h_aa, h_bb)
             out[c].std_error = jackknife_se(loo)
             out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
+
+    def _packed_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
+                          unbiased: bool, out: dict[Cell, CellResult]) -> bool:
+        """The biased linear-CKA jackknife straight from the packed plan's Gram triangles
+        (:mod:`.packed`), when the jackknife is the only statistic (the others need whole kernels
+        anyway) and no whole kernel was built; False when it does not apply."""
+        opts, cmp = self.options, self.comparison
+        if (spec.name != "cka" or unbiased or opts.bootstrap or opts.testing or cmp.plan.side != "sample"
+                or self.n < 3):  # fmt: skip
+            return False
+        refs = {r.key: r for c in wanted for r in (cmp.refs_a[c[0]], cmp.refs_b[c[1]])}
+        if any((spec.name + repr(sorted(spec.params.items())), k) in self._kernels for k in refs):
+            return False
+        readers: dict[str, TriangleRows] = {}
+        for k, r in refs.items():
+            reader = packed_rows(cmp, r)
+            if reader is None:
+                return False
+            readers[k] = reader
+        keys = list(refs)
+        pos = {k: i for i, k in enumerate(keys)}
+        selfs = [k for k in keys if ("packed-self", k) not in self._packed_loo]
+        pairs = [(pos[k], pos[k]) for k in selfs]
+        cross = [(cmp.refs_a[i].key, cmp.refs_b[j].key) for i, j in wanted]
+        pairs += [(pos[a], pos[b]) for a, b in dict.fromkeys(cross) if a != b]
+        layers = [(readers[k], cmp.engine.row_sqnorms(refs[k])) for k in keys]
+        hs, diags = centred_rowdots(layers, pairs, self.n)
+        loo: dict[tuple[str, str], Float64] = {}
+        for (a, b), h in zip(pairs, hs, strict=True):
+            loo[(keys[a], keys[b])] = loo_hsic_biased(h, diags[a], diags[b])
+        for k in selfs:
+            self._packed_loo[("packed-self", k)] = loo[(k, k)]
+        for c, (ka, kb) in zip(wanted, cross, strict=True):
+            h_aa, h_bb = self._packed_loo[("packed-self", ka)], self._packed_loo[("packed-self", kb)]
+            cell = cka_ratio(h_aa if ka == kb else loo[(ka, kb)], h_aa, h_bb)
+            out[c].std_error = jackknife_se(cell)
+            out[c].dominated = [int(k) for k in dominating_examples(values[c], cell)]
+        return True
 
     def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool,
                         kern: Callable[[LayerRef, bool], Float64], out: dict[Cell, CellResult]) -> None:
@@ -429,7 +555,10 @@ class CellStatistics:
                 reps = collect([matrix_on_rows(spec, data, row_keys, col_keys, idx) for idx in self._boot])
             for c in wanted:
                 self._bootstrap_summary(reps[c], out[c])
-        if opts.jackknife:
+        if opts.jackknife and spec.name == "dcor":
+            with threadpool_limits(1):
+                self._dcor_jackknife(spec, wanted, values, out)
+        elif opts.jackknife:
             everyone = np.arange(n)
             loo = collect([matrix_on_rows(spec, data, row_keys, col_keys, np.delete(everyone, k))
                            for k in range(n)])  # fmt: skip
@@ -443,6 +572,25 @@ class CellStatistics:
             for c in wanted:
                 self._test_summary(float(observed[pos[c]]), null[c], spec.info.kind, out[c])
 
+    def _dcor_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
+                        out: dict[Cell, CellResult]) -> None:
+        """Distance correlation's jackknife in closed form: dCor² is biased CKA of the distance
+        matrices, and leaving an example out deletes its row and column of each distance matrix
+        (no other distance changes), so :mod:`.jackknife`'s leave-one-out formulas apply to the
+        layers' double-centred distance matrices (their states); dCor = √max(dCor², 0), as
+        ``repsim influence`` computes it. O(n²) per cell instead of n recomputations."""
+        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        for c in wanted:
+            ra, rb = refs_a[c[0]], refs_b[c[1]]
+            h_aa, h_bb = self._loo_self(spec, ra, False), self._loo_self(spec, rb, False)
+            h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, False),
+                                                          self._loo_terms(spec, rb, False))  # fmt: skip
+            ratio = cka_ratio(h_ab, h_aa, h_bb)
+            with np.errstate(invalid="ignore"):
+                loo = np.sqrt(np.where(ratio < 0.0, 0.0, ratio))
+            out[c].std_error = jackknife_se(loo)
+            out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
+
     # ------------------------------------------------------------------ run summary
     def describe(self) -> list[str]:
         """``--dry-run`` lines: per metric, the path and the work of each statistic."""
@@ -455,6 +603,15 @@ class CellStatistics:
                                             and opts.permutations else "") if opts.testing else "",
                      f"adjust {opts.adjust}" if opts.testing else "") if x)]  # fmt: skip
         work = self.comparison.work()
+        held, count, working = self.memory_need()
+        if held or working:
+            from .._units import format_size
+
+            plan = self.comparison.plan
+            lines.append(f"  kernel-path memory: {count} kernels ({format_size(held)}) + working "
+                         f"{format_size(working)}; with the plan's peak "
+                         f"{format_size(int(plan.peak_bytes) + held + working)} of the "
+                         f"{format_size(plan.budget)} budget (counted against it)")  # fmt: skip
         for spec in self.comparison.specs:
             w = work[spec.text]
             cells, states = int(w["cells"]), int(w["states"])
@@ -466,16 +623,20 @@ class CellStatistics:
                     flops += 10.0 * n * n * cells
                 if opts.null == "permutation" and opts.permutations:
                     flops += 2.0 * n * n * opts.permutations * cells
+                holds = ("no kernel held (the jackknife reads the packed Gram triangles)"
+                         if self.packed_jackknife_only(spec) else f"{states} kernels of {n}×{n} float64 held")
                 lines.append(f"  {spec.text}: kernel path (no layer re-prepared), about {flops:.3g} flops, "
-                             f"{states} kernels of {n}×{n} float64 held")  # fmt: skip
+                             f"{holds}")  # fmt: skip
             else:
-                reps = opts.bootstrap + (n if opts.jackknife else 0) + (opts.permutations + 1 if opts.permutations else 0)
+                loo_reps = n if opts.jackknife and spec.name != "dcor" else 0  # dcor: closed form
+                reps = opts.bootstrap + loo_reps + (opts.permutations + 1 if opts.permutations else 0)
                 factor = 2 if opts.permutations else 1
                 lines.append(
                     f"  {spec.text}: WARNING generic path: every layer re-prepared on resampled rows, "
                     f"{reps} replicates × {states} layers (×{factor} for permutations) = about "
                     f"{reps * states * factor} prepare stages and {reps * cells} pair stages"
-                    + (f" (the jackknife alone: {n} replicates)" if opts.jackknife else "")
+                    + (f" (the jackknife alone: {n} replicates)" if loo_reps else "")
+                    + (" (jackknife in closed form)" if opts.jackknife and not loo_reps else "")
                 )
         return lines
 

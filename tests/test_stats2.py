@@ -1,0 +1,195 @@
+"""compare's statistics, second round (repsim_cli.stats): the packed jackknife, batched
+permutations, the kernels' memory, duplicates on the generic path, dcor's jackknife."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from repsim_cli._warnings import RepsimWarning
+from repsim_cli.arrays import ArrayStore
+from repsim_cli.compare import prepare_models
+from repsim_cli.engine.triangles import triangle_offsets
+from repsim_cli.stats.jackknife import double_centre
+from repsim_cli.stats.packed import centred_rowdots
+from repsim_cli.stats.runner import StatsOptions, attach_statistics
+
+
+def run_with(layers: dict[str, np.ndarray], metric: str, opts: StatsOptions, **kw: object):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RepsimWarning)
+        comparison = prepare_models([("m", ArrayStore(layers))], [metric], precision="float64", **kw)  # type: ignore[arg-type]
+        attach_statistics(comparison, opts)
+        try:
+            return comparison.run().metrics[metric], comparison
+        finally:
+            comparison.close()
+
+
+def test_rowdots_from_packed_triangles_are_the_dense_ones() -> None:
+    rng = np.random.default_rng(3)
+    n = 203  # several row tiles, the last one short
+    mats = []
+    for _ in range(3):
+        x = rng.normal(size=(n, 9)) + 0.5
+        mats.append(x @ x.T)
+    off = triangle_offsets(n)
+    iu = np.triu_indices(n, 1)
+
+    def reader(m: np.ndarray):
+        tri = m[iu]
+
+        def rows(first: int, stop: int, out: np.ndarray) -> None:
+            out[:] = tri[off[first] : off[stop]]
+
+        return rows
+
+    pairs = [(0, 0), (0, 1), (2, 1)]
+    hs, diags = centred_rowdots([(reader(m), np.diag(m).copy()) for m in mats], pairs, n)
+    cent = [double_centre(m) for m in mats]
+    for (a, b), h in zip(pairs, hs, strict=True):
+        np.testing.assert_allclose(h, np.einsum("ij,ij->i", cent[a], cent[b]), rtol=1e-11, atol=1e-9)
+    for d, c in zip(diags, cent, strict=True):
+        np.testing.assert_allclose(d, np.diag(c), rtol=1e-12, atol=1e-10)
+
+
+def test_packed_plan_jackknife_equals_the_whole_kernel_one() -> None:
+    """The sample side's packed plan takes the triangle path; its std errors and dominated
+    examples are those of the whole-kernel closed form (the feature side builds XcXcᵀ)."""
+    rng = np.random.default_rng(5)
+    layers = {f"l{i}": rng.normal(size=(150, 20)) + (i + 1) * rng.normal(size=(150, 1)) for i in range(3)}
+    opts = StatsOptions(jackknife=True)
+    packed, cmp = run_with(layers, "cka", opts, side="sample")
+    assert type(cmp.engine._grams).__name__ == "PackedGrams"
+    assert cmp.statistics is not None and len(cmp.statistics._packed_loo) == 3  # the triangle path ran
+    whole, cmp2 = run_with(layers, "cka", opts, side="feature")
+    assert cmp2.statistics is not None and not cmp2.statistics._packed_loo
+    assert packed.std_error is not None and whole.std_error is not None
+    np.testing.assert_allclose(packed.std_error, whole.std_error, rtol=1e-10)
+
+
+def test_batched_permutations_are_the_per_column_ones() -> None:
+    """All cells of a block from one batched GEMM: the same null inner products as the
+    per-column reference (:func:`permuted_inner`) to 1e-12, with the same permutations, over
+    several triangle segments and column chunks."""
+    from repsim_cli.stats import nulls
+    from repsim_cli.stats.resample import permutations
+
+    rng = np.random.default_rng(8)
+    n = 60
+    ks = [double_centre((x := rng.normal(size=(n, 5))) @ x.T) for _ in range(3)]
+    perms = permutations(4, n, 23)
+    old_segment = nulls.SEGMENT
+    try:
+        nulls.SEGMENT = 700  # several segments, the last one short
+        new = nulls.permuted_inner_batch(ks, ks[1:], perms)
+    finally:
+        nulls.SEGMENT = old_segment
+    ref = np.stack([nulls.permuted_inner(ks, lb, perms) for lb in ks[1:]], axis=1)
+    np.testing.assert_allclose(new, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+
+
+def test_permutation_p_values_unchanged_by_batching() -> None:
+    """compare --permutations gives the p-values of the per-column computation (same seed)."""
+    from repsim_cli.stats import nulls
+
+    rng = np.random.default_rng(12)
+    base = rng.normal(size=(40, 6))
+    layers = {f"l{i}": base + (i + 1) * rng.normal(size=(40, 6)) for i in range(3)}
+    opts = StatsOptions(permutations=49, seed=3)
+    res, _ = run_with(layers, "cka", opts)
+    # the per-column reference, through the same runner
+    real = nulls.permuted_inner_batch
+
+    def per_column(ks, ls, perms):
+        return np.stack([nulls.permuted_inner(ks, lb, perms) for lb in ls], axis=1)
+
+    from repsim_cli.stats import runner
+
+    runner.permuted_inner_batch = per_column  # type: ignore[assignment]
+    try:
+        ref, _ = run_with(layers, "cka", opts)
+    finally:
+        runner.permuted_inner_batch = real
+    np.testing.assert_array_equal(res.stats["p_value"], ref.stats["p_value"])
+    np.testing.assert_allclose(res.stats["null_mean"], ref.stats["null_mean"], rtol=1e-12)
+
+
+def test_kernel_memory_is_counted_against_the_budget() -> None:
+    """The kernel path's n×n kernels and its working memory count against --memory: a budget
+    the plan alone fits but the kernels do not is refused, naming the budget needed; a larger one
+    runs, with the states' budget reduced by what the kernels take."""
+    import pytest
+
+    from repsim_cli.errors import RepsimError
+
+    rng = np.random.default_rng(0)
+    layers = {f"l{i}": rng.normal(size=(300, 40)) for i in range(3)}
+    memory = 8_000_000
+    plain = prepare_models([("m", ArrayStore(layers))], ["cka"], precision="float64", memory=memory)
+    assert plain.plan.peak_bytes < memory
+    plain.close()
+    with pytest.raises(RepsimError, match=r"3 kernels of 300×300 float64 .* give --memory \d"):
+        prepare_models([("m", ArrayStore(layers))], ["cka"], precision="float64", memory=memory,
+                       statistics=StatsOptions(permutations=9))  # fmt: skip
+    big = 200_000_000
+    base = prepare_models([("m", ArrayStore(layers))], ["cka"], precision="float64", memory=big)
+    with_stats = prepare_models([("m", ArrayStore(layers))], ["cka"], precision="float64", memory=big,
+                                statistics=StatsOptions(permutations=9))  # fmt: skip
+    assert with_stats.statistics is not None
+    held, count, working = with_stats.statistics.memory_need()
+    assert count == 3 and held == 3 * 300 * 300 * 8
+    assert with_stats.states.budget == base.states.budget - held - working
+    assert any("kernel-path memory: 3 kernels" in line for line in with_stats.statistics.describe())
+    base.close()
+    with_stats.close()
+
+
+def test_dcor_jackknife_is_closed_form_and_equals_brute_force() -> None:
+    """--jackknife for dcor from the closed form (no recomputation), equal to the brute-force
+    leave-one-out distance correlations to 1e-10."""
+    from repsim_cli.metrics.dcor import distance_correlation
+    from repsim_cli.stats import runner
+    from repsim_cli.stats.jackknife import jackknife_se
+
+    rng = np.random.default_rng(21)
+    n = 30
+    x = rng.normal(size=(n, 4))
+    y = np.tanh(x @ rng.normal(size=(4, 3))) + 0.3 * rng.normal(size=(n, 3))
+    real = runner.matrix_on_rows
+
+    def no_recompute(*args: object, **kw: object) -> None:
+        raise AssertionError("the generic path recomputed dcor")
+
+    runner.matrix_on_rows = no_recompute  # type: ignore[assignment]
+    try:
+        res, _ = run_with({"x": x, "y": y}, "dcor", StatsOptions(jackknife=True))
+    finally:
+        runner.matrix_on_rows = real
+    loo = np.array([distance_correlation(np.delete(x, k, 0), np.delete(y, k, 0)) for k in range(n)])
+    assert res.std_error is not None
+    np.testing.assert_allclose(res.std_error[0, 1], jackknife_se(loo), rtol=1e-10)
+    assert res.std_error[1, 0] == res.std_error[0, 1]
+
+
+def test_generic_bootstrap_keeps_copies_for_dcor_and_cca_as_documented() -> None:
+    """The README's duplicates policy for the generic path: dcor and cca replicates are the
+    metric on the resampled rows as they are (copy–copy pairs kept for dcor; for CCA a copy is a
+    row counted twice — no pairwise term to exclude)."""
+    from repsim_cli.arrays import dense_value
+    from repsim_cli.metrics.dcor import distance_correlation
+    from repsim_cli.stats.resample import bootstrap_indices
+
+    rng = np.random.default_rng(31)
+    n = 40
+    x = rng.normal(size=(n, 3))
+    y = x @ rng.normal(size=(3, 2)) + 0.5 * rng.normal(size=(n, 2))
+    opts = StatsOptions(bootstrap=9, seed=6, ci=0.8)
+    idx = bootstrap_indices(6, n, 9)
+    for metric, direct in (("dcor", lambda a, b: distance_correlation(a, b)),
+                           ("cca", lambda a, b: dense_value("cca", a, b, {}))):  # fmt: skip
+        res, _ = run_with({"x": x, "y": y}, metric, opts)
+        reps = np.array([direct(x[i], y[i]) for i in idx])
+        lo, hi = np.quantile(reps, [0.1, 0.9])
+        np.testing.assert_allclose([res.stats["ci_low"][0, 1], res.stats["ci_high"][0, 1]], [lo, hi], rtol=1e-8)
