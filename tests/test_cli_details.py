@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from repsim_cli._warnings import RepsimWarning
 from repsim_cli.cli import cli
 
 
@@ -117,3 +119,21 @@ def test_influence_names_the_constant_layer(make_store) -> None:
     path = make_store({"flat": np.ones((20, 3)), "x": rng.standard_normal((20, 4))}, name="C")
     r = CliRunner().invoke(cli, ["influence", str(path), "--layer-a", "x", "--layer-b", "flat", "-m", "cka"])
     assert r.exit_code == 1 and f"{path}:flat is constant" in r.output
+
+
+def test_bootstrap_intervals_that_exclude_their_value_are_flagged(make_store) -> None:
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((200, 5))
+
+    def layers() -> dict[str, np.ndarray]:
+        return {f"l{w}": latent @ rng.standard_normal((5, w)) + rng.standard_normal((200, w)) for w in (10, 30, 60)}
+
+    a, b = make_store(layers(), name="A"), make_store(layers(), name="B")
+    common = ["compare", str(a), str(b), "--bootstrap", "50", "--seed", "2", "-o", "-"]
+    with warnings.catch_warnings():  # as outside pytest: the CLI prints warnings as lines
+        warnings.simplefilter("default", RepsimWarning)
+        biased = CliRunner().invoke(cli, [*common, "-m", "procrustes"])
+    assert biased.exit_code == 0, biased.output
+    assert "procrustes: the bootstrap interval excludes the cell's own value" in biased.output
+    fine = CliRunner().invoke(cli, [*common, "-m", "cka"])
+    assert fine.exit_code == 0 and "excludes the cell's own value" not in fine.output

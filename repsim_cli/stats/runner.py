@@ -646,6 +646,7 @@ class CellStatistics:
         if self.options.testing:
             adjust_result(result, labels, self.options.adjust)
         warn_dominated(self.comparison, spec, dominated)
+        warn_biased_intervals(spec, result)
 
 
 def adjust_result(result: MetricResult, labels: tuple[list[str], list[str]], method: str) -> None:
@@ -690,6 +691,29 @@ def warn_dominated(comparison: Comparison, spec: MetricSpec, dominated: dict[Cel
             f"{spec.text} ({ra.name}, {rb.name}): {len(examples)} of {n} examples dominate the value "
             f"(leaving one out moves it beyond the influence threshold); see: repsim influence "
             f"{ra.store.path} {rb.store.path} --layer-a {ra.name} --layer-b {rb.name} -m {spec.text}",
+            RepsimWarning, stacklevel=2,
+        )
+
+
+def warn_biased_intervals(spec: MetricSpec, result: MetricResult) -> None:
+    """One warning line when bootstrap intervals exclude their own cell's value: the bootstrap
+    distribution is then shifted (for metrics on the generic path, copies of an example inside a
+    replicate act as extra weight on it), so the percentile interval is not to be trusted."""
+    import warnings
+
+    from .._warnings import RepsimWarning
+
+    low, high = result.stats.get("ci_low"), result.stats.get("ci_high")
+    if low is None or high is None:
+        return
+    with np.errstate(invalid="ignore"):
+        judged = np.isfinite(low) & np.isfinite(high) & np.isfinite(result.value)
+        outside = judged & ((result.value < low) | (result.value > high))
+    if outside.any():
+        warnings.warn(
+            f"{spec.text}: the bootstrap interval excludes the cell's own value in "
+            f"{int(outside.sum())} of {int(judged.sum())} cells (the bootstrap is biased for this "
+            "metric at this n); prefer --jackknife standard errors for it",
             RepsimWarning, stacklevel=2,
         )
 
