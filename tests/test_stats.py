@@ -351,7 +351,7 @@ def test_cli_writes_statistics_and_dry_run_shows_their_cost(three, tmp_path) -> 
     assert bad.exit_code == 1 and "no gamma approximation" in bad.output
     both = CliRunner().invoke(cli, ["compare", str(path), "-m", "cka", "--null", "gamma", "--permutations", "9",
                                     "-o", str(out)])
-    assert both.exit_code == 1 and "needs no --permutations" in both.output
+    assert both.exit_code == 2 and "needs no --permutations" in both.output
 
 
 def test_gamma_null_through_compare(three, tmp_path) -> None:

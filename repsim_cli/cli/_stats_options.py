@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..errors import RepsimError
 from ..stats.runner import StatsOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,9 +44,12 @@ def stats_options(values: dict[str, Any]) -> StatsOptions | None:
     An option that would change nothing (``--ci`` without ``--bootstrap``; ``--adjust`` or
     ``--null permutation`` without a test) is a usage error rather than silently ignored.
     """
-    opts = StatsOptions(bootstrap=values["bootstrap"], ci=values["ci"], seed=values["seed"],
-                        jackknife=values["jackknife"], permutations=values["permutations"],
-                        null=values["null"], adjust=values["adjust"])  # fmt: skip
+    try:
+        opts = StatsOptions(bootstrap=values["bootstrap"], ci=values["ci"], seed=values["seed"],
+                            jackknife=values["jackknife"], permutations=values["permutations"],
+                            null=values["null"], adjust=values["adjust"])  # fmt: skip
+    except RepsimError as exc:  # options that contradict each other: a usage error, as click's
+        raise click.UsageError(str(exc)) from None
     given = _given_on_command_line()
     if "ci" in given and not opts.bootstrap:
         raise click.UsageError("--ci sets the level of the bootstrap intervals: give --bootstrap B too")
