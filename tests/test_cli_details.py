@@ -137,3 +137,13 @@ def test_bootstrap_intervals_that_exclude_their_value_are_flagged(make_store) ->
     assert "procrustes: the bootstrap interval excludes the cell's own value" in biased.output
     fine = CliRunner().invoke(cli, [*common, "-m", "cka"])
     assert fine.exit_code == 0 and "excludes the cell's own value" not in fine.output
+
+
+def test_a_jackknife_too_small_for_the_estimator_says_so(make_store) -> None:
+    rng = np.random.default_rng(3)
+    path = make_store({"a": rng.standard_normal((4, 3)), "b": rng.standard_normal((4, 5))}, name="N4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", RepsimWarning)
+        r = CliRunner().invoke(cli, ["compare", str(path), "-m", "cka:debiased=true", "--jackknife", "-o", "-"])
+    assert r.exit_code == 0, r.output
+    assert "the jackknife needs at least 5 examples (n=4)" in r.output and "divide by zero" not in r.output

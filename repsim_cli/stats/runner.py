@@ -421,6 +421,15 @@ class CellStatistics:
                         unbiased: bool, out: dict[Cell, CellResult]) -> None:
         """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
         refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        least = 5 if unbiased else 3  # leaving one out must leave what the estimator needs
+        if self.n < least:
+            import warnings
+
+            from .._warnings import RepsimWarning
+
+            warnings.warn(f"{spec.text}: the jackknife needs at least {least} examples (n={self.n}); "
+                          "its standard errors are left empty", RepsimWarning, stacklevel=2)  # fmt: skip
+            return
         if self._packed_jackknife(spec, wanted, values, unbiased, out):
             return
         for c in wanted:
