@@ -21,7 +21,7 @@ import math
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from .stats import Moments, accumulate_block, centered_block, finalize
 from .strategies import SampleGrams
 
 Float64 = NDArray[np.float64]
+# (row columns, column columns) of the joint block, per feature-side block
+BlockColumns = list[tuple[NDArray[np.intp], NDArray[np.intp]]]
 
 # ‖Xc‖²_F ≤ this × ‖X‖²_F means the layer is constant up to round-off: its centred activations
 # are cancellation noise, and every similarity of it is undefined.
@@ -228,10 +230,7 @@ class GramEngine:
             else:
                 zc = centered_block(block, shift, self.dtype.type)  # centred before the GEMMs
                 np.add(sums, zc.sum(axis=0, dtype=np.float64), out=sums)
-                for (r, c), acc in zip(blocks or (), crosses, strict=True):
-                    left = _columns(zc, r)
-                    right = left if r is c else _columns(zc, c)
-                    np.add(acc, left.T @ right, out=acc)
+                add_block_products(zc, blocks or [], crosses)
             self.progress("feature-side pass", start + block.shape[0], self.n)
         if whole:
             assert total is not None
@@ -255,29 +254,11 @@ class GramEngine:
             assert own is not None
             self._check_constant(ref, float(np.trace(own)))
 
-    def _feature_block_columns(self) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]] | None:
-        """The plan's feature blocks as (row columns, column columns) of the joint block, every
-        layer's own block added where no symmetric block holds it; None: the whole joint."""
+    def _feature_block_columns(self) -> BlockColumns | None:
+        """The plan's feature blocks as columns of the joint block (see :func:`block_columns`)."""
         if not self.plan.feature_blocks:
             return None
-
-        def columns(keys: Sequence[str]) -> NDArray[np.intp]:
-            return np.concatenate([np.arange(*self._offsets[k]) for k in keys]).astype(np.intp)
-
-        out: list[tuple[NDArray[np.intp], NDArray[np.intp]]] = []
-        own: set[str] = set()
-        for row_keys, col_keys in self.plan.feature_blocks:
-            r = columns(row_keys)
-            if tuple(row_keys) == tuple(col_keys):
-                out.append((r, r))  # symmetric: one SYRK
-                own.update(row_keys)
-            else:
-                out.append((r, columns(col_keys)))
-        for ref in self.refs:
-            if ref.key not in own:
-                r = columns([ref.key])
-                out.append((r, r))
-        return out
+        return block_columns(self._offsets, [r.key for r in self.refs], self.plan.feature_blocks)
 
     def _block(self, ref_a: LayerRef, ref_b: LayerRef) -> Float64 | None:
         """XcᵀYc from the pass's results, or None when the pass did not compute it."""
@@ -396,6 +377,43 @@ class GramEngine:
             k -= outer
         return k
 
+
+
+def block_columns(
+    offsets: Mapping[str, tuple[int, int]], keys: Sequence[str],
+    feature_blocks: Sequence[tuple[Sequence[str], Sequence[str]]],
+) -> BlockColumns:
+    """The plan's feature blocks as (row columns, column columns) of the joint block [X₁…X_L]
+    (``offsets``: each layer key's column range), then each layer of ``keys`` whose own block no
+    symmetric block holds (a symmetric block has its rows' array as its columns: one SYRK)."""
+
+    def columns(block_keys: Sequence[str]) -> NDArray[np.intp]:
+        return np.concatenate([np.arange(*offsets[k]) for k in block_keys]).astype(np.intp)
+
+    out: BlockColumns = []
+    own: set[str] = set()
+    for row_keys, col_keys in feature_blocks:
+        r = columns(row_keys)
+        if tuple(row_keys) == tuple(col_keys):
+            out.append((r, r))
+            own.update(row_keys)
+        else:
+            out.append((r, columns(col_keys)))
+    for key in keys:
+        if key not in own:
+            r = columns([key])
+            out.append((r, r))
+    return out
+
+
+def add_block_products(zc: NDArray[np.floating], blocks: BlockColumns, accs: Sequence[Float64]) -> None:
+    """acc += Z_rᵀ Z_c for each block, Z = ``zc`` the centred row block in the GEMM dtype (one
+    GEMM, or one SYRK for a symmetric block, per block; the single run's pass and a shard's
+    partial sums both go through here, so their products are the same bits)."""
+    for (r, c), acc in zip(blocks, accs, strict=True):
+        left = _columns(zc, r)
+        right = left if r is c else _columns(zc, c)
+        np.add(acc, left.T @ right, out=acc)
 
 
 def _columns(z: NDArray[np.floating], cols: NDArray[np.intp]) -> NDArray[np.floating]:
