@@ -8,7 +8,8 @@ extra pass), and provides, per the :class:`~repsim_cli.engine.plan.Plan`:
   ⟨Kc_a, Kc_b⟩, both from the plan's strategy (:mod:`.strategies`: stacked, packed, spilled or
   tiled), which decides where the Grams live;
 * feature side: ``cross_product(ref_a, ref_b)`` = Xcᵀ Yc (D_a×D_b float64) from one joint pass
-  over all layers;
+  over all layers, which computes the blocks the plan names (the cells' cross blocks and each
+  layer's own block) or the whole joint block;
 * both sides: ``row_sqnorms(ref)`` (‖xc_i‖², the diagonal of Kc) and ``gram_inner`` via the
   identity ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩ (Kornblith et al. 2019, eq. 3). What metrics derive from
   these per layer (eigenbases, distances, ranks) are the metrics' states, kept by the comparison

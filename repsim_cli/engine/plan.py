@@ -5,9 +5,11 @@ bytes, flops and memory.
 Sample side: one centred Gram Kc = XcXcᵀ (n×n) per layer, so that all pairs' inner products
 ⟨Kc_a, Kc_b⟩ come from the Grams (Kornblith et al. 2019, eq. 3); how the Grams are held is a
 strategy (:mod:`.strategies`: stacked, packed, spilled or tiled). Cost ≈ Σ_l n²·D_l + L²·n².
-Feature side: one pass over all layers together accumulating the joint centred cross-product
-[X₁…X_L]ᵀ[X₁…X_L] ((ΣD)², float64), from which ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩. Cost ≈ n·(ΣD)². The
-cheaper side that fits the budget wins.
+Feature side: one pass over all layers together accumulating the blocks of the joint centred
+cross-product [X₁…X_L]ᵀ[X₁…X_L] (float64) that the cells need — each compared model pair's cross
+block and each layer's own block (:func:`cross_blocks`) — from which ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩.
+Cost ≈ n·(2·Σ_pairs D_i·D_j + Σ_l D_l²), or n·(ΣD)² for the whole joint block. The cheaper side
+that fits the budget wins.
 
 Per metric. Each metric declares, per side, the flops of its per-layer stage (``state_cost``)
 and of its pair stage (``pair_cost``); :class:`MetricDemand` carries them here. Metrics that read
