@@ -165,6 +165,14 @@ class Layout:
         return ([r for r, m in enumerate(self.row_models) if m == i],
                 [c for c, m in enumerate(self.col_models) if m == j])  # fmt: skip
 
+    def feature_blocks(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Per model pair, its (row layer keys, column layer keys): the feature side's blocks."""
+        out = []
+        for pair in self.pairs:
+            rows, cols = self.block_ranges(pair)
+            out.append((tuple(self.rows[r].key for r in rows), tuple(self.cols[c].key for c in cols)))
+        return out
+
     def upper_only(self, pair: tuple[int, int]) -> bool:
         """A block whose rows and columns are the same layers: a symmetric metric needs j ≥ i."""
         rows, cols = self.block_ranges(pair)
@@ -613,6 +621,7 @@ def prepare_models(
         demands=metric_demands(
             specs, {s.text: [(layout.rows[i], layout.cols[j]) for i, j in layout.cells(s.info.symmetric)]
                     for s in specs}, n, {c.key: c.itemsize for c in costs}),
+        feature_blocks=layout.feature_blocks(),
     )  # fmt: skip
     store_paths = [str(store.path) for store in stores]
     fingerprints = [store.fingerprint() for store in stores]

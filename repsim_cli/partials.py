@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._atomic import atomic_path
+from .engine.gram import add_block_products, block_columns
 from .errors import ResultsError, StoreError
 from .metrics import MetricSpec
 from .results import MetricResult, Results
@@ -367,6 +368,12 @@ def _compute_partial(comparison: Any, shard: Shard, stack: ExitStack) -> Partial
         shift = np.concatenate([engine.mean(r) for r in refs])
         joint = np.zeros((int(offsets[-1]), int(offsets[-1])))
         sums = np.zeros(int(offsets[-1]))
+        # the single run's feature blocks, by the same GEMMs (joint entries outside them stay 0:
+        # no cell reads them)
+        ranges = {r.key: (int(offsets[k]), int(offsets[k + 1])) for k, r in enumerate(refs)}
+        cross = (block_columns(ranges, [r.key for r in refs], comparison.plan.feature_blocks)
+                 if comparison.plan.feature_blocks else None)  # fmt: skip
+        accs = [np.zeros((len(r), len(c))) for r, c in cross or ()]
         for done, (start, stop) in enumerate(blocks, start=1):
             parts = [r.store.read_rows(r.name, start, stop) for r in refs]
             z = np.concatenate(parts, axis=1).astype(np.float64) - shift
@@ -376,8 +383,13 @@ def _compute_partial(comparison: Any, shard: Shard, stack: ExitStack) -> Partial
             qsum += q.sum(axis=1)
             zc = z.astype(engine.dtype, copy=False)
             sums += zc.sum(axis=0, dtype=np.float64)
-            joint += zc.T @ zc
+            if cross is None:
+                joint += zc.T @ zc
+            else:
+                add_block_products(zc, cross, accs)
             engine.progress(f"shard {shard}: rows", done, len(blocks))
+        for (r, c), acc in reversed(list(zip(cross or (), accs, strict=True))):
+            joint[np.ix_(r, c)] = acc  # reversed: where blocks overlap, the first one's, as the engine
         arrays = {"joint": joint, "sums": sums, "qq": qq, "qsum": qsum}
         share = f"rows {blocks[0][0]}-{blocks[-1][1] - 1} of {engine.n}" if blocks else "no rows"
     else:

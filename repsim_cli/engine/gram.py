@@ -8,7 +8,8 @@ extra pass), and provides, per the :class:`~repsim_cli.engine.plan.Plan`:
   ⟨Kc_a, Kc_b⟩, both from the plan's strategy (:mod:`.strategies`: stacked, packed, spilled or
   tiled), which decides where the Grams live;
 * feature side: ``cross_product(ref_a, ref_b)`` = Xcᵀ Yc (D_a×D_b float64) from one joint pass
-  over all layers;
+  over all layers, which computes the blocks the plan names (the cells' cross blocks and each
+  layer's own block) or the whole joint block;
 * both sides: ``row_sqnorms(ref)`` (‖xc_i‖², the diagonal of Kc) and ``gram_inner`` via the
   identity ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩ (Kornblith et al. 2019, eq. 3). What metrics derive from
   these per layer (eigenbases, distances, ranks) are the metrics' states, kept by the comparison
@@ -21,7 +22,7 @@ import math
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ from .stats import Moments, accumulate_block, centered_block, finalize
 from .strategies import SampleGrams
 
 Float64 = NDArray[np.float64]
+# (row columns, column columns) of the joint block, per feature-side block
+BlockColumns = list[tuple[NDArray[np.intp], NDArray[np.intp]]]
 
 # ‖Xc‖²_F ≤ this × ‖X‖²_F means the layer is constant up to round-off: its centred activations
 # are cancellation noise, and every similarity of it is undefined.
@@ -80,6 +83,8 @@ class GramEngine:
         self._means: dict[str, Float64] = {}
         self._sumsq_total: dict[str, float] = {}
         self._joint: Float64 | None = None
+        self._blocks: list[tuple[NDArray[np.intp], NDArray[np.intp], Float64]] = []
+        self._fallback: Float64 | None = None  # the whole joint block, for pairs outside the blocks
         self._offsets: dict[str, tuple[int, int]] = {}
         self._row_sqnorms: dict[str, Float64] = {}
         self._row_term_cache: dict[str, tuple[Float64, Float64]] = {}
@@ -193,8 +198,10 @@ class GramEngine:
         return self._cache
 
     # ---------------------------------------------------------------- feature side
-    def _joint_pass(self) -> None:
-        """One pass over all layers together: the joint centred cross-product and row norms."""
+    def _joint_pass(self, whole: bool = False) -> None:
+        """One pass over all layers together: the centred cross-products the plan's
+        ``feature_blocks`` name (all of [X₁…X_L]ᵀ[X₁…X_L] when it names none, or with ``whole``:
+        then kept apart, as the fallback for pairs outside the blocks) and the row norms."""
         widths = [ref.width for ref in self.refs]
         offsets = np.concatenate([[0], np.cumsum(widths)])
         self._offsets = {ref.key: (int(offsets[i]), int(offsets[i + 1])) for i, ref in enumerate(self.refs)}
@@ -202,6 +209,7 @@ class GramEngine:
         shift = np.concatenate(means)
         rows = self.plan.block_rows or 1024
         sqn = {ref.key: np.empty(self.n) for ref in self.refs}
+        blocks = None if whole else self._feature_block_columns()
 
         def joint_blocks() -> Iterator[tuple[int, np.ndarray]]:
             for start in range(0, self.n, rows):
@@ -210,30 +218,85 @@ class GramEngine:
                 self.bytes_read += sum(p.nbytes for p in parts)
                 yield start, np.concatenate(parts, axis=1)  # stored dtype: queued blocks stay small
 
-        total = Moments(0, np.zeros(len(shift)), np.zeros((len(shift), len(shift))))
+        sums = np.zeros(len(shift))
+        total = Moments(0, sums, np.zeros((len(shift), len(shift)))) if blocks is None else None
+        crosses = [np.zeros((len(r), len(c))) for r, c in blocks or ()]
         for start, block in read_ahead(joint_blocks()):
             for ref in self.refs:
                 lo, hi = self._offsets[ref.key]
                 z = block[:, lo:hi] - shift[lo:hi]
                 sqn[ref.key][start : start + block.shape[0]] = np.einsum("ij,ij->i", z, z)
-            total = accumulate_block(total, block, shift, self.dtype.type)
+            if total is not None:
+                total = accumulate_block(total, block, shift, self.dtype.type)
+            else:
+                zc = centered_block(block, shift, self.dtype.type)  # centred before the GEMMs
+                np.add(sums, zc.sum(axis=0, dtype=np.float64), out=sums)
+                add_block_products(zc, blocks or [], crosses)
             self.progress("feature-side pass", start + block.shape[0], self.n)
-        self._joint = finalize(total)
+        if whole:
+            assert total is not None
+            self._fallback = finalize(total)
+            return
+        if total is not None:
+            self._joint = finalize(total)
+            self._blocks = []
+        else:
+            mean = sums / self.n
+            for (r, c), acc in zip(blocks or (), crosses, strict=True):
+                # the rank-one centring correction, entry by entry as finalize() makes it
+                np.subtract(acc, np.outer(mean[r], sums[c]), out=acc)
+            self._joint = np.empty((0, 0))
+            self._blocks = [(r, c, acc) for (r, c), acc in zip(blocks or (), crosses, strict=True)]
         for ref in self.refs:
             self.counts["cov:" + ref.key] += 1
             self.counts["read:" + ref.key] += 1
             self._row_sqnorms[ref.key] = sqn[ref.key]
-            lo, hi = self._offsets[ref.key]
-            self._check_constant(ref, float(np.trace(self._joint[lo:hi, lo:hi])))
+            own = self._block(ref, ref)
+            assert own is not None
+            self._check_constant(ref, float(np.trace(own)))
 
-    def cross_product(self, ref_a: LayerRef, ref_b: LayerRef) -> Float64:
-        """XcᵀYc (D_a, D_b) float64 from the joint feature-side pass (run on first use)."""
-        if self._joint is None:
-            self._joint_pass()
-        assert self._joint is not None
+    def _feature_block_columns(self) -> BlockColumns | None:
+        """The plan's feature blocks as columns of the joint block (see :func:`block_columns`)."""
+        if not self.plan.feature_blocks:
+            return None
+        return block_columns(self._offsets, [r.key for r in self.refs], self.plan.feature_blocks)
+
+    def _block(self, ref_a: LayerRef, ref_b: LayerRef) -> Float64 | None:
+        """XcᵀYc from the pass's results, or None when the pass did not compute it."""
         lo_a, hi_a = self._offsets[ref_a.key]
         lo_b, hi_b = self._offsets[ref_b.key]
-        return self._joint[lo_a:hi_a, lo_b:hi_b]
+        if self._joint is not None and self._joint.size:
+            return self._joint[lo_a:hi_a, lo_b:hi_b]
+        for r, c, acc in self._blocks:
+            for (lo_r, hi_r, lo_c, hi_c), transpose in (((lo_a, hi_a, lo_b, hi_b), False),
+                                                         ((lo_b, hi_b, lo_a, hi_a), True)):
+                i = _run_in(r, lo_r, hi_r)
+                j = _run_in(c, lo_c, hi_c)
+                if i is not None and j is not None:
+                    part: Float64 = acc[i : i + hi_r - lo_r, j : j + hi_c - lo_c]
+                    return part.T if transpose else part
+        if self._fallback is not None:
+            return self._fallback[lo_a:hi_a, lo_b:hi_b]
+        return None
+
+    def computed_cross_product(self, ref_a: LayerRef, ref_b: LayerRef) -> Float64 | None:
+        """XcᵀYc from the feature-side pass (run on first use); None for a pair outside the plan's
+        blocks (no cell of this run)."""
+        if self._joint is None:
+            self._joint_pass()
+        return self._block(ref_a, ref_b)
+
+    def cross_product(self, ref_a: LayerRef, ref_b: LayerRef) -> Float64:
+        """XcᵀYc (D_a, D_b) float64 from the feature-side pass (run on first use). A pair outside
+        the plan's blocks comes from one more pass computing the whole joint block (the blocks'
+        values stay as they are)."""
+        block = self.computed_cross_product(ref_a, ref_b)
+        if block is None:
+            self.counts["feature_fallback"] += 1
+            self._joint_pass(whole=True)
+            block = self._block(ref_a, ref_b)
+            assert block is not None
+        return block
 
     # ---------------------------------------------------------------- both sides
     def row_sqnorms(self, ref: LayerRef) -> Float64:
@@ -245,14 +308,20 @@ class GramEngine:
                 self._grams.compute_row_sqnorms(ref)
         return self._row_sqnorms[ref.key]
 
-    def gram_inner_matrix(self, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef]) -> Float64:
-        """⟨Kc_a, Kc_b⟩_F = ‖XcᵀYc‖²_F for all pairs, shape (len(refs_a), len(refs_b)), float64."""
+    def gram_inner_matrix(
+        self, refs_a: Sequence[LayerRef], refs_b: Sequence[LayerRef], *, cells_only: bool = True
+    ) -> Float64:
+        """⟨Kc_a, Kc_b⟩_F = ‖XcᵀYc‖²_F for all pairs, shape (len(refs_a), len(refs_b)), float64.
+
+        On the feature side, with ``cells_only``, a pair outside the plan's ``feature_blocks``
+        (a block of several model pairs also spans pairs that are no cell of the run) is NaN
+        rather than computed by another pass."""
         if self.plan.side == "feature":
             out = np.empty((len(refs_a), len(refs_b)))
             for i, ra in enumerate(refs_a):
                 for j, rb in enumerate(refs_b):
-                    c = self.cross_product(ra, rb)
-                    out[i, j] = float(np.einsum("ij,ij->", c, c))
+                    c = self.computed_cross_product(ra, rb) if cells_only else self.cross_product(ra, rb)
+                    out[i, j] = np.nan if c is None else float(np.einsum("ij,ij->", c, c))
             return out
         out = np.empty((len(refs_a), len(refs_b)))
         for i, ra in enumerate(refs_a):
@@ -262,7 +331,7 @@ class GramEngine:
 
     def gram_inner(self, ref_a: LayerRef, ref_b: LayerRef) -> float:
         """⟨Kc_a, Kc_b⟩_F for one pair (float64)."""
-        return float(self.gram_inner_matrix([ref_a], [ref_b])[0, 0])
+        return float(self.gram_inner_matrix([ref_a], [ref_b], cells_only=False)[0, 0])
 
     def _row_terms(self, ref: LayerRef) -> tuple[Float64, Float64]:
         """v = Xcμ and the row sums of Xc (both (n,), float64), from one streaming pass."""
@@ -309,3 +378,60 @@ class GramEngine:
             k -= outer
         return k
 
+
+
+def block_columns(
+    offsets: Mapping[str, tuple[int, int]], keys: Sequence[str],
+    feature_blocks: Sequence[tuple[Sequence[str], Sequence[str]]],
+) -> BlockColumns:
+    """The plan's feature blocks as (row columns, column columns) of the joint block [X₁…X_L]
+    (``offsets``: each layer key's column range), then each layer of ``keys`` whose own block no
+    symmetric block holds (a symmetric block has its rows' array as its columns: one SYRK)."""
+
+    def columns(block_keys: Sequence[str]) -> NDArray[np.intp]:
+        return np.concatenate([np.arange(*offsets[k]) for k in block_keys]).astype(np.intp)
+
+    out: BlockColumns = []
+    own: set[str] = set()
+    for row_keys, col_keys in feature_blocks:
+        r = columns(row_keys)
+        if tuple(row_keys) == tuple(col_keys):
+            out.append((r, r))
+            own.update(row_keys)
+        else:
+            out.append((r, columns(col_keys)))
+    for key in keys:
+        if key not in own:
+            r = columns([key])
+            out.append((r, r))
+    return out
+
+
+def add_block_products(zc: NDArray[np.floating], blocks: BlockColumns, accs: Sequence[Float64]) -> None:
+    """acc += Z_rᵀ Z_c for each block, Z = ``zc`` the centred row block in the GEMM dtype (one
+    GEMM, or one SYRK for a symmetric block, per block; the single run's pass and a shard's
+    partial sums both go through here, so their products are the same bits)."""
+    for (r, c), acc in zip(blocks, accs, strict=True):
+        left = _columns(zc, r)
+        right = left if r is c else _columns(zc, c)
+        np.add(acc, left.T @ right, out=acc)
+
+
+def _columns(z: NDArray[np.floating], cols: NDArray[np.intp]) -> NDArray[np.floating]:
+    """z[:, cols], a view when the columns are one contiguous run (no copy before the GEMM)."""
+    if len(cols) and cols[-1] - cols[0] == len(cols) - 1:
+        view: NDArray[np.floating] = z[:, int(cols[0]) : int(cols[-1]) + 1]
+        return view
+    picked: NDArray[np.floating] = z[:, cols]
+    return picked
+
+
+def _run_in(cols: NDArray[np.intp], lo: int, hi: int) -> int | None:
+    """Where the contiguous run of joint columns [lo, hi) starts within ``cols``, if it is there."""
+    at = np.flatnonzero(cols == lo)
+    if not len(at):
+        return None
+    i = int(at[0])
+    if i + hi - lo > len(cols) or cols[i + hi - lo - 1] != hi - 1:
+        return None
+    return i

@@ -5,9 +5,11 @@ bytes, flops and memory.
 Sample side: one centred Gram Kc = XcXcᵀ (n×n) per layer, so that all pairs' inner products
 ⟨Kc_a, Kc_b⟩ come from the Grams (Kornblith et al. 2019, eq. 3); how the Grams are held is a
 strategy (:mod:`.strategies`: stacked, packed, spilled or tiled). Cost ≈ Σ_l n²·D_l + L²·n².
-Feature side: one pass over all layers together accumulating the joint centred cross-product
-[X₁…X_L]ᵀ[X₁…X_L] ((ΣD)², float64), from which ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩. Cost ≈ n·(ΣD)². The
-cheaper side that fits the budget wins.
+Feature side: one pass over all layers together accumulating the blocks of the joint centred
+cross-product [X₁…X_L]ᵀ[X₁…X_L] (float64) that the cells need — each compared model pair's cross
+block and each layer's own block (:func:`cross_blocks`) — from which ‖XcᵀYc‖²_F = ⟨Kc_a, Kc_b⟩.
+Cost ≈ n·(2·Σ_pairs D_i·D_j + Σ_l D_l²), or n·(ΣD)² for the whole joint block. The cheaper side
+that fits the budget wins.
 
 Per metric. Each metric declares, per side, the flops of its per-layer stage (``state_cost``)
 and of its pair stage (``pair_cost``); :class:`MetricDemand` carries them here. Metrics that read
@@ -35,11 +37,16 @@ from .strategies import DataOnly, Packed, SampleStrategy, Spilled, Stacked, Tile
 from .strategies.base import layer_working_set
 
 Side = Literal["sample", "feature"]
+# One feature-side block: the layer keys of its rows and of its columns (the same keys: symmetric).
+FeatureBlock = tuple[tuple[str, ...], tuple[str, ...]]
 SIDES: tuple[Side, Side] = ("sample", "feature")
 FEATURE_BLOCK_BYTES = 64 * 1024**2
 # A byte read from a store costs about the time of this many GEMM flops (one core's ~20 GFLOP/s
 # against a page-cache or disk read of ~2.5 GB/s); reads enter the sides' totals this way.
 BYTE_FLOPS = 8.0
+# The feature pass computes only the cells' blocks when that is under this share of the whole
+# joint SYRK's work (below, the smaller GEMMs' lower efficiency would eat the gain).
+BLOCKS_WORTH = 0.8
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,9 @@ class Plan:
     metric_flops: dict[str, float] = field(default_factory=dict)
     # Each metric's side, by spec text (empty where the plan was made without metric demands).
     routes: dict[str, MetricRoute] = field(default_factory=dict)
+    # The feature side's blocks (row layer keys, column layer keys): the cross-products the cells
+    # need; every layer's own block is computed too. Empty: the whole joint block.
+    feature_blocks: tuple[FeatureBlock, ...] = ()
 
     def state_side(self, spec: str, layer_key: str) -> Side | None:
         """The side the planner chose for ``spec``'s state of one layer (None: not planned)."""
@@ -318,11 +328,62 @@ def _feature_rows(n: int, layers: Sequence[LayerCost], c: int, budget: int) -> i
     return int(max(64, min(n, max(floor, min(fit, max(floor, total_width // 2))))))
 
 
-def _feature_side(n: int, layers: Sequence[LayerCost], c: int, rows: int) -> dict[str, float]:
+def feature_block_entries(
+    layers: Sequence[LayerCost], blocks: Sequence[FeatureBlock]
+) -> tuple[float, float, float]:
+    """(GEMM work in n·entries units, float64 entries held, largest block's entries) of a feature
+    pass over ``blocks`` plus each layer's own block where no symmetric block holds it; a
+    symmetric block is one SYRK (half its square's work), a cross block one GEMM."""
+    width = {layer.key: layer.width for layer in layers}
+    work = held = largest = 0.0
+    own: set[str] = set()
+    for rows, cols in blocks:
+        w_r, w_c = sum(width[k] for k in rows), sum(width[k] for k in cols)
+        if tuple(rows) == tuple(cols):
+            own.update(rows)
+            work += w_r * w_r
+        else:
+            work += 2.0 * w_r * w_c
+        held += w_r * w_c
+        largest = max(largest, w_r * w_c)
+    for layer in layers:
+        if layer.key not in own:
+            work += layer.width**2
+            held += layer.width**2
+            largest = max(largest, layer.width**2)
+    return work, held, largest
+
+
+def cross_blocks(
+    layers: Sequence[LayerCost], blocks: Sequence[FeatureBlock]
+) -> tuple[FeatureBlock, ...]:
+    """The blocks a feature pass computes: ``blocks`` (deduplicated; keys not in ``layers``
+    dropped) when their GEMM work is under :data:`BLOCKS_WORTH` of the whole joint SYRK's, else
+    () — the whole joint block, as one large SYRK runs nearer the GEMM peak than many small ones."""
+    known = {layer.key for layer in layers}
+    kept: list[FeatureBlock] = []
+    for rows, cols in blocks:
+        block = (tuple(k for k in rows if k in known), tuple(k for k in cols if k in known))
+        if block[0] and block[1] and block not in kept:
+            kept.append(block)
+    if not kept:
+        return ()
     total = sum(layer.width for layer in layers)
-    # float64 accumulator + one block's GEMM output; the blocks in flight; the per-layer row norms
-    peak = total * total * (8 + c) + rows * _feature_row_bytes(layers, c) + len(layers) * n * 8
-    return {"peak_bytes": float(peak), "flops": float(n) * total * total}
+    work = feature_block_entries(layers, kept)[0]
+    return tuple(kept) if work < BLOCKS_WORTH * total * total else ()
+
+
+def _feature_side(
+    n: int, layers: Sequence[LayerCost], c: int, rows: int, blocks: Sequence[FeatureBlock] = ()
+) -> dict[str, float]:
+    total = sum(layer.width for layer in layers)
+    if blocks:
+        work, held, largest = feature_block_entries(layers, blocks)
+    else:
+        work, held, largest = float(total * total), float(total * total), float(total * total)
+    # float64 accumulators + one block's GEMM output; the blocks in flight; the per-layer row norms
+    peak = held * 8 + largest * c + rows * _feature_row_bytes(layers, c) + len(layers) * n * 8
+    return {"peak_bytes": float(peak), "flops": float(n) * work}
 
 
 def make_plan(
@@ -341,6 +402,7 @@ def make_plan(
     min_grams: int = 2,
     engine_work: bool = True,
     demands: Sequence[MetricDemand] = (),
+    feature_blocks: Sequence[FeatureBlock] = (),
 ) -> Plan:
     """Choose the side and block size for computing the Gram statistics of ``layers``.
 
@@ -353,6 +415,9 @@ def make_plan(
     ``demands``: each metric's work per side; with them the engine's side is the one with the
     lowest total of the engine's work, its reads and the work of the metrics on its side, and
     every metric gets a :class:`MetricRoute` (without them: the engine's flops alone decide).
+    ``feature_blocks``: the (row keys, column keys) cross-products the cells need (a two-store
+    run: the cross block of the two stores); the feature side then computes those and each
+    layer's own block instead of the whole joint block (see :func:`cross_blocks`).
     Raises :class:`BudgetError` when no allowed side fits ``budget``.
     """
     budget = budget or default_budget()
@@ -366,7 +431,8 @@ def make_plan(
     else:
         sample = DataOnly.estimate(n, layers)
     sample = replace(sample, peak_bytes=sample.peak_bytes + reserved_bytes)
-    feature = _feature_side(n, layers, c, rows)
+    blocks = cross_blocks(layers, feature_blocks)
+    feature = _feature_side(n, layers, c, rows, blocks)
     feature["peak_bytes"] += reserved_bytes
     if not engine_work:  # either side is the same nothing: the metrics read the layers
         feature = {"peak_bytes": sample.peak_bytes, "flops": sample.flops}
@@ -410,5 +476,5 @@ def make_plan(
         peak_bytes=int(costs[chosen]["peak_bytes"]), flops=costs[chosen]["flops"],
         bytes_read=int(bytes_read), strategy=strategy, passes=passes, pairs=n_pairs,
         alternatives={s: costs[s] for s in candidates if s != chosen},
-        metric_flops=dict(metric_flops or {}), routes=routes,
+        metric_flops=dict(metric_flops or {}), routes=routes, feature_blocks=blocks,
     )  # fmt: skip
