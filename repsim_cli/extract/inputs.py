@@ -108,9 +108,14 @@ class NpyRows:
             return np.array(self._fortran_map[rows], order="C")
         start, stop, _ = rows.indices(self.shape[0])
         count = max(0, stop - start) * self._row_items
+        flat = np.empty(count, dtype=self.dtype)
+        # readinto rather than np.fromfile: a signal handler's exception raised during the read
+        # (SIGTERM → interrupted run) propagates as itself; np.fromfile masks it as a TypeError.
         with open(self.path, "rb") as fh:
             fh.seek(self.offset + start * self._row_items * self.dtype.itemsize)
-            flat = np.fromfile(fh, dtype=self.dtype, count=count)
+            got = fh.readinto(memoryview(flat).cast("B"))
+        if got != flat.nbytes:
+            raise DataError(f"{self.path}: ends after {got} of the {flat.nbytes} bytes of rows {start}-{stop - 1}")
         return flat.reshape((max(0, stop - start), *self.shape[1:]))
 
 
