@@ -113,7 +113,7 @@ class NpyRows:
         # (SIGTERM → interrupted run) propagates as itself; np.fromfile masks it as a TypeError.
         with open(self.path, "rb") as fh:
             fh.seek(self.offset + start * self._row_items * self.dtype.itemsize)
-            got = fh.readinto(memoryview(flat).cast("B"))
+            got = fh.readinto(flat.view(np.uint8).data)
         if got != flat.nbytes:
             raise DataError(f"{self.path}: ends after {got} of the {flat.nbytes} bytes of rows {start}-{stop - 1}")
         return flat.reshape((max(0, stop - start), *self.shape[1:]))
