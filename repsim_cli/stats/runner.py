@@ -417,6 +417,14 @@ class CellStatistics:
                 null, observed = self._null_cka(ka, lb, inner[rows[c[0]], cols[c[1]]], unbiased)
                 self._test_summary(observed, null, spec.info.kind, out[c])
 
+    def _loo_ratio(self, spec: MetricSpec, ra: Any, rb: Any, unbiased: bool) -> Float64:
+        """(n,) leave-one-out values of HSIC(a, b)/√(HSIC(a, a)·HSIC(b, b)) from the layers'
+        kernel states (CKA; dCor² for dcor's distance matrices)."""
+        h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
+        h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, unbiased),
+                                                      self._loo_terms(spec, rb, unbiased))  # fmt: skip
+        return cka_ratio(h_ab, h_aa, h_bb)
+
     def _fast_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
                         unbiased: bool, out: dict[Cell, CellResult]) -> None:
         """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
@@ -433,11 +441,7 @@ class CellStatistics:
         if self._packed_jackknife(spec, wanted, values, unbiased, out):
             return
         for c in wanted:
-            ra, rb = refs_a[c[0]], refs_b[c[1]]
-            h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
-            h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, unbiased),
-                                                          self._loo_terms(spec, rb, unbiased))  # fmt: skip
-            loo = cka_ratio(h_ab, h_aa, h_bb)
+            loo = self._loo_ratio(spec, refs_a[c[0]], refs_b[c[1]], unbiased)
             out[c].std_error = jackknife_se(loo)
             out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
 
@@ -590,11 +594,7 @@ class CellStatistics:
         ``repsim influence`` computes it. O(n²) per cell instead of n recomputations."""
         refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
         for c in wanted:
-            ra, rb = refs_a[c[0]], refs_b[c[1]]
-            h_aa, h_bb = self._loo_self(spec, ra, False), self._loo_self(spec, rb, False)
-            h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, False),
-                                                          self._loo_terms(spec, rb, False))  # fmt: skip
-            ratio = cka_ratio(h_ab, h_aa, h_bb)
+            ratio = self._loo_ratio(spec, refs_a[c[0]], refs_b[c[1]], False)
             with np.errstate(invalid="ignore"):
                 loo = np.sqrt(np.where(ratio < 0.0, 0.0, ratio))
             out[c].std_error = jackknife_se(loo)
