@@ -147,3 +147,33 @@ def test_a_jackknife_too_small_for_the_estimator_says_so(make_store) -> None:
         r = CliRunner().invoke(cli, ["compare", str(path), "-m", "cka:debiased=true", "--jackknife", "-o", "-"])
     assert r.exit_code == 0, r.output
     assert "the jackknife needs at least 5 examples (n=4)" in r.output and "divide by zero" not in r.output
+
+
+def test_an_interrupted_layers_stage_names_the_command_that_continues_it(make_store, tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from slow_metric import slow_compare_script
+
+    rng = np.random.default_rng(4)
+    path = make_store({f"l{i}": rng.standard_normal((20, 3)) for i in range(6)}, name="S6")
+    script, states = tmp_path / "slow.py", tmp_path / "states"
+    script.write_text(slow_compare_script(0.0, seconds_per_state=0.4))
+    args = ["compare", str(path), "-m", "slow_test", "--stage", "layers", "--state-dir", str(states)]
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 60
+    while not (states.exists() and any(states.glob("*.state"))) and time.time() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Interrupted; continue with: repsim compare ") and "--resume" not in last
+    again = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    kept = re.search(r"prepared (\d+) layer states? into .* \((\d+) already there\)", again.stderr)
+    assert kept is not None and int(kept.group(2)) >= 1 and int(kept.group(1)) + int(kept.group(2)) == 6

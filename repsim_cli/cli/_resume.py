@@ -43,6 +43,14 @@ def offer_resume() -> None:
     _offered = resume_command()
 
 
+def offer_rerun() -> None:
+    """Declare that the running command, run again as it is, continues an interrupted run: work
+    that keeps no journal but whose finished pieces are kept (layer states in a state directory)
+    or cheap to redo whole (one shard's partial sums, written atomically)."""
+    global _offered
+    _offered = shlex.join([PROG, *(_argv if _argv is not None else sys.argv[1:])])
+
+
 def withdraw_resume() -> None:
     """The work that could be resumed is over (finished, or nothing was kept)."""
     global _offered

@@ -31,7 +31,7 @@ from ..store import open_store
 from ._guard import guarded_output
 from ._options import MetricType, ShardType, SizeType, output_option, plural, quiet_option
 from ._provenance import run_provenance
-from ._resume import start_resumable_compare, withdraw_resume
+from ._resume import offer_rerun, start_resumable_compare, withdraw_resume
 from ._stats_options import statistics_options, stats_options
 
 OUTPUT_SUFFIXES = (".csv", ".h5", ".hdf5", ".zarr")
@@ -179,8 +179,11 @@ def command(
                 if shard is not None:
                     click.echo(describe_share(comparison, shard, stage))
             return
+        if mode in ("layers", "tiles"):
+            offer_rerun()
         if mode == "layers":
             prepared, found = run_layers_stage(comparison, shard)
+            withdraw_resume()
             if not quiet:
                 click.echo(f"prepared {plural(prepared, 'layer state')} into {state_dir} ({found} already there)"
                            + (f" (shard {shard})" if shard else ""), err=True)  # fmt: skip
