@@ -89,6 +89,9 @@ def test_a_resume_from_a_journal_without_cells_says_so(store, tmp_path) -> None:
 def test_dry_run_json_metric_flops_are_those_of_the_chosen_side(store) -> None:
     r = CliRunner().invoke(cli, ["compare", str(store), "-m", "cka", "-m", "procrustes", "--dry-run", "--json"])
     plan = json.loads(r.output)
+    route = plan["metric_sides"]["procrustes"]  # a metric with its own side: the case that differed
+    assert route["choice"] in route["estimates"]
+    assert plan["metric_flops"]["procrustes"] == route["estimates"][route["choice"]]
     for spec, route in plan["metric_sides"].items():
         if route["choice"] in route["estimates"]:
             assert plan["metric_flops"][spec] == route["estimates"][route["choice"]]
