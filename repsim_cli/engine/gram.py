@@ -104,7 +104,8 @@ class GramEngine:
                 block = ref.store.read_rows(ref.name, start, min(start + step, self.n))
                 yield start, block
 
-        for start, block in read_ahead(gen()):
+        # a layer of one block gains nothing from a reader thread (nothing to overlap it with)
+        for start, block in read_ahead(gen(), depth=2 if self.n > step else 0):
             self.counts["read:" + ref.key] += 1
             self.bytes_read += block.nbytes
             yield start, block

@@ -34,9 +34,8 @@ from ._linalg import (
     basis_pair_cost,
     centred_float64,
     dense_pair,
+    nuclear_norm,
     prepare_basis,
-    roundoff_floor,
-    singular_values,
 )
 from .contract import Cell, LayerContext, StateCost
 from .registry import MetricInfo, Param, register
@@ -50,7 +49,7 @@ NETREP_EIGVAL_TOL = 1e-7
 
 def aligned_inner(c: Float64, scale_a: Float64, scale_b: Float64) -> float:
     """‖diag(scale_a)·C·diag(scale_b)‖_* — the inner product after optimal rotation (float)."""
-    return float(singular_values(c * scale_a[:, None] * scale_b[None, :]).sum())
+    return nuclear_norm(c * scale_a[:, None] * scale_b[None, :])
 
 
 def procrustes_value(c: Float64, a: Spectrum, b: Spectrum) -> float:
@@ -119,8 +118,9 @@ def shape_distance(x: ArrayLike, y: ArrayLike, alpha: float = 1.0, score: str = 
     whitening, a CCA-like angle) as netrep's ``whiten(preserve_variance=True)`` with its 1e-7
     eigenvalue clip and zero-padding of the narrower layer, then optimally rotated.
     ``score="angular"``: arccos of the aligned correlation, a distance in [0, π/2] radians;
-    ``"euclidean"``: ‖XwU − YwV‖_F, unnormalised, in [0, ∞). Directions below the relative rank
-    tolerance 1e-10 are treated as absent. Invariant to orthogonal maps and translation (and, for
+    ``"euclidean"``: ‖XwU − YwV‖_F, unnormalised, in [0, ∞). With whitening (alpha < 1),
+    directions below the relative rank tolerance 1e-10 are treated as absent; at alpha = 1 every
+    direction counts, as in netrep and Procrustes. Invariant to orthogonal maps and translation (and, for
     the angle with alpha=1, to isotropic scaling).
 
     References
@@ -131,7 +131,10 @@ def shape_distance(x: ArrayLike, y: ArrayLike, alpha: float = 1.0, score: str = 
     pair = dense_pair(x, y)
     if pair.identical:
         return 0.0
-    ka, kb = pair.a.rank(RANK_RTOL), pair.b.rank(RANK_RTOL)
+    if _unwhitened({"alpha": alpha}):
+        ka, kb = pair.a.sq.size, pair.b.sq.size
+    else:
+        ka, kb = pair.a.rank(RANK_RTOL), pair.b.rank(RANK_RTOL)
     width = max(pair.xc.shape[1], pair.yc.shape[1])
     return shape_value(pair.c[:ka, :kb], pair.a, pair.b, alpha, score, width)
 
@@ -167,7 +170,7 @@ def procrustes_pair(a: ProcrustesState, b: ProcrustesState, params: Mapping[str,
     """Squared Procrustes distance of two layer states (both of one kind: a run gives all of a
     metric's states one side)."""
     if isinstance(a, CentredLayer) and isinstance(b, CentredLayer):
-        cosine = float(singular_values(a.data.T @ b.data).sum()) / math.sqrt(a.sq_norm * b.sq_norm)
+        cosine = nuclear_norm(a.data.T @ b.data) / math.sqrt(a.sq_norm * b.sq_norm)
         return Cell(float(np.clip(2.0 - 2.0 * cosine, 0.0, 2.0)))
     if not (isinstance(a, LayerBasis) and isinstance(b, LayerBasis)):
         raise TypeError("procrustes: a pair's two states must come from the same side")
@@ -198,59 +201,43 @@ def _unwhitened(params: Mapping[str, Any]) -> bool:
     return bool(params["alpha"] > 1.0 - NETREP_EIGVAL_TOL)
 
 
+def _shape_ranks(a: LayerBasis, b: LayerBasis, params: Mapping[str, Any]) -> tuple[int, int]:
+    """Directions of each basis that the shape metric keeps: all (above the round-off floor) at
+    alpha = 1, as netrep (no whitening) and Procrustes; those above the relative rank tolerance
+    :data:`RANK_RTOL` when whitening divides by the variances."""
+    if _unwhitened(params):
+        return a.spectrum.sq.size, b.spectrum.sq.size
+    return a.spectrum.rank(RANK_RTOL), b.spectrum.rank(RANK_RTOL)
+
+
 def prepare_shape(layer: LayerContext, params: Mapping[str, Any]) -> ProcrustesState:
-    """The per-layer stage. On the feature side without whitening (alpha = 1): the centred layer
-    (:class:`CentredLayer`), provided its covariance's eigenvalues (no vectors: n·p² + ~3p³)
-    show no direction that the rank tolerance would drop (none in (round-off floor,
-    RANK_RTOL·λ_max]): the pair's nuclear norm of XcᵀYc then equals the truncated one. Otherwise
-    the layer's basis (:func:`prepare_basis`)."""
-    if layer.route != "feature" or not _unwhitened(params):
-        return prepare_basis(layer, params)
-    xc = centred_float64(layer)
-    sq = float(np.einsum("ij,ij->", xc, xc))
-    layer.check_variance(sq)
-    lam = np.linalg.eigvalsh(xc.T @ xc)
-    top = float(lam[-1])
-    floor = roundoff_floor(top, layer.n, layer.width, np.float64)
-    if np.any((lam > floor) & (lam <= RANK_RTOL * top)):
-        return prepare_basis(layer, params)
-    return CentredLayer(xc, sq, layer.n, layer.width)
-
-
-def _scaled_basis(state: LayerBasis, k: int) -> Float64:
-    """U·diag(s) over the leading ``k`` directions (n, k): the layer's centred data, truncated."""
-    spec = state.spectrum
-    assert spec.left is not None
-    return np.asarray(spec.left[:, :k] * spec.s[:k], dtype=np.float64)
+    """The per-layer stage: on the feature side without whitening (alpha = 1) the centred layer
+    (:class:`CentredLayer`, as Procrustes); otherwise the layer's basis (:func:`prepare_basis`)."""
+    if layer.route == "feature" and _unwhitened(params):
+        return prepare_procrustes(layer, params)
+    return prepare_basis(layer, params)
 
 
 def shape_pair(a: ProcrustesState, b: ProcrustesState, params: Mapping[str, Any]) -> Cell:
-    """Shape metric of two layer states."""
-    if isinstance(a, LayerBasis) and isinstance(b, LayerBasis):
-        ka, kb = a.spectrum.rank(RANK_RTOL), b.spectrum.rank(RANK_RTOL)
-        c = basis_coupling(a, b, ka, kb)
-        return Cell(shape_value(c, a.spectrum, b.spectrum, params["alpha"], params["score"],
-                                max(a.width, b.width)))  # fmt: skip
-    # alpha = 1 with at least one centred layer: the nuclear norm of the (truncated) cross product
-    sides = []
-    for state in (a, b):
-        if isinstance(state, CentredLayer):
-            sides.append((state.data, state.sq_norm))
-        else:
-            k = state.spectrum.rank(RANK_RTOL)
-            sides.append((_scaled_basis(state, k), float(state.spectrum.sq[:k].sum())))
-    (xa, norm_a), (xb, norm_b) = sides
-    inner = float(singular_values(xa.T @ xb).sum())
-    if params["score"] == "euclidean":
-        return Cell(math.sqrt(max(norm_a + norm_b - 2.0 * inner, 0.0)))
-    return Cell(float(np.arccos(np.clip(inner / math.sqrt(norm_a * norm_b), 0.0, 1.0))))
+    """Shape metric of two layer states (both of one kind: a run gives a metric's states one side)."""
+    if isinstance(a, CentredLayer) and isinstance(b, CentredLayer):
+        inner, norm_a, norm_b = nuclear_norm(a.data.T @ b.data), a.sq_norm, b.sq_norm
+        if params["score"] == "euclidean":
+            return Cell(math.sqrt(max(norm_a + norm_b - 2.0 * inner, 0.0)))
+        return Cell(float(np.arccos(np.clip(inner / math.sqrt(norm_a * norm_b), 0.0, 1.0))))
+    if not (isinstance(a, LayerBasis) and isinstance(b, LayerBasis)):
+        raise TypeError("shape: a pair's two states must come from the same side")
+    ka, kb = _shape_ranks(a, b, params)
+    c = basis_coupling(a, b, ka, kb)
+    return Cell(shape_value(c, a.spectrum, b.spectrum, params["alpha"], params["score"],
+                            max(a.width, b.width)))  # fmt: skip
 
 
 def _shape_state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
-    """Feature side at alpha = 1: the centred layer and its covariance's eigenvalues (n·p² +
-    3p³). Otherwise the basis (:func:`basis_cost`)."""
+    """Feature side at alpha = 1: the centred layer, as Procrustes. Otherwise the basis
+    (:func:`basis_cost`)."""
     if side == "feature" and _unwhitened(params):
-        return StateCost(bytes=8.0 * n * width, flops=1.0 * n * width**2 + 3.0 * width**3 + 2.0 * n * width)
+        return _procrustes_state_cost(n, width, side, params)
     return basis_cost(n, width, side, params)
 
 
