@@ -20,6 +20,8 @@ Float64 = NDArray[np.float64]
 # Imhof's integral is accepted when the two tail probabilities' error estimates sum to at most this.
 TV_ABS_TOL = 1e-9
 FALLBACK_SAMPLES = 100_000
+# Imhof's integral stops where the rest of it is provably below this (see :func:`tail_bound`).
+TAIL_TOL = 1e-14
 
 
 def _quad(
@@ -34,6 +36,34 @@ def _quad(
     return float(out[0]), float(out[1]), ok and math.isfinite(out[0])
 
 
+def tail_bound(w: Float64, u: float) -> float:
+    """An upper bound on ∫_u^∞ |sin θ(v)| / (v ρ(v)) dv, the rest of Imhof's integral past u > 0.
+
+    With S the weights with |wᵢ|u ≥ 1 (s of them) and cᵢ = wᵢ²u²/(1 + wᵢ²u²) ≥ ½, every v ≥ u has
+    1 + wᵢ²v² ≥ (1 + wᵢ²u²)·cᵢ·(v/u)² for i ∈ S and ≥ 1 + wᵢ²u² otherwise, so
+    ρ(v) ≥ ρ(u)·Π_S cᵢ^{1/4}·(v/u)^{s/2}, and the integral of 1/(vρ(v)) is at most
+    2^{s/4}·(2/s)/ρ(u). Infinite when s = 0.
+    """
+    wu = w * u
+    s = int(np.count_nonzero(np.abs(wu) >= 1.0))
+    if s == 0:
+        return math.inf
+    log_rho = 0.25 * float(np.log1p(wu * wu).sum())
+    return math.exp(0.25 * s * math.log(2.0) + math.log(2.0 / s) - log_rho)
+
+
+def _negligible_from(w: Float64, start: float, limit: float) -> tuple[float, float] | None:
+    """The first u = start·2^k ≤ ``limit`` whose :func:`tail_bound` is at most ``TAIL_TOL``, with
+    that bound; None when there is none (the integrand decays too slowly to stop early)."""
+    u = start
+    while u <= limit:
+        bound = tail_bound(w, u)
+        if bound <= TAIL_TOL:
+            return u, bound
+        u *= 2.0
+    return None
+
+
 def imhof_tail(weights: ArrayLike, threshold: float) -> tuple[float, float, bool]:
     """Pr[Σ wᵢ zᵢ² > t] for iid standard normal zᵢ, by Imhof's integral.
 
@@ -41,7 +71,9 @@ def imhof_tail(weights: ArrayLike, threshold: float) -> tuple[float, float, bool
     ρ(u) = Π(1 + wᵢ²u²)^{1/4} (evaluated in log space). The weights are scaled to max |wᵢ| = 1;
     [0, 1] is integrated with ``quad`` (QAGS), and [1, ∞) as two Fourier integrals (QAWF) of the
     slowly varying amplitudes sin(φ)/(uρ) and cos(φ)/(uρ), φ = ½Σ arctan(wᵢu), so that the
-    oscillation −½tu costs nothing even when few weights make the integrand decay slowly.
+    oscillation −½tu costs nothing even when few weights make the integrand decay slowly. When
+    many weights make it decay fast, the integral stops where :func:`tail_bound` says the rest is
+    below 1e-14 (that bound joins the error estimate).
 
     Parameters
     ----------
@@ -98,13 +130,20 @@ def imhof_tail(weights: ArrayLike, threshold: float) -> tuple[float, float, bool
         fourier_start = math.inf
     knee = max(1.0, min(fourier_start, 10.0 / float(np.abs(w).min())))
     direct_end = knee if math.isinf(fourier_start) else max(1.0, fourier_start)
+    # Many sizeable weights make ρ grow like a high power of u: the integral is then cut where
+    # the rest is provably negligible, with that bound added to the error estimate.
+    cut = _negligible_from(w, 1.0, min(direct_end if math.isfinite(fourier_start) else 1e29, 1e29))
+    if cut is not None:
+        direct_end = cut[0]
     decades = [10.0**k for k in range(1, math.ceil(math.log10(direct_end)))]
     parts = [_quad(integrand, 0.0, 1.0, epsrel=1e-10, limit=500)]
     if direct_end > 1.0:
         parts.append(
             _quad(integrand, 1.0, direct_end, epsrel=1e-10, limit=500, points=decades or None)
         )
-    if math.isinf(fourier_start):
+    if cut is not None:
+        parts.append((0.0, cut[1], True))
+    elif math.isinf(fourier_start):
         parts.append(_quad(integrand, direct_end, math.inf, epsrel=1e-10, limit=500))
     else:
         # sin(φ − ½tu) = sin φ·cos(ωu) − sign(t)·cos φ·sin(ωu)

@@ -60,11 +60,14 @@ def _canonical_shifts(layer_a: ReadoutLayer, layer_b: ReadoutLayer) -> tuple[Flo
     # Exactly symmetric afterwards (a no-op for symmetric kernels), and exactly negated by a swap.
     diff = diff + diff.T
     diff *= 0.5
-    nonzero = np.flatnonzero(diff)
-    if nonzero.size == 0:
-        return np.zeros(0), False
+    lead = float(diff.flat[0])  # almost always non-zero: no search over the whole matrix
+    if lead == 0.0:
+        nonzero = np.flatnonzero(diff)
+        if nonzero.size == 0:
+            return np.zeros(0), False
+        lead = float(diff.flat[nonzero[0]])
     first = layer_a
-    swapped = bool(diff.flat[nonzero[0]] < 0)
+    swapped = lead < 0
     if swapped:  # canonical order: x − y = −(y − x) exactly in IEEE arithmetic
         first = layer_b
         np.negative(diff, out=diff)
