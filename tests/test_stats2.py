@@ -193,3 +193,50 @@ def test_generic_bootstrap_keeps_copies_for_dcor_and_cca_as_documented() -> None
         reps = np.array([direct(x[i], y[i]) for i in idx])
         lo, hi = np.quantile(reps, [0.1, 0.9])
         np.testing.assert_allclose([res.stats["ci_low"][0, 1], res.stats["ci_high"][0, 1]], [lo, hi], rtol=1e-8)
+
+
+def test_rowdots_with_recorded_row_sums_skip_the_first_sweep_and_agree() -> None:
+    """Row sums recorded while each Gram was whole give the same rowdots as the sweep over the
+    triangles, and the triangles are then read once (one sweep) instead of twice."""
+    rng = np.random.default_rng(4)
+    n = 150
+    xs = [rng.normal(size=(n, 7)) + 3.0 for _ in range(2)]
+    mats = [x @ x.T for x in xs]
+    off = triangle_offsets(n)
+    iu = np.triu_indices(n, 1)
+    reads = [0]
+
+    def reader(m: np.ndarray):
+        tri = m[iu]
+
+        def rows(first: int, stop: int, out: np.ndarray) -> None:
+            reads[0] += 1
+            out[:] = tri[off[first] : off[stop]]
+
+        return rows
+
+    layers = [(reader(m), np.diag(m).copy()) for m in mats]
+    pairs = [(0, 0), (1, 1), (0, 1)]
+    swept, _ = centred_rowdots(layers, pairs, n)
+    twice, reads[0] = reads[0], 0
+    given, _ = centred_rowdots(layers, pairs, n, [m.sum(axis=1) for m in mats])
+    assert reads[0] * 2 == twice
+    for a, b in zip(swept, given, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+
+
+def test_packed_jackknife_uses_the_row_sums_recorded_with_the_grams(monkeypatch) -> None:
+    from repsim_cli.stats import runner
+
+    seen = []
+    real = runner.centred_rowdots
+
+    def spy(layers, pairs, n, row_sums=None):
+        seen.append(row_sums)
+        return real(layers, pairs, n, row_sums)
+
+    monkeypatch.setattr(runner, "centred_rowdots", spy)
+    rng = np.random.default_rng(6)
+    layers = {f"l{i}": rng.normal(size=(120, 15)) + 50.0 for i in range(3)}
+    run_with(layers, "cka", StatsOptions(jackknife=True), side="sample")
+    assert seen and all(s is not None for s in seen[0]) and len(seen[0]) == 3

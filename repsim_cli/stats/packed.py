@@ -48,20 +48,27 @@ def _tile(rows: TriangleRows, offsets: NDArray[np.int64], i0: int, i1: int, n: i
 
 
 def centred_rowdots(layers: Sequence[tuple[TriangleRows, Float64]], pairs: Sequence[tuple[int, int]],
-                    n: int) -> tuple[list[Float64], list[Float64]]:
+                    n: int, row_sums: Sequence[Float64 | None] | None = None,
+                    ) -> tuple[list[Float64], list[Float64]]:
     """For layers given as (triangle-row reader, diagonal (n,)) of symmetric matrices M, and pairs
     (a, b) of them: the rowdots h = (K_a∘K_b)1 (n,) of each pair, K = HMH the double-centred
     matrix in float64, and each layer's centred diagonal. Returns (h per pair, diagonal per layer).
+    ``row_sums``: each layer's float64 row sums M1 (n,) where already known (recorded while the
+    Gram was whole), else None — those layers' sums take a first sweep over their triangles.
     """
     offsets = triangle_offsets(n)
     buf = np.empty(int(offsets[min(ROWS, n - 1)] - offsets[0]) if n > 1 else 1)
     tiles = np.empty((len(layers), ROWS, n))
-    # sweep 1: row sums of every layer (strict upper part counted for its row and its column)
-    sums = [np.array(d, dtype=np.float64, copy=True) for _, d in layers]
-    for i0 in range(0, n, ROWS):
+    known = list(row_sums) if row_sums is not None else [None] * len(layers)
+    # sweep 1: row sums of the layers without them (strict upper part counted for its row and its
+    # column)
+    sums = [np.array(d, dtype=np.float64, copy=True) if k is None else np.asarray(k, dtype=np.float64)
+            for (_, d), k in zip(layers, known, strict=True)]  # fmt: skip
+    missing = [a for a, k in enumerate(known) if k is None]
+    for i0 in range(0, n, ROWS) if missing else ():
         i1 = min(i0 + ROWS, n)
-        for a, (rows, _) in enumerate(layers):
-            t = _tile(rows, offsets, i0, i1, n, buf, tiles[a])
+        for a in missing:
+            t = _tile(layers[a][0], offsets, i0, i1, n, buf, tiles[a])
             sums[a][i0:i1] += t.sum(axis=1)
             sums[a][i0:] += t.sum(axis=0)
     means = [s / n for s in sums]
@@ -69,6 +76,8 @@ def centred_rowdots(layers: Sequence[tuple[TriangleRows, Float64]], pairs: Seque
     diags = [np.asarray(d, dtype=np.float64) - 2.0 * m + g
              for (_, d), m, g in zip(layers, means, grand, strict=True)]  # fmt: skip
     hs = [diags[a] * diags[b] for a, b in pairs]
+    prod_buf = np.empty((ROWS, n))
+    ones = np.ones(n)
     # sweep 2: centred tiles, then each pair's row and column sums of their product
     for i0 in range(0, n, ROWS):
         i1 = min(i0 + ROWS, n)
@@ -81,8 +90,11 @@ def centred_rowdots(layers: Sequence[tuple[TriangleRows, Float64]], pairs: Seque
             t -= m[i0:i1, None] + (m[None, i0:] - g)
             t[:, :b] *= strict
             centred.append(t)
-        for h, (a, b) in zip(hs, pairs, strict=True):
-            ta, tb = centred[a], centred[b]
-            h[i0:i1] += np.einsum("ij,ij->i", ta, tb)
-            h[i0:] += np.einsum("ij,ij->j", ta, tb)
+        # each pair's Hadamard tile once (it stays in cache), then its row and column sums as
+        # two matrix-vector products
+        product = prod_buf[:b, : n - i0]
+        for h, (a, c) in zip(hs, pairs, strict=True):
+            np.multiply(centred[a], centred[c], out=product)
+            h[i0:i1] += product @ ones[: n - i0]
+            h[i0:] += ones[:b] @ product
     return hs, diags
