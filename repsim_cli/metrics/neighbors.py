@@ -33,6 +33,24 @@ The reference pipeline's optional outlier clamp (``prepare_features``) is not pa
 Per layer (once): the neighbour lists (as sorted codes i·n + j) and the kernel values at them, and
 for CKNNA the self term. Per pair: one sorted intersection of n·k codes (sparse, O(nk log nk)).
 
+**Copies in a bootstrap replicate** (``prepare_grouped``; the statistics' generic path passes the
+replicate's original example indices as ``groups``). Two rows holding one example are at cosine 1,
+the nearest possible, in *every* layer, so each is the other's neighbour in both layers (by inner
+product too, as a rule): a neighbour shared for free, which inflates mutual k-NN and CKNNA (two
+independent layers of 100 examples, k = 10: mutual k-NN 0.089, its replicates averaged 0.168 with
+copies kept and 0.084 without; CKNNA 0.069, 0.526 and 0.052). Policy, as rsatoolbox excludes
+copy–copy pairs from its bootstrapped RDM comparisons (Nili et al. 2014, PLoS Comput Biol 10(4):
+e1003553; rsatoolbox ``inference.bootstrap``): a row's neighbour search skips every row holding
+its own example, exactly as it skips the row itself, so each row still gets k neighbours, all
+other examples (two copies of *another* example are two candidates, tied exactly — their
+similarities are taken from one of them — and ties go to the lower row, as always). CKNNA's mask
+M is then 0 between copies as on the diagonal, so the masked kernels A = M⊙K, B = M⊙L carry no
+copy–copy term, and HSIC_u is the same formula over the replicate's m rows — the treatment of
+copies of the debiased CKA bootstrap (copy–copy kernel entries set to 0, Song et al. 2012's
+estimator unchanged). A replicate in which some row has fewer than k rows that are not its
+copies has no k-neighbour lists: its cells are NaN. A replicate without copies is computed by
+exactly the code of the plain metric.
+
 Degenerate input: a constant layer raises :class:`DataError` (engine); k ≥ n raises
 :class:`DataError`; CKNNA needs n ≥ 4 (HSIC_u); with ``normalize=true`` a sample whose features
 are all 0 has no direction: as ``torch.nn.functional.normalize`` does, it keeps a zero vector
@@ -42,7 +60,8 @@ References
 ----------
 Huh, Cheung, Wang & Isola (2024), "The Platonic Representation Hypothesis", ICML,
 arXiv:2405.07987; minyoungg/platonic-rep ``metrics.py`` (``mutual_knn``, ``cknna``,
-``hsic_unbiased``). Song et al. (2012), JMLR 13 (HSIC_u).
+``hsic_unbiased``). Song et al. (2012), JMLR 13 (HSIC_u). Nili et al. (2014), "A toolbox for
+representational similarity analysis", PLoS Comput Biol 10(4): e1003553 (copies in the bootstrap).
 """
 
 from __future__ import annotations
@@ -83,6 +102,19 @@ class Neighbours:
     k: int
     codes: Int64
     values: Float64
+    # why the lists are undefined (a bootstrap replicate whose rows cannot all get k neighbours
+    # that are not their own copies): every cell with them is NaN with this note
+    note: str | None = None
+
+
+def copy_labels(groups: ArrayLike) -> tuple[Int64, Int64]:
+    """(labels, representative) of a replicate's rows (n,) int64 from their example ``groups``
+    (n,): ``labels`` numbers the distinct examples 0, 1, ... and ``representative[i]`` is the first
+    row holding row i's example."""
+    g = np.asarray(groups).ravel()
+    _, first, labels = np.unique(g, return_index=True, return_inverse=True)
+    labels = labels.ravel().astype(np.int64)
+    return labels, first[labels].astype(np.int64)
 
 
 def cosine_rows(gram: Float64, rows: slice, inv_norm: Float64) -> Float64:
@@ -108,15 +140,20 @@ def _inverse_norms(gram: Float64, rtol: float, label: str) -> Float64:
     return inv
 
 
-def top_k(similarity: Float64, first_row: int, k: int) -> Int64:
+def top_k(similarity: Float64, first_row: int, k: int, labels: Int64 | None = None) -> Int64:
     """Column indices of the k largest entries of each row, the row's own index excluded.
 
     ``similarity`` is an (r, n) block whose row t is sample first_row + t. Ties at the k-th value
-    go to the lowest column index. Returns (r, k) int64, each row sorted ascending.
+    go to the lowest column index. With ``labels`` (n,) (equal for copies of one example, see
+    :func:`copy_labels`), every column with the row's own label is excluded too; each row must
+    keep at least k columns. Returns (r, k) int64, each row sorted ascending.
     """
     s = np.array(similarity, dtype=np.float64, copy=True)
     r, n = s.shape
-    s[np.arange(r), first_row + np.arange(r)] = -np.inf
+    if labels is None:
+        s[np.arange(r), first_row + np.arange(r)] = -np.inf
+    else:
+        s[labels[first_row : first_row + r, None] == labels[None, :]] = -np.inf
     kth = np.partition(s, n - k, axis=1)[:, n - k]
     above = s > kth[:, None]
     tied = s == kth[:, None]
@@ -126,13 +163,27 @@ def top_k(similarity: Float64, first_row: int, k: int) -> Int64:
 
 
 def nearest_neighbours(
-    gram: Float64, k: int, normalize: bool, rtol: float, label: str
+    gram: Float64, k: int, normalize: bool, rtol: float, label: str,
+    groups: ArrayLike | None = None,
 ) -> Neighbours:
     """The k nearest neighbours of every sample by inner product (or cosine), from a raw Gram.
 
     ``gram`` is K = XXᵀ (n, n) float64, uncentred; not modified. Requires 1 ≤ k ≤ n − 1.
+    ``groups`` (n,) int, for a bootstrap replicate: the example each row holds. A row's
+    neighbours then exclude every row holding its example (not only itself), and the copies of
+    another example tie exactly (their column is read from the example's first row). When a row
+    has fewer than k other examples' rows, the lists are undefined (``note`` set, no codes).
     """
     n = gram.shape[0]
+    labels = representative = None
+    if groups is not None:
+        labels, representative = copy_labels(groups)
+        most = int(np.bincount(labels).max())
+        if n - most < k:
+            note = (f"a bootstrap replicate holds one example {most} times among {n} rows: fewer "
+                    f"than k={k} other examples for it to take as neighbours; the value is NaN")
+            empty = np.empty(0, dtype=np.int64)
+            return Neighbours(n, k, empty, np.empty(0), note=note)
     inv = _inverse_norms(gram, rtol, label) if normalize else None
     codes = np.empty((n, k), dtype=np.int64)
     values = np.empty((n, k))
@@ -140,7 +191,9 @@ def nearest_neighbours(
     for start in range(0, n, step):
         rows = slice(start, min(start + step, n))
         block = cosine_rows(gram, rows, inv) if inv is not None else gram[rows]
-        idx = top_k(block, start, k)
+        if representative is not None:
+            block = block[:, representative]
+        idx = top_k(block, start, k, labels)
         values[rows] = np.take_along_axis(block, idx, axis=1)
         codes[rows] = np.arange(start, rows.stop)[:, None] * n + idx
     return Neighbours(n, k, codes.ravel(), values.ravel())
@@ -291,25 +344,35 @@ def cknna(
     return cell.value
 
 
-def _layer_neighbours(layer: LayerContext, k: int, normalize: bool) -> Neighbours:
-    """A layer's neighbour lists, shared by mutual k-NN and CKNNA with the same k and normalize."""
+def _layer_neighbours(
+    layer: LayerContext, k: int, normalize: bool, groups: NDArray[np.intp] | None = None
+) -> Neighbours:
+    """A layer's neighbour lists, shared by mutual k-NN and CKNNA with the same k and normalize
+    (``groups``: a bootstrap replicate's examples, see :func:`nearest_neighbours`)."""
     rtol = roundoff_rtol(layer.dtype)
+    name = f"knn[k={k},normalize={normalize}" + (",copies excluded]" if groups is not None else "]")
     return layer.shared(
-        f"knn[k={k},normalize={normalize}]",
-        lambda: nearest_neighbours(layer.gram("none"), k, normalize, rtol, layer.label),
+        name,
+        lambda: nearest_neighbours(layer.gram("none"), k, normalize, rtol, layer.label, groups),
     )
 
 
-def prepare_knn(layer: LayerContext, params: Mapping[str, Any]) -> Neighbours:
-    """The per-layer stage of mutual k-NN: the layer's k nearest neighbours."""
+def prepare_knn(
+    layer: LayerContext, params: Mapping[str, Any], groups: NDArray[np.intp] | None = None
+) -> Neighbours:
+    """The per-layer stage of mutual k-NN: the layer's k nearest neighbours. ``groups`` (n,): a
+    bootstrap replicate's example per row, whose copies are then excluded (module docs)."""
     k, normalize = int(params["k"]), bool(params["normalize"])
     _check_k(layer.n, k, "mutual_knn")
     _warn_trivial(layer.n, k)
-    return _layer_neighbours(layer, k, normalize)
+    return _layer_neighbours(layer, k, normalize, groups)
 
 
 def knn_pair(a: Neighbours, b: Neighbours, params: Mapping[str, Any]) -> Cell:
     """Mutual k-NN of two layer states: one intersection of the neighbour codes."""
+    note = a.note or b.note
+    if note:
+        return Cell(float("nan"), note=note)
     return Cell(mutual_knn_pair(a, b))
 
 
@@ -321,12 +384,15 @@ class KernelNeighbours:
     self_term: float
 
 
-def prepare_cknna(layer: LayerContext, params: Mapping[str, Any]) -> KernelNeighbours:
-    """The per-layer stage of CKNNA: neighbour lists and the self term."""
+def prepare_cknna(
+    layer: LayerContext, params: Mapping[str, Any], groups: NDArray[np.intp] | None = None
+) -> KernelNeighbours:
+    """The per-layer stage of CKNNA: neighbour lists and the self term. ``groups`` (n,): a
+    bootstrap replicate's example per row, whose copies are then excluded (module docs)."""
     k, normalize = int(params["k"]), bool(params["normalize"])
     _check_k(layer.n, k, "cknna")
-    nbrs = _layer_neighbours(layer, k, normalize)
-    return KernelNeighbours(nbrs, masked_hsic(nbrs, nbrs))
+    nbrs = _layer_neighbours(layer, k, normalize, groups)
+    return KernelNeighbours(nbrs, float("nan") if nbrs.note else masked_hsic(nbrs, nbrs))
 
 
 COMPATS = ("symmetric", "platonic")
@@ -363,6 +429,9 @@ def _cknna_value(
 def cknna_pair(a: KernelNeighbours, b: KernelNeighbours, params: Mapping[str, Any]) -> Cell:
     """CKNNA of two layer states (row layer ``a``, column layer ``b``): one masked HSIC over the
     shared neighbours."""
+    note = a.neighbours.note or b.neighbours.note
+    if note:
+        return Cell(float("nan"), note=note)
     return _cknna_value(a.neighbours, b.neighbours, a.self_term, b.self_term,
                         params.get("compat", "symmetric"), same=a is b)  # fmt: skip
 
@@ -404,6 +473,7 @@ register(
         summary="mean fraction of shared k nearest neighbours",
         sides=("sample",),
         prepare=prepare_knn,
+        prepare_grouped=prepare_knn,
         pair=knn_pair,
         state_cost=_state_cost,
         identity=1.0,
@@ -435,6 +505,7 @@ register(
         "1e-6; compat=platonic: platonic-rep cknna(row layer, column layer) exactly (asymmetric)",
         sides=("sample",),
         prepare=prepare_cknna,
+        prepare_grouped=prepare_cknna,
         pair=cknna_pair,
         state_cost=_state_cost,
         identity=1.0,

@@ -8,6 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ..engine.plan import Side
 from ..errors import MetricParameterError, UnknownMetricError
 from .contract import Cell, CellBlock, LayerContext, StateCost
@@ -15,6 +18,8 @@ from .contract import Cell, CellBlock, LayerContext, StateCost
 Kind = Literal["similarity", "distance"]
 PrepareFn = Callable[[LayerContext, Mapping[str, Any]], Any]
 PairFn = Callable[[Any, Any, Mapping[str, Any]], Cell]
+# prepare_grouped(layer, params, groups) -> state of a bootstrap replicate's rows (see MetricInfo)
+GroupedPrepareFn = Callable[[LayerContext, Mapping[str, Any], NDArray[np.intp]], Any]
 BlockFn = Callable[[Sequence[Any], Sequence[Any], Mapping[str, Any]], CellBlock]
 # state_cost(n, width, side, params) -> StateCost
 StateCostFn = Callable[[int, int, Side, Mapping[str, Any]], StateCost]
@@ -149,6 +154,12 @@ class MetricInfo:
     # metrics with ``needs_gram=False`` are always so. False: the metric works on the engine's
     # side (it reads the engine's Gram inner products or covariances).
     own_route: bool = False
+    # The prepare stage of a bootstrap replicate whose rows hold copies of examples:
+    # prepare_grouped(layer, params, groups), ``groups`` (n,) int the original example of each
+    # row (equal for copies). Its state leaves copy–copy pairs out as it leaves out a row paired
+    # with itself; pair stages are unchanged. None: the replicate's rows are prepared as they are
+    # (no pairwise terms between examples, or copies handled elsewhere). See repsim_cli.stats.copies.
+    prepare_grouped: GroupedPrepareFn | None = None
 
     def key_of(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         """The name a state of this metric with these parameters is cached under."""
