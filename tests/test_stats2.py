@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 from repsim_cli._warnings import RepsimWarning
 from repsim_cli.arrays import ArrayStore
@@ -193,48 +194,71 @@ def test_generic_bootstrap_keeps_copies_for_cca_as_documented() -> None:
         np.testing.assert_allclose([res.stats["ci_low"][0, 1], res.stats["ci_high"][0, 1]], [lo, hi], rtol=1e-8)
 
 
-def test_rowdots_with_recorded_row_sums_skip_the_first_sweep_and_agree() -> None:
-    """Row sums recorded while each Gram was whole give the same rowdots as the sweep over the
-    triangles, and the triangles are then read once (one sweep) instead of twice."""
+def _triangle_reader(m: np.ndarray, reads: list[int] | None = None):
+    off = triangle_offsets(m.shape[0])
+    tri = m[np.triu_indices(m.shape[0], 1)]
+
+    def rows(first: int, stop: int, out: np.ndarray) -> None:
+        if reads is not None:
+            reads[0] += 1
+        out[:] = tri[off[first] : off[stop]]
+
+    return rows
+
+
+def test_grams_of_centred_data_need_no_centring_and_one_sweep() -> None:
+    """Grams of column-centred data (means 1000× the spread before centring): skipping the
+    double centring changes the rowdots by round-off only, and reads the triangles once."""
     rng = np.random.default_rng(4)
     n = 150
-    xs = [rng.normal(size=(n, 7)) + 3.0 for _ in range(2)]
-    mats = [x @ x.T for x in xs]
-    off = triangle_offsets(n)
-    iu = np.triu_indices(n, 1)
+    mats = []
+    for _ in range(3):
+        x = rng.normal(size=(n, 7)) + 1000.0
+        xc = x - x.mean(axis=0)
+        mats.append(xc @ xc.T)
     reads = [0]
-
-    def reader(m: np.ndarray):
-        tri = m[iu]
-
-        def rows(first: int, stop: int, out: np.ndarray) -> None:
-            reads[0] += 1
-            out[:] = tri[off[first] : off[stop]]
-
-        return rows
-
-    layers = [(reader(m), np.diag(m).copy()) for m in mats]
-    pairs = [(0, 0), (1, 1), (0, 1)]
-    swept, _ = centred_rowdots(layers, pairs, n)
+    layers = [(_triangle_reader(m, reads), np.diag(m).copy()) for m in mats]
+    pairs = [(0, 0), (1, 1), (2, 2), (0, 1), (2, 0)]
+    swept, d_swept = centred_rowdots(layers, pairs, n)
     twice, reads[0] = reads[0], 0
-    given, _ = centred_rowdots(layers, pairs, n, [m.sum(axis=1) for m in mats])
+    direct, d_direct = centred_rowdots(layers, pairs, n, centred=True)
     assert reads[0] * 2 == twice
-    for a, b in zip(swept, given, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+    for a, b in zip(swept, direct, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9 * float(np.abs(a).max()))
+    for a, b in zip(d_swept, d_direct, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9 * float(np.abs(a).max()))
 
 
-def test_packed_jackknife_uses_the_row_sums_recorded_with_the_grams(monkeypatch) -> None:
+@pytest.mark.parametrize("centred", [False, True])
+def test_rowdots_are_bitwise_the_same_for_any_number_of_threads(monkeypatch, centred) -> None:
+    from repsim_cli.stats import packed
+
+    rng = np.random.default_rng(7)
+    n = 170
+    xs = [rng.normal(size=(n, 5)) + 2.0 for _ in range(4)]
+    mats = [x @ x.T for x in xs]
+    layers = [(_triangle_reader(m), np.diag(m).copy()) for m in mats]
+    pairs = [(a, b) for a in range(4) for b in range(a, 4)]
+    results = []
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(packed, "worker_count", lambda tasks, w=workers: w)
+        results.append(centred_rowdots(layers, pairs, n, centred=centred)[0])
+    for other in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0], other, strict=True))
+
+
+def test_the_packed_jackknife_takes_the_engines_grams_as_centred(monkeypatch) -> None:
     from repsim_cli.stats import runner
 
     seen = []
     real = runner.centred_rowdots
 
-    def spy(layers, pairs, n, row_sums=None):
-        seen.append(row_sums)
-        return real(layers, pairs, n, row_sums)
+    def spy(layers, pairs, n, *, centred=False):
+        seen.append(centred)
+        return real(layers, pairs, n, centred=centred)
 
     monkeypatch.setattr(runner, "centred_rowdots", spy)
     rng = np.random.default_rng(6)
     layers = {f"l{i}": rng.normal(size=(120, 15)) + 50.0 for i in range(3)}
     run_with(layers, "cka", StatsOptions(jackknife=True), side="sample")
-    assert seen and all(s is not None for s in seen[0]) and len(seen[0]) == 3
+    assert seen == [True]

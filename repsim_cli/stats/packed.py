@@ -5,15 +5,18 @@ h = (K∘L)1 of the two layers' double-centred kernels and their diagonals (thei
 Rebuilding every whole n×n kernel from the packed plan's strict upper triangle cost more than the
 plain compare (the transposed half is a scatter). Here nothing n×n is built: the triangles are
 walked in blocks of rows, each block unpacked once per layer into a dense trapezoid tile
-(rows [i0, i1), columns [i0, n), zeros on and below the diagonal) and double-centred on the fly;
-an entry (i, j), i < j, of K∘L then counts in h_i (the tile's row sums) and in h_j (its column
-sums). Two sweeps: the first gives each layer's row means (for the centring), the second the
-rowdots of every wanted pair. Work per pair: n²/2 products, as many as the triangle holds.
+(rows [i0, i1), columns [i0, n), zeros on and below the diagonal) and double-centred on the fly
+(the engine's Grams, of centred data, need no centring); an entry (i, j), i < j, of K∘L then
+counts in h_i (the tile's row sums) and in h_j (its column sums). For matrices not centred yet a
+first sweep gives each layer's row means. Work per pair: n²/2 products, as many as the triangle
+holds, shared out between threads.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +28,17 @@ Float64 = NDArray[np.float64]
 ROWS = 64
 
 TriangleRows = Callable[[int, int, Float64], None]  # (first, stop, out): rows of the triangle
+
+
+def worker_count(tasks: int) -> int:
+    """Threads for the element-wise sweeps (NumPy releases the GIL in them): the process's
+    thread cap (``--threads`` sets OPENBLAS_NUM_THREADS) or the usable cores, at most 4 and at
+    most ``tasks``."""
+    cap = os.environ.get("OPENBLAS_NUM_THREADS", "")
+    affinity = getattr(os, "sched_getaffinity", None)
+    usable = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    cores = int(cap) if cap.isdigit() and int(cap) > 0 else usable
+    return max(1, min(cores, 4, tasks))
 
 
 def _tile(rows: TriangleRows, offsets: NDArray[np.int64], i0: int, i1: int, n: int,
@@ -48,53 +62,63 @@ def _tile(rows: TriangleRows, offsets: NDArray[np.int64], i0: int, i1: int, n: i
 
 
 def centred_rowdots(layers: Sequence[tuple[TriangleRows, Float64]], pairs: Sequence[tuple[int, int]],
-                    n: int, row_sums: Sequence[Float64 | None] | None = None,
-                    ) -> tuple[list[Float64], list[Float64]]:
+                    n: int, *, centred: bool = False) -> tuple[list[Float64], list[Float64]]:
     """For layers given as (triangle-row reader, diagonal (n,)) of symmetric matrices M, and pairs
     (a, b) of them: the rowdots h = (K_a∘K_b)1 (n,) of each pair, K = HMH the double-centred
     matrix in float64, and each layer's centred diagonal. Returns (h per pair, diagonal per layer).
-    ``row_sums``: each layer's float64 row sums M1 (n,) where already known (recorded while the
-    Gram was whole), else None — those layers' sums take a first sweep over their triangles.
+
+    ``centred``: the matrices are double-centred already up to round-off — Grams of column-centred
+    data, as the engine builds them (its CKA values use them as they are) — so K = M: the sweep
+    for the row means and the centring of every tile are skipped. Centring such a Gram again
+    would move its entries by its own rounding error only.
     """
     offsets = triangle_offsets(n)
     buf = np.empty(int(offsets[min(ROWS, n - 1)] - offsets[0]) if n > 1 else 1)
     tiles = np.empty((len(layers), ROWS, n))
-    known = list(row_sums) if row_sums is not None else [None] * len(layers)
-    # sweep 1: row sums of the layers without them (strict upper part counted for its row and its
-    # column)
-    sums = [np.array(d, dtype=np.float64, copy=True) if k is None else np.asarray(k, dtype=np.float64)
-            for (_, d), k in zip(layers, known, strict=True)]  # fmt: skip
-    missing = [a for a, k in enumerate(known) if k is None]
-    for i0 in range(0, n, ROWS) if missing else ():
-        i1 = min(i0 + ROWS, n)
-        for a in missing:
-            t = _tile(layers[a][0], offsets, i0, i1, n, buf, tiles[a])
-            sums[a][i0:i1] += t.sum(axis=1)
-            sums[a][i0:] += t.sum(axis=0)
-    means = [s / n for s in sums]
-    grand = [float(m.mean()) for m in means]
-    diags = [np.asarray(d, dtype=np.float64) - 2.0 * m + g
-             for (_, d), m, g in zip(layers, means, grand, strict=True)]  # fmt: skip
+    diags = [np.asarray(d, dtype=np.float64) for _, d in layers]
+    shifts: list[tuple[Float64, Float64]] = []
+    if not centred:
+        # sweep 1: row sums of every layer (strict upper part counted for its row and its column)
+        sums = [d.copy() for d in diags]
+        for i0 in range(0, n, ROWS):
+            i1 = min(i0 + ROWS, n)
+            for a, (rows, _) in enumerate(layers):
+                t = _tile(rows, offsets, i0, i1, n, buf, tiles[a])
+                sums[a][i0:i1] += t.sum(axis=1)
+                sums[a][i0:] += t.sum(axis=0)
+        means = [s / n for s in sums]
+        grand = [float(m.mean()) for m in means]
+        diags = [d - 2.0 * m + g for d, m, g in zip(diags, means, grand, strict=True)]
+        shifts = [(m, m - g) for m, g in zip(means, grand, strict=True)]  # K = M − m_i − (m_j − g)
     hs = [diags[a] * diags[b] for a, b in pairs]
-    prod_buf = np.empty((ROWS, n))
-    ones = np.ones(n)
-    # sweep 2: centred tiles, then each pair's row and column sums of their product
-    for i0 in range(0, n, ROWS):
-        i1 = min(i0 + ROWS, n)
-        b = i1 - i0
-        strict = np.arange(b)[None, :] > np.arange(b)[:, None]  # only the first b columns hold j ≤ i
-        centred = []
-        for a, (rows, _) in enumerate(layers):
-            t = _tile(rows, offsets, i0, i1, n, buf, tiles[a])
-            m, g = means[a], grand[a]
-            t -= m[i0:i1, None] + (m[None, i0:] - g)
-            t[:, :b] *= strict
-            centred.append(t)
-        # each pair's Hadamard tile once (it stays in cache), then its row and column sums as
-        # two matrix-vector products
-        product = prod_buf[:b, : n - i0]
-        for h, (a, c) in zip(hs, pairs, strict=True):
-            np.multiply(centred[a], centred[c], out=product)
-            h[i0:i1] += product @ ones[: n - i0]
-            h[i0:] += ones[:b] @ product
+    workers = worker_count(len(pairs))
+    # sweep 2: (centred) tiles, then each pair's row and column sums of their product. Layers and
+    # pairs are dealt to the workers in a fixed pattern and each pair's sums are its own, so the
+    # result is the same for any number of workers.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repsim-rowdots") as pool:
+        for i0 in range(0, n, ROWS):
+            i1 = min(i0 + ROWS, n)
+            b = i1 - i0
+            for a in range(len(layers)):  # Python row loops: in this thread (they hold the GIL)
+                _tile(layers[a][0], offsets, i0, i1, n, buf, tiles[a])
+            held = tiles[:, :b, : n - i0]
+            strict = np.arange(b)[None, :] > np.arange(b)[:, None]  # only the first b columns hold j ≤ i
+
+            def centre(k: int, i0: int = i0, i1: int = i1, b: int = b, held: Float64 = held,
+                       strict: NDArray[np.bool_] = strict) -> None:
+                for a in range(k, len(layers), workers):
+                    rows_shift, cols_shift = shifts[a]
+                    held[a] -= rows_shift[i0:i1, None]  # two in-place passes: no temporary tile
+                    held[a] -= cols_shift[None, i0:]
+                    held[a, :, :b] *= strict
+
+            def reduce(k: int, i0: int = i0, i1: int = i1, held: Float64 = held) -> None:
+                for p in range(k, len(pairs), workers):
+                    a, c = pairs[p]
+                    hs[p][i0:i1] += np.einsum("ij,ij->i", held[a], held[c])
+                    hs[p][i0:] += np.einsum("ij,ij->j", held[a], held[c])
+
+            for task in (centre, reduce) if shifts else (reduce,):
+                for f in [pool.submit(task, k) for k in range(workers)]:
+                    f.result()
     return hs, diags

@@ -237,10 +237,6 @@ class CellStatistics:
         self._packed_loo: dict[tuple[str, str], Float64] = {}
         self._data: dict[str, np.ndarray] = {}
         self._check_memory()
-        if any(self.packed_jackknife_only(spec) for spec in comparison.specs):
-            record = getattr(comparison.engine._grams, "record_row_sums", None)
-            if record is not None:
-                record()
         self._boot = bootstrap_indices(options.seed, self.n, options.bootstrap) if options.bootstrap else None
         self._perms = permutations(options.seed, self.n, options.permutations) if options.permutations else None
 
@@ -474,9 +470,8 @@ class CellStatistics:
         cross = [(cmp.refs_a[i].key, cmp.refs_b[j].key) for i, j in wanted]
         pairs += [(pos[a], pos[b]) for a, b in dict.fromkeys(cross) if a != b]
         layers = [(readers[k], cmp.engine.row_sqnorms(refs[k])) for k in keys]
-        recorded = getattr(cmp.engine._grams, "row_sums", None) or {}
-        sums = [recorded.get(cmp.engine.index(refs[k])) for k in keys]
-        hs, diags = centred_rowdots(layers, pairs, self.n, sums)
+        # the engine's Grams are of column-centred data: double-centred already
+        hs, diags = centred_rowdots(layers, pairs, self.n, centred=True)
         loo: dict[tuple[str, str], Float64] = {}
         for (a, b), h in zip(pairs, hs, strict=True):
             loo[(keys[a], keys[b])] = loo_hsic_biased(h, diags[a], diags[b])

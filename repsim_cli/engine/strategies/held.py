@@ -50,15 +50,6 @@ class TriangleGroups(SampleGrams):
     def __init__(self, source: GramSource) -> None:
         super().__init__(source)
         self._blocks: dict[tuple[int, int], Float64] = {}
-        # float64 row sums (n,) of each Gram built from now on, by layer index, when asked for
-        # (:meth:`record_row_sums`: the packed jackknife double-centres with them)
-        self.row_sums: dict[int, Float64] | None = None
-
-    def record_row_sums(self) -> None:
-        """Record the float64 row sums of every Gram built from now on (one pass over each Gram
-        while it is whole; the packed triangle alone would need a pass over every layer)."""
-        if self.row_sums is None:
-            self.row_sums = {}
 
     @abstractmethod
     def keep(self, index: int, gram: NDArray[np.floating]) -> None:
@@ -71,10 +62,7 @@ class TriangleGroups(SampleGrams):
     def build(self, ref: LayerRef, xc: NDArray[np.floating] | None = None) -> None:
         """One layer's SYRK, kept; ``xc`` is the centred layer when already read."""
         gram = self.syrk(ref, xc)
-        index = self.source.index(ref)
-        self.keep(index, gram)
-        if self.row_sums is not None:
-            self.row_sums[index] = gram.sum(axis=1, dtype=np.float64)
+        self.keep(self.source.index(ref), gram)
         self.finish(ref, gram)
 
     def build_all(self, refs: Sequence[LayerRef]) -> None:
