@@ -43,25 +43,30 @@ def worker_count(tasks: int) -> int:
     return max(1, min(cores, 4, tasks))
 
 
-def _tile(rows: TriangleRows, offsets: NDArray[np.int64], i0: int, i1: int, n: int,
-          buf: Float64, out: Float64) -> Float64:
-    """Rows [i0, i1) of the strict upper triangle as a dense (i1 − i0, n − i0) tile: entry
-    (i, j − i0) is M[i, j] for j > i, 0 for j ≤ i."""
-    width = n - i0
-    tile = out[: i1 - i0, :width]
-    stop = min(i1, n - 1)
-    if stop > i0:
-        chunk = buf[: offsets[stop] - offsets[i0]]
-        rows(i0, stop, chunk)
-        pos = 0
-        for r in range(stop - i0):
-            w = width - 1 - r
-            tile[r, r + 1 :] = chunk[pos : pos + w]
-            pos += w
-    tile[stop - i0 :] = 0.0  # the last row (n − 1) has no strict upper entries
-    b = i1 - i0
-    left = tile[:, :b]  # on and below the diagonal: zeros, in one pass
-    np.multiply(left, _STRICT[:b, :b], out=left)
+def tile_index(offsets: NDArray[np.int64], i0: int, i1: int, n: int) -> NDArray[np.intp]:
+    """Where each entry of the (i1 − i0, n − i0) tile of :func:`gather_tile` sits in the packed rows
+    [i0, i1) read as one chunk; entries on or below the diagonal point one past the chunk's end
+    (a 0 placed there). Shared by every layer of a block."""
+    b, width = i1 - i0, n - i0
+    r = np.arange(b)[:, None]
+    c = np.arange(width)[None, :]
+    start = (offsets[i0 : i0 + b] - offsets[i0])[:, None]
+    end = int(offsets[min(i1, n - 1)] - offsets[i0])
+    return np.where(c > r, start + (c - r - 1), end).astype(np.intp)
+
+
+def gather_tile(rows: TriangleRows, offsets: NDArray[np.int64], i0: int, i1: int, n: int,
+                index: NDArray[np.intp], buf: Float64, out: Float64) -> Float64:
+    """Rows [i0, i1) of the strict upper triangle as a dense (i1 − i0, n − i0) tile — entry
+    (i, j − i0) is M[i, j] for j > i, 0 for j ≤ i — by one gather (NumPy's take, which runs
+    without the GIL) into ``out`` ((i1 − i0)·(n − i0) float64 or more). ``buf``: room for the
+    chunk of packed rows and one more entry."""
+    end = int(offsets[min(i1, n - 1)] - offsets[i0])
+    if end:
+        rows(i0, min(i1, n - 1), buf[:end])
+    buf[end] = 0.0
+    tile = out[: index.size].reshape(index.shape)
+    np.take(buf[: end + 1], index, out=tile)
     return tile
 
 
@@ -77,7 +82,7 @@ def centred_rowdots(layers: Sequence[tuple[TriangleRows, Float64]], pairs: Seque
     would move its entries by its own rounding error only.
     """
     offsets = triangle_offsets(n)
-    buf = np.empty(int(offsets[min(ROWS, n - 1)] - offsets[0]) if n > 1 else 1)
+    buf = np.empty(int(offsets[min(ROWS, n - 1)] - offsets[0]) + 1 if n > 1 else 2)
     tiles = np.empty((len(layers), ROWS, n))
     diags = [np.asarray(d, dtype=np.float64) for _, d in layers]
     shifts: list[tuple[Float64, Float64]] = []
@@ -86,8 +91,9 @@ def centred_rowdots(layers: Sequence[tuple[TriangleRows, Float64]], pairs: Seque
         sums = [d.copy() for d in diags]
         for i0 in range(0, n, ROWS):
             i1 = min(i0 + ROWS, n)
+            index = tile_index(offsets, i0, i1, n)
             for a, (rows, _) in enumerate(layers):
-                t = _tile(rows, offsets, i0, i1, n, buf, tiles[a])
+                t = gather_tile(rows, offsets, i0, i1, n, index, buf, tiles[a].reshape(-1))
                 sums[a][i0:i1] += t.sum(axis=1)
                 sums[a][i0:] += t.sum(axis=0)
         means = [s / n for s in sums]
@@ -96,6 +102,8 @@ def centred_rowdots(layers: Sequence[tuple[TriangleRows, Float64]], pairs: Seque
         shifts = [(m, m - g) for m, g in zip(means, grand, strict=True)]  # K = M − m_i − (m_j − g)
     hs = [diags[a] * diags[b] for a, b in pairs]
     workers = worker_count(len(pairs))
+    bufs = [buf] + [np.empty_like(buf) for _ in range(workers - 1)]
+    flat = tiles.reshape(len(layers), -1)
     # sweep 2: (centred) tiles, then each pair's row and column sums of their product. Layers and
     # pairs are dealt to the workers in a fixed pattern and each pair's sums are its own, so the
     # result is the same for any number of workers.
@@ -103,26 +111,26 @@ def centred_rowdots(layers: Sequence[tuple[TriangleRows, Float64]], pairs: Seque
         for i0 in range(0, n, ROWS):
             i1 = min(i0 + ROWS, n)
             b = i1 - i0
-            for a in range(len(layers)):  # Python row loops: in this thread (they hold the GIL)
-                _tile(layers[a][0], offsets, i0, i1, n, buf, tiles[a])
-            held = tiles[:, :b, : n - i0]
-            strict = np.arange(b)[None, :] > np.arange(b)[:, None]  # only the first b columns hold j ≤ i
+            index = tile_index(offsets, i0, i1, n)
+            held: list[Float64] = [flat[a, : index.size].reshape(index.shape) for a in range(len(layers))]
 
-            def centre(k: int, i0: int = i0, i1: int = i1, b: int = b, held: Float64 = held,
-                       strict: NDArray[np.bool_] = strict) -> None:
+            def unpack(k: int, i0: int = i0, i1: int = i1, b: int = b,
+                       index: NDArray[np.intp] = index, held: list[Float64] = held) -> None:
                 for a in range(k, len(layers), workers):
-                    rows_shift, cols_shift = shifts[a]
-                    held[a] -= rows_shift[i0:i1, None]  # two in-place passes: no temporary tile
-                    held[a] -= cols_shift[None, i0:]
-                    held[a, :, :b] *= strict
+                    gather_tile(layers[a][0], offsets, i0, i1, n, index, bufs[k], flat[a])
+                    if shifts:
+                        rows_shift, cols_shift = shifts[a]
+                        held[a] -= rows_shift[i0:i1, None]  # in place: no temporary tile
+                        held[a] -= cols_shift[None, i0:]
+                        held[a][:, :b] *= _STRICT[:b, :b]
 
-            def reduce(k: int, i0: int = i0, i1: int = i1, held: Float64 = held) -> None:
+            def reduce(k: int, i0: int = i0, i1: int = i1, held: list[Float64] = held) -> None:
                 for p in range(k, len(pairs), workers):
                     a, c = pairs[p]
                     hs[p][i0:i1] += np.einsum("ij,ij->i", held[a], held[c])
                     hs[p][i0:] += np.einsum("ij,ij->j", held[a], held[c])
 
-            for task in (centre, reduce) if shifts else (reduce,):
+            for task in (unpack, reduce):
                 for f in [pool.submit(task, k) for k in range(workers)]:
                     f.result()
     return hs, diags
