@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import sys
 from typing import Any
 
@@ -34,6 +33,8 @@ def retain_freed_memory() -> bool:
     Returns whether the setting was made: False off glibc/Linux, and when the user set either
     threshold in the environment (their choice stands). Process-wide, and idempotent.
     """
+    import platform  # deferred: a few ms at start-up, needed by one call
+
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return False
     if any(name in os.environ for name in _ENVIRONMENT):

@@ -26,14 +26,7 @@ from .metrics.sides import metric_demands
 from .results import MetricResult, Results
 from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, shard_cells
 from .states import StateStore
-from .stats.runner import (
-    StatsOptions,
-    attach_statistics,
-    decode_note,
-    encode_note,
-    needs_kernels,
-    result_labels,
-)
+from .stats.options import StatsOptions, decode_note, encode_note
 from .store import ActivationStore, open_store
 
 if TYPE_CHECKING:
@@ -478,6 +471,8 @@ class Comparison:
                 computed=None if computed.all() else computed, notes=cell_notes, stats=stats_arrays,
             )  # fmt: skip
             if self.statistics is not None:
+                from .stats.runner import result_labels
+
                 self.statistics.finish(spec, res.metrics[spec.text], result_labels(res),
                                        {c: r.dominated for c, r in cell_stats.items()})  # fmt: skip
         if self.statistics is not None:
@@ -613,8 +608,7 @@ def prepare_models(
         n, costs, n_pairs=n_pairs, budget=memory, precision=precision, side=side,
         sides_allowed=tuple(s for s in ("sample", "feature") if s in allowed) or ("sample",),
         block_rows=block_rows, metric_flops=metric_flops,
-        full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs)
-        or needs_kernels(statistics, specs),
+        full_gram=any(s.info.needs_gram and not s.info.inner_products_only for s in specs),
         reserved_bytes=sum(reserved),
         min_grams=2 if any(s.info.inner_products_only for s in specs) else 1,
         engine_work=any(s.info.needs_gram for s in specs),
@@ -640,7 +634,10 @@ def prepare_models(
     # the states' reserved room plus whatever the plan leaves
     state_budget = max(0, plan.budget - plan.peak_bytes) + reserved[1]
     comparison = Comparison(chosen, layout, specs, plan, engine, attrs, StateStore(state_budget, cache_dir))
-    attach_statistics(comparison, statistics)
+    if statistics is not None and statistics.active:
+        from .stats.runner import attach_statistics  # the statistics' code: only when asked for
+
+        attach_statistics(comparison, statistics)
     return comparison
 
 

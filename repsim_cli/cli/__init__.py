@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import os
 import signal
 import sys
@@ -47,17 +46,55 @@ def cli(debug: bool) -> None:
     warnings.showwarning = _show_warning
 
 
-def _register_commands() -> None:
-    from . import compare, export, import_, info, metrics, show
+# Each command's module, imported when the command is used (or listed with its help): a run of
+# one command does not pay for importing the others.
+COMMAND_MODULES = {
+    "import": "import_", "info": "info", "compare": "compare", "export": "export", "show": "show",
+    "metrics": "metrics", "extract": "extract", "merge": "merge", "verify": "verify",
+    "layer-match": "layer_match", "influence": "influence",
+}  # fmt: skip
 
-    for module in (import_, info, compare, export, show, metrics):
-        cli.add_command(module.command)
-    for optional in ("extract", "merge", "verify", "layer_match", "influence"):  # commands added by later modules
-        if importlib.util.find_spec(f"{__name__}.{optional}") is not None:
-            cli.add_command(importlib.import_module(f"{__name__}.{optional}").command)
+
+class LazyCommands(dict[str, click.Command]):
+    """The group's commands by name; a command's module is imported on first access."""
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        super().__init__()
+        self._modules = dict(modules)
+
+    def _load(self, name: str) -> None:
+        if not dict.__contains__(self, name) and name in self._modules:
+            module = importlib.import_module(f"{__name__}.{self._modules[name]}")
+            dict.__setitem__(self, name, module.command)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._load(name)
+        return dict.get(self, name, default)
+
+    def __getitem__(self, name: str) -> click.Command:
+        self._load(name)
+        return dict.__getitem__(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modules or dict.__contains__(self, name)
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return [*self._modules, *(n for n in dict.keys(self) if n not in self._modules)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def items(self) -> list[tuple[str, click.Command]]:  # type: ignore[override]
+        return [(name, self[name]) for name in self.keys()]
+
+    def values(self) -> list[click.Command]:  # type: ignore[override]
+        return [self[name] for name in self.keys()]
 
 
-_register_commands()
+cli.commands = LazyCommands(COMMAND_MODULES)
 
 
 class _Stopped(KeyboardInterrupt):

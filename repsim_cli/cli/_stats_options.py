@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import RepsimError
-from ..stats.runner import StatsOptions
+from ..stats.options import StatsOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 from .contract import Cell, CellBlock, LayerContext, StateCost
 from .registry import (
     REGISTRY,
@@ -19,15 +16,8 @@ from .registry import (
     register,
 )  # fmt: skip
 
-# Family modules in the order `repsim metrics` lists them. A family whose module is not written yet
-# is skipped; one that fails to import raises.
-_FAMILIES = (
-    "cka", "cka_rbf", "cka_minibatch", "cca", "procrustes", "rsa", "regression", "neighbors", "dcor",
-    "readout",
-)  # fmt: skip
-for _family in _FAMILIES:
-    if importlib.util.find_spec(f"{__name__}.{_family}") is not None:
-        importlib.import_module(f"{__name__}.{_family}")
+# The family modules (cka, cca, …) register their metrics when imported: get_metric imports the
+# family of the metric asked for, and reading REGISTRY as a whole imports them all.
 
 __all__ = [
     "REGISTRY", "BlockFn", "Cell", "CellBlock", "LayerContext", "MetricInfo", "MetricSpec", "PairFn",

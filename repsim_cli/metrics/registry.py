@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -188,7 +188,84 @@ class MetricSpec:
         return self.info.name
 
 
-REGISTRY: dict[str, MetricInfo] = {}
+# Family modules in the order `repsim metrics` lists them, and the family of every metric name and
+# alias: a command imports only the families of the metrics it runs (a test checks the map
+# against what the families register).
+FAMILIES = (
+    "cka", "cka_rbf", "cka_minibatch", "cca", "procrustes", "rsa", "regression", "neighbors", "dcor",
+    "readout",
+)  # fmt: skip
+FAMILY_OF = {
+    "cka": "cka", "cka_linear": "cka", "linear_cka": "cka", "cka_rbf": "cka_rbf",
+    "cka_minibatch": "cka_minibatch", "cca": "cca", "svcca": "cca", "pwcca": "cca",
+    "procrustes": "procrustes", "shape": "procrustes", "rsa": "rsa", "linreg": "regression",
+    "mutual_knn": "neighbors", "cknna": "neighbors", "dcor": "dcor", "bayes_tv": "readout",
+    "bayes_js": "readout", "bayes_kl": "readout", "bayes_hellinger": "readout",
+}  # fmt: skip
+
+
+def import_family(family: str) -> None:
+    """Import one family module (it registers its metrics)."""
+    import importlib
+
+    importlib.import_module(f"{__package__}.{family}")
+
+
+class Registry(dict[str, MetricInfo]):
+    """The metrics by name, in the order their families register. Reading it as a whole (iterating,
+    ``len``, ``in``, ``values`` …) imports every family first; :func:`get_metric` imports only
+    the family of the metric asked for."""
+
+    _complete = False
+
+    def load_all(self) -> None:
+        """Import every family module not imported yet."""
+        if not self._complete:
+            for family in FAMILIES:
+                import_family(family)
+            self._complete = True
+
+    def _ordered(self) -> list[tuple[str, MetricInfo]]:
+        """Every metric, families in :data:`FAMILIES` order (whichever was imported first)."""
+        self.load_all()
+        rank = {family: k for k, family in enumerate(FAMILIES)}
+        entries = list(dict.items(self))
+        return sorted(entries, key=lambda e: rank.get(FAMILY_OF.get(e[0], ""), len(rank)))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, _ in self._ordered()])
+
+    def __len__(self) -> int:
+        self.load_all()
+        return dict.__len__(self)
+
+    def __contains__(self, key: object) -> bool:
+        self.load_all()
+        return dict.__contains__(self, key)
+
+    def __getitem__(self, key: str) -> MetricInfo:
+        self.load_all()
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.load_all()
+        return dict.get(self, key, default)
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return [name for name, _ in self._ordered()]
+
+    def values(self) -> list[MetricInfo]:  # type: ignore[override]
+        return [info for _, info in self._ordered()]
+
+    def items(self) -> list[tuple[str, MetricInfo]]:  # type: ignore[override]
+        return self._ordered()
+
+    def registered(self, key: str) -> MetricInfo | None:
+        """The metric if its family is imported already (imports nothing)."""
+        return dict.get(self, key)
+
+
+REGISTRY = Registry()
 _ALIASES: dict[str, str] = {}
 
 
@@ -200,9 +277,9 @@ def register(info: MetricInfo) -> MetricInfo:
 
         info = replace(info, dense=dense_function(info.name))
     for name in (info.name, *info.aliases):
-        if name in REGISTRY or name in _ALIASES:
+        if REGISTRY.registered(name) is not None or name in _ALIASES:
             raise ValueError(f"metric name {name!r} registered twice")
-    REGISTRY[info.name] = info
+    dict.__setitem__(REGISTRY, info.name, info)
     for alias in info.aliases:
         _ALIASES[alias] = info.name
     return info
@@ -210,10 +287,17 @@ def register(info: MetricInfo) -> MetricInfo:
 
 def get_metric(name: str) -> MetricInfo:
     """Look up a metric by name or alias; the error lists every known name."""
+    family = FAMILY_OF.get(name)
+    if family is not None:
+        import_family(family)
     key = _ALIASES.get(name, name)
-    if key not in REGISTRY:
+    info = REGISTRY.registered(key)
+    if info is None:
+        REGISTRY.load_all()  # a metric missing from the map still resolves
+        info = REGISTRY.registered(_ALIASES.get(name, name))
+    if info is None:
         raise UnknownMetricError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[key]
+    return info
 
 
 def parse_spec(text: str) -> MetricSpec:

@@ -14,19 +14,16 @@ fixed at the full sample's) work on each layer's n×n kernel — bootstrap weigh
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from ..errors import RepsimError
 from ..metrics import MetricSpec
-from .adjust import METHODS, adjust_matrix
+from .adjust import adjust_matrix
 from .generic import matrix_on_rows
 from .jackknife import (
     LayerTerms,
@@ -38,6 +35,7 @@ from .jackknife import (
     loo_layer_terms,
 )
 from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner_batch
+from .options import CellResult, StatsOptions
 from .packed import TriangleRows, centred_rowdots
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .rsa_boot import rsa_replicates
@@ -50,77 +48,8 @@ if TYPE_CHECKING:
 
 Float64 = NDArray[np.float64]
 Cell = tuple[int, int]
-NULLS = ("permutation", "gamma")
 FAST_METRICS = ("cka", "cka_rbf")
 REPLICATE_CHUNK = 256  # replicates per GEMM (W is n × 256 float64: 4 MB at n = 2000)
-# journal notes carrying statistics start with this (a plain note never does)
-_JOURNAL_TAG = "\x1estats:"
-
-
-@dataclass(frozen=True)
-class StatsOptions:
-    """What ``compare`` computes per cell: ``bootstrap`` replicates (0: none) and the ``ci`` level
-    of their percentile interval, ``jackknife`` standard errors, ``permutations`` (0: none) with
-    the ``null`` (``permutation`` or ``gamma``) and the ``adjust`` method over the matrix, all
-    from ``seed``."""
-
-    bootstrap: int = 0
-    ci: float = 0.95
-    seed: int = 0
-    jackknife: bool = False
-    permutations: int = 0
-    null: str = "permutation"
-    adjust: str = "holm"
-
-    def __post_init__(self) -> None:
-        if self.bootstrap < 0 or self.permutations < 0:
-            raise RepsimError("--bootstrap and --permutations take a count ≥ 0")
-        if not 0.0 < self.ci < 1.0:
-            raise RepsimError(f"--ci {self.ci}: the interval's level must be in (0, 1), e.g. 0.95")
-        if self.null not in NULLS:
-            raise RepsimError(f"--null {self.null!r}: expected one of {', '.join(NULLS)}")
-        if self.null == "gamma" and self.permutations:
-            raise RepsimError("--null gamma needs no --permutations (it fits the null instead); "
-                              "give one or the other")
-        if self.adjust not in METHODS:
-            raise RepsimError(f"--adjust {self.adjust!r}: expected one of {', '.join(METHODS)}")
-
-    @property
-    def testing(self) -> bool:
-        """A null is computed (permutations, or the gamma fit)."""
-        return self.permutations > 0 or self.null == "gamma"
-
-    @property
-    def active(self) -> bool:
-        return self.bootstrap > 0 or self.jackknife or self.testing
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class CellResult:
-    """One cell's statistics: ``std_error`` (jackknife, else bootstrap SD; None: neither), the
-    statistics of :data:`~repsim_cli.results.STAT_FIELDS` computed, and the examples that dominate
-    it (jackknife)."""
-
-    std_error: float | None = None
-    stats: dict[str, float] = field(default_factory=dict)
-    dominated: list[int] = field(default_factory=list)
-
-
-def encode_note(note: str | None, result: CellResult) -> str:
-    """The journal's note field of a cell with statistics (:func:`decode_note` reverses it)."""
-    payload = {"note": note, "se": result.std_error, "stats": result.stats, "dominated": result.dominated}
-    return _JOURNAL_TAG + json.dumps(payload)
-
-
-def decode_note(text: str | None) -> tuple[str | None, CellResult | None]:
-    """(the cell's own note, its statistics) from a journal note field."""
-    if text is None or not text.startswith(_JOURNAL_TAG):
-        return text, None
-    payload = json.loads(text[len(_JOURNAL_TAG):])
-    return payload["note"], CellResult(payload["se"], dict(payload["stats"]), list(payload["dominated"]))
 
 
 def frob(a: Float64, b: Float64) -> float:
@@ -153,6 +82,13 @@ def engine_gram(comparison: Comparison, ref: LayerRef) -> Float64 | None:
     mirror_lower(k)
     k[np.diag_indices(n)] = engine.row_sqnorms(ref)
     return k
+
+
+def _one_blas_thread() -> Any:
+    """threadpoolctl's limit to one BLAS thread (imported when first needed: start-up time)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
 
 
 def packed_rows(comparison: Comparison, ref: LayerRef) -> TriangleRows | None:
@@ -389,10 +325,10 @@ class CellStatistics:
             return self._kernels[key]
 
         if self._boot is not None:
-            with threadpool_limits(1):  # many mid-sized GEMMs: thread wake-ups cost more than they give
+            with _one_blas_thread():  # many mid-sized GEMMs: thread wake-ups cost more than they give
                 self._fast_bootstrap(spec, wanted, unbiased, kern, out)
         if opts.jackknife:
-            with threadpool_limits(1):  # matrix–vector products: one thread (see loo_hsic)
+            with _one_blas_thread():  # matrix–vector products: one thread (see loo_hsic)
                 self._fast_jackknife(spec, wanted, values, unbiased, out)
         if opts.null == "gamma":
             for c in wanted:
@@ -410,7 +346,7 @@ class CellStatistics:
             cols = {j: r for r, j in enumerate(dict.fromkeys(c[1] for c in wanted))}
             kas = [kern(refs_a[i], unbiased) for i in rows]
             lbs = [kern(refs_b[j], unbiased) for j in cols]
-            with threadpool_limits(1):  # on a busy machine threaded GEMMs of this shape lose to one thread
+            with _one_blas_thread():  # on a busy machine threaded GEMMs of this shape lose to one thread
                 inner = permuted_inner_batch(kas, lbs, self._perms)
             for c in wanted:
                 ka, lb = kas[rows[c[0]]], lbs[cols[c[1]]]
@@ -570,7 +506,7 @@ class CellStatistics:
             for c in wanted:
                 self._bootstrap_summary(reps[c], out[c])
         if opts.jackknife and spec.name == "dcor":
-            with threadpool_limits(1):
+            with _one_blas_thread():
                 self._dcor_jackknife(spec, wanted, values, out)
         elif opts.jackknife:
             everyone = np.arange(n)
@@ -726,14 +662,6 @@ def warn_biased_intervals(spec: MetricSpec, result: MetricResult) -> None:
             "metric at this n); prefer --jackknife standard errors for it",
             RepsimWarning, stacklevel=2,
         )
-
-
-def needs_kernels(options: StatsOptions | None, specs: Sequence[MetricSpec]) -> bool:
-    """Should the engine's plan hold whole Grams for the statistics? No: the plan stays the one
-    a run without statistics makes (so values are the same bit for bit), and the kernel path
-    rebuilds a packed Gram from its triangle (cheaper than the whole-Gram plan's extra copies,
-    measured with bench/bench_stats.py)."""
-    return False
 
 
 def attach_statistics(comparison: Comparison, options: StatsOptions | None) -> None:
