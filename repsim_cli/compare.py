@@ -21,10 +21,11 @@ from .errors import LayerNotFoundError, RepsimError, ShapeMismatchError
 from .globs import glob_matches
 from .metrics import MetricSpec, parse_spec
 from .metrics._linalg import warn_notes
+from .metrics.contract import Cell as MetricCell
 from .metrics.contract import CellBlock, LayerContext, SharedCache
 from .metrics.sides import metric_demands
 from .results import MetricResult, Results
-from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, shard_cells
+from .schedule import Cell, Journal, Shard, covering_blocks, matrix_cells, row_groups, shard_cells
 from .states import StateStore
 from .stats.options import StatsOptions, decode_note, encode_note
 from .store import ActivationStore, open_store
@@ -233,6 +234,8 @@ class Comparison:
     state_dir: Any = None
     # per-cell uncertainty (bootstrap, jackknife, permutations): repsim_cli.stats
     statistics: CellStatistics | None = None
+    # what a metric's ``pair_row`` keeps between its calls in one run (emptied per metric)
+    row_scratch: dict[str, Any] = field(default_factory=dict)
 
     @property
     def refs_a(self) -> list[LayerRef]:
@@ -350,6 +353,23 @@ class Comparison:
                 self.state(spec, ref)
             self.shared.drop_layer(key)
 
+    def _identical(self, spec: MetricSpec, i: int, j: int) -> bool:
+        """Is cell (i, j) a layer with itself whose value the metric knows exactly?"""
+        return spec.info.identity_exact and self.refs_a[i].key == self.refs_b[j].key
+
+    def blocks_of(self, spec: MetricSpec, pending: Sequence[Cell]) -> list[tuple[list[int], list[int]]]:
+        """The (rows, cols) blocks the metric's pending cells are computed in: a batched metric's
+        covering blocks; for a metric with ``pair_row``, row groups fixed by the layout
+        (:func:`row_groups`; exact identities on their own); one row at a time otherwise."""
+        info = spec.info
+        if info.pair_row is None:
+            return covering_blocks(pending, by_row=not info.batched)
+        layout = self.layout.cells(info.symmetric)
+        same = [(i, j) for i, j in layout if self._identical(spec, i, j)]
+        col_bytes = [8.0 * self.plan.n * r.width for r in self.refs_b]
+        identities = [([i], [j]) for i, j in sorted(set(same) & set(pending))]
+        return row_groups(layout, pending, col_bytes, same) + identities
+
     def _block(self, spec: MetricSpec, rows: list[int], cols: list[int], wanted: set[Cell]) -> CellBlock:
         """Cells of one (rows × cols) block: the metric's batched ``block`` when it has one, else one
         ``pair`` call per wanted cell (a layer with itself gets the identity when it is exact).
@@ -363,25 +383,29 @@ class Comparison:
             states_b = [self.state(spec, self.refs_b[j]) for j in cols]
             return info.block(states_a, states_b, spec.params)
         out = CellBlock(np.full((len(rows), len(cols)), np.nan))
+        if info.pair_row is not None and len(rows) == 1:
+            live = [(bj, j) for bj, j in enumerate(cols) if not self._identical(spec, rows[0], j)]
+            for bj, j in enumerate(cols):
+                if self._identical(spec, rows[0], j):
+                    out.value[0, bj] = info.identity
+            if live:
+                state_a = self.state(spec, self.refs_a[rows[0]])
+                states_b = [self.state(spec, self.refs_b[j]) for _, j in live]
+                cells = info.pair_row(state_a, states_b, spec.params, self.row_scratch)
+                for (bj, _), cell in zip(live, cells, strict=True):
+                    _put(out, 0, bj, cell)
+            return out
         for bi, i in enumerate(rows):
             state_a = None
             for bj, j in enumerate(cols):
                 if (i, j) not in wanted:
                     continue
-                if info.identity_exact and self.refs_a[i].key == self.refs_b[j].key:
+                if self._identical(spec, i, j):
                     out.value[bi, bj] = info.identity
                     continue
                 if state_a is None:
                     state_a = self.state(spec, self.refs_a[i])
-                cell = info.pair(state_a, self.state(spec, self.refs_b[j]), spec.params)
-                out.value[bi, bj] = cell.value
-                if cell.std_error is not None:
-                    if out.std_error is None:
-                        out.std_error = np.full(out.value.shape, np.nan)
-                    out.std_error[bi, bj] = cell.std_error
-                if cell.note:
-                    out.notes.add(cell.note)
-                    out.cell_notes[(bi, bj)] = cell.note
+                _put(out, bi, bj, info.pair(state_a, self.state(spec, self.refs_b[j]), spec.params))
         return out
 
     def run(
@@ -432,7 +456,8 @@ class Comparison:
             stats_task, stats_done = f"statistics of {spec.text}", 0
             if self.statistics is not None and pending:
                 self.engine.progress(stats_task, 0, len(pending))
-            for rows, cols in covering_blocks(pending, by_row=not spec.info.batched):
+            self.row_scratch.clear()
+            for rows, cols in self.blocks_of(spec, pending):
                 block = self._block(spec, rows, cols, wanted)
                 notes |= block.notes
                 if block.std_error is not None and std_error is None:
@@ -475,6 +500,7 @@ class Comparison:
 
                 self.statistics.finish(spec, res.metrics[spec.text], result_labels(res),
                                        {c: r.dominated for c, r in cell_stats.items()})  # fmt: skip
+        self.row_scratch.clear()
         if self.statistics is not None:
             res.attrs["statistics"] = self.statistics.options.to_dict()
         return res
@@ -495,6 +521,18 @@ class Comparison:
         """Release the engine's statistics and the states, and remove their disk caches."""
         self.engine.close(keep_cache)
         self.states.close(keep_cache)
+
+
+def _put(out: CellBlock, bi: int, bj: int, cell: MetricCell) -> None:
+    """One computed cell into a block: its value, standard error and note."""
+    out.value[bi, bj] = cell.value
+    if cell.std_error is not None:
+        if out.std_error is None:
+            out.std_error = np.full(out.value.shape, np.nan)
+        out.std_error[bi, bj] = cell.std_error
+    if cell.note:
+        out.notes.add(cell.note)
+        out.cell_notes[(bi, bj)] = cell.note
 
 
 def fill_statistics(cell_stats: dict[Cell, Any], shape: tuple[int, ...], std_error: NDArray[np.float64] | None,

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._progress import ProgressFn, no_progress
 from .errors import RepsimError
-from .schedule import Cell, Shard, covering_blocks, shard_cells
+from .schedule import Cell, Shard, shard_cells
 
 if TYPE_CHECKING:
     from .compare import Comparison
@@ -533,7 +533,7 @@ def _compute(
     for s, spec in enumerate(comparison.specs):
         in_run = set(pending[s])
         all_grams = grams if spec.info.inner_products_only else {}
-        for n, (rows, cols) in enumerate(covering_blocks(pending[s], by_row=not spec.info.batched)):
+        for n, (rows, cols) in enumerate(comparison.blocks_of(spec, pending[s])):
             mine = [(i, j) for i in rows for j in cols if (i, j) in in_run]
             keys = {refs_a[i].key for i in rows} | {refs_b[j].key for j in cols}
             future = client.submit(block_task, recipe, s, rows, cols, mine,

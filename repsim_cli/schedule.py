@@ -101,6 +101,36 @@ def shard_cells(cells: Sequence[Cell], shard: Shard | None) -> list[Cell]:
     return list(cells[start : start + base + (1 if k < extra else 0)])
 
 
+ROW_GROUP_BYTES = 64 * 2**20  # a row group's B layers side by side, as float64, at most this
+
+
+def row_groups(layout_cells: Iterable[Cell], pending: Iterable[Cell], col_bytes: Sequence[float],
+               skip: Iterable[Cell] = ()) -> list[tuple[list[int], list[int]]]:
+    """One-row blocks whose columns are fixed by the layout alone: each row's cells of the whole
+    layout (unsharded; ``skip``: cells not computed, such as exact identities), in runs of
+    consecutive cells whose ``col_bytes`` sum to at most :data:`ROW_GROUP_BYTES`. Only groups
+    holding a ``pending`` cell are returned, whole — so a metric that batches a row group computes
+    every cell from the same group in any shard split or resumed run."""
+    wanted, skipped = set(pending), set(skip)
+    by_row: dict[int, list[int]] = {}
+    for i, j in sorted(set(layout_cells)):
+        if (i, j) not in skipped:
+            by_row.setdefault(i, []).append(j)
+    out: list[tuple[list[int], list[int]]] = []
+    for i, cols in by_row.items():
+        group: list[int] = []
+        size = 0.0
+        for j in cols:
+            if group and size + col_bytes[j] > ROW_GROUP_BYTES:
+                out.append(([i], group))
+                group, size = [], 0.0
+            group.append(j)
+            size += col_bytes[j]
+        if group:
+            out.append(([i], group))
+    return [(rows, cols) for rows, cols in out if any((rows[0], j) in wanted for j in cols)]
+
+
 def covering_blocks(cells: Iterable[Cell], by_row: bool = False) -> list[tuple[list[int], list[int]]]:
     """Group cells into (rows, cols) blocks whose product covers them without much waste.
 

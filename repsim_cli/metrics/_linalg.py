@@ -148,8 +148,9 @@ def singular_values(m: Float64) -> Float64:
 
 
 # The fast nuclear norm's acceptance: its first-order error bound must stay below this fraction of
-# the value (the Procrustes/shape contract is 1e-10 against a dense float64 SVD).
-NUCLEAR_RTOL = 1e-11
+# the value — half the Procrustes/shape contract (1e-10 against a dense float64 SVD). The bound's
+# constant is conservative: on the benchmark's products it is ~1e-12 where the error is ~1e-15.
+NUCLEAR_RTOL = 5e-11
 
 
 def nuclear_norm(m: Float64) -> float:

@@ -16,7 +16,7 @@ representations", NeurIPS (arXiv:2110.14739); ahwillia/netrep ``LinearMetric`` a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,6 +177,44 @@ def procrustes_pair(a: ProcrustesState, b: ProcrustesState, params: Mapping[str,
     return Cell(procrustes_value(basis_coupling(a, b), a.spectrum, b.spectrum))
 
 
+def stacked_data(states: Sequence[CentredLayer], scratch: dict[str, Any]) -> Float64:
+    """The centred layers side by side (n, Σp), float64 — kept in ``scratch`` while the same
+    states come again (the next row of a two-store comparison reuses it)."""
+    kept = scratch.get("stacked")
+    if kept is not None and len(kept[0]) == len(states) and all(a is b for a, b in zip(kept[0], states, strict=True)):
+        return np.asarray(kept[1])
+    stacked = np.concatenate([s.data for s in states], axis=1)
+    scratch["stacked"] = (tuple(states), stacked)
+    return stacked
+
+
+def row_inner_products(a: ProcrustesState, bs: Sequence[ProcrustesState],
+                       scratch: dict[str, Any]) -> list[tuple[float, float, float]] | None:
+    """(‖XcᵀYc‖_*, ‖Xc‖²_F, ‖Yc‖²_F) of a centred layer with each of several: one GEMM of Xc
+    against the Y's side by side (a wider product runs nearer the GEMM's peak than many p×q
+    ones), then each block's nuclear norm. None unless every state is a :class:`CentredLayer`
+    (the basis route pairs one at a time)."""
+    layers = [b for b in bs if isinstance(b, CentredLayer)]
+    if not isinstance(a, CentredLayer) or len(layers) != len(bs):
+        return None
+    cross = a.data.T @ stacked_data(layers, scratch)
+    out, start = [], 0
+    for b in layers:
+        out.append((nuclear_norm(cross[:, start : start + b.width]), a.sq_norm, b.sq_norm))
+        start += b.width
+    return out
+
+
+def procrustes_row(a: ProcrustesState, bs: Sequence[ProcrustesState], params: Mapping[str, Any],
+                   scratch: dict[str, Any]) -> list[Cell]:
+    """Squared Procrustes distances of one layer with several (see :func:`row_inner_products`)."""
+    inners = row_inner_products(a, bs, scratch) if len(bs) > 1 else None
+    if inners is None:
+        return [procrustes_pair(a, b, params) for b in bs]
+    return [Cell(float(np.clip(2.0 - 2.0 * inner / math.sqrt(norm_a * norm_b), 0.0, 2.0)))
+            for inner, norm_a, norm_b in inners]
+
+
 def _procrustes_state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
     """Feature side: the centred float64 layer (n·p). Sample side: the basis through the n×n
     Gram (:func:`basis_cost`)."""
@@ -221,16 +259,30 @@ def prepare_shape(layer: LayerContext, params: Mapping[str, Any]) -> ProcrustesS
 def shape_pair(a: ProcrustesState, b: ProcrustesState, params: Mapping[str, Any]) -> Cell:
     """Shape metric of two layer states (both of one kind: a run gives a metric's states one side)."""
     if isinstance(a, CentredLayer) and isinstance(b, CentredLayer):
-        inner, norm_a, norm_b = nuclear_norm(a.data.T @ b.data), a.sq_norm, b.sq_norm
-        if params["score"] == "euclidean":
-            return Cell(math.sqrt(max(norm_a + norm_b - 2.0 * inner, 0.0)))
-        return Cell(float(np.arccos(np.clip(inner / math.sqrt(norm_a * norm_b), 0.0, 1.0))))
+        inner = nuclear_norm(a.data.T @ b.data)
+        return Cell(_shape_value_of(inner, a.sq_norm, b.sq_norm, params["score"]))
     if not (isinstance(a, LayerBasis) and isinstance(b, LayerBasis)):
         raise TypeError("shape: a pair's two states must come from the same side")
     ka, kb = _shape_ranks(a, b, params)
     c = basis_coupling(a, b, ka, kb)
     return Cell(shape_value(c, a.spectrum, b.spectrum, params["alpha"], params["score"],
                             max(a.width, b.width)))  # fmt: skip
+
+
+def _shape_value_of(inner: float, norm_a: float, norm_b: float, score: str) -> float:
+    """The unwhitened shape score from ‖XcᵀYc‖_* and the two squared Frobenius norms."""
+    if score == "euclidean":
+        return math.sqrt(max(norm_a + norm_b - 2.0 * inner, 0.0))
+    return float(np.arccos(np.clip(inner / math.sqrt(norm_a * norm_b), 0.0, 1.0)))
+
+
+def shape_row(a: ProcrustesState, bs: Sequence[ProcrustesState], params: Mapping[str, Any],
+              scratch: dict[str, Any]) -> list[Cell]:
+    """Shape metric of one layer with several (alpha = 1 on the feature side: one GEMM)."""
+    inners = row_inner_products(a, bs, scratch) if len(bs) > 1 else None
+    if inners is None:
+        return [shape_pair(a, b, params) for b in bs]
+    return [Cell(_shape_value_of(inner, norm_a, norm_b, params["score"])) for inner, norm_a, norm_b in inners]
 
 
 def _shape_state_cost(n: int, width: int, side: str, params: Mapping[str, Any]) -> StateCost:
@@ -271,7 +323,7 @@ register(
         citation=PROCRUSTES_CITATION,
         summary="squared orthogonal Procrustes distance of centred, normalised layers",
         sides=("sample", "feature"), needs_gram=False, prepare=prepare_procrustes,
-        pair=procrustes_pair, state_cost=_procrustes_state_cost,
+        pair=procrustes_pair, pair_row=procrustes_row, state_cost=_procrustes_state_cost,
         state_key=lambda params: ("procrustes",), identity=0.0, identity_exact=True,
         invariances=("orthogonal", "isotropic_scaling", "translation", "permutation"),
         range_text="[0, 2] (squared distance)", cost=_cost, pair_cost=_procrustes_pair_cost,
@@ -290,6 +342,7 @@ register(
         citation=SHAPE_CITATION,
         summary="angular shape metric after partial whitening and optimal rotation",
         sides=("sample", "feature"), needs_gram=False, prepare=prepare_shape, pair=shape_pair,
+        pair_row=shape_row,
         state_cost=_shape_state_cost,
         state_key=lambda params: ("shape_data",) if _unwhitened(params) else ("basis",),
         identity=0.0, identity_exact=True,

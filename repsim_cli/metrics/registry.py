@@ -21,6 +21,8 @@ PairFn = Callable[[Any, Any, Mapping[str, Any]], Cell]
 # prepare_grouped(layer, params, groups) -> state of a bootstrap replicate's rows (see MetricInfo)
 GroupedPrepareFn = Callable[[LayerContext, Mapping[str, Any], NDArray[np.intp]], Any]
 BlockFn = Callable[[Sequence[Any], Sequence[Any], Mapping[str, Any]], CellBlock]
+# pair_row(state_a, states_b, params, scratch) -> one Cell per state of B (see MetricInfo.pair_row)
+PairRowFn = Callable[[Any, Sequence[Any], Mapping[str, Any], dict[str, Any]], list[Cell]]
 # state_cost(n, width, side, params) -> StateCost
 StateCostFn = Callable[[int, int, Side, Mapping[str, Any]], StateCost]
 # pair_cost(n, width_a, width_b, side, params) -> StateCost (one cell's pair stage)
@@ -160,6 +162,13 @@ class MetricInfo:
     # with itself; pair stages are unchanged. None: the replicate's rows are prepared as they are
     # (no pairwise terms between examples, or copies handled elsewhere). See repsim_cli.stats.copies.
     prepare_grouped: GroupedPrepareFn | None = None
+    # pair_row(state_a, states_b, params, scratch): the cells of one layer of A with several of
+    # B at once (e.g. one GEMM against the B layers side by side), equal to ``pair`` up to
+    # round-off. The engine calls it with row groups fixed by the layout (schedule.row_groups),
+    # never by the shard or a resume, so a cell's bits do not depend on how the run was split;
+    # ``scratch`` persists across the calls of one metric in one run (for a stack of B states
+    # that the next row reuses).
+    pair_row: PairRowFn | None = None
 
     def key_of(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         """The name a state of this metric with these parameters is cached under."""
