@@ -47,10 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
-import scipy.stats
 from _common import WORK, cpu_note, related_layers, repsim_args
-from threadpoolctl import threadpool_limits
 
 LAYERS = 6
 WORKLOADS = {"tall": (2000, 256), "wide": (500, 2048)}
@@ -153,6 +150,8 @@ def loop_rsa(x: np.ndarray, y: np.ndarray) -> float:
     """Correlation-distance RDMs (1 − Pearson r of the stimulus patterns), Spearman of the upper
     triangles."""
     ra, rb = upper(1.0 - np.corrcoef(x)), upper(1.0 - np.corrcoef(y))
+    import scipy.stats  # imported where used: a comparator process imports what its loop needs
+
     return float(scipy.stats.spearmanr(ra, rb)[0])
 
 
@@ -269,6 +268,8 @@ def loop_shape(x: np.ndarray, y: np.ndarray) -> float:
 
 def loop_linreg(x: np.ndarray, y: np.ndarray) -> float:
     xc, yc = centred(x), centred(y)
+    import scipy.linalg
+
     w = scipy.linalg.lstsq(xc, yc, lapack_driver="gelsd")[0]
     return float(1.0 - np.sum((yc - xc @ w) ** 2) / np.sum(yc**2))
 
@@ -281,6 +282,8 @@ def readout_eigenvalues(x: np.ndarray, y: np.ndarray, b: float = 0.01) -> np.nda
         s = k / (b * np.trace(k))
         s[np.diag_indices_from(s)] += 1.0
         sig.append(s)
+    import scipy.linalg
+
     lam = scipy.linalg.eigh(sig[1], sig[0], eigvals_only=True)
     return lam[np.abs(lam - 1.0) > 1e-11]
 
@@ -387,6 +390,43 @@ def run_loop(fn: PairFn, npys: list[list[Path]], pairs: int) -> tuple[float, np.
     return (t1 - t0) + (t2 - t1) * (LAYERS * LAYERS / pairs), values
 
 
+def comparator_fn(metric: str, label: str) -> PairFn:
+    return LOOPS[metric] if label == "numpy loop" else PACKAGES[metric][1]
+
+
+def loop_worker(metric: str, workload: str, shrink: int, count: int, label: str) -> None:
+    """``--_loop``: load the 12 layers and run one comparator on the first ``count`` pairs in
+    this (fresh) process; print the pair loop's seconds and the values as JSON (for
+    :func:`run_loop_process`)."""
+    import json
+
+    n, p = (d // shrink for d in WORKLOADS[workload])
+    xs, ys = ([np.load(WORK / f"metrics_{n}x{p}_{side}_npy" / f"layer{k:02d}.npy").astype(np.float64)
+               for k in range(LAYERS)] for side in ("a", "b"))  # fmt: skip
+    fn = comparator_fn(metric, label)
+    values = np.full((LAYERS, LAYERS), -1e300)
+    t0 = time.perf_counter()
+    for k in range(count):
+        i, j = divmod(k, LAYERS)
+        values[i, j] = fn(xs[i], ys[j])
+    print(json.dumps({"pairs": time.perf_counter() - t0, "values": values.tolist()}))
+
+
+def run_loop_process(metric: str, workload: str, shrink: int, count: int, label: str) -> tuple[float, np.ndarray]:
+    """The comparator as a whole process, as repsim is timed: interpreter start, imports, loading
+    the .npy files and the pair loop on ``count`` pairs, the loop scaled to 36 pairs."""
+    import json
+
+    args = [sys.executable, str(Path(__file__).resolve()), "--_loop", metric, workload, str(shrink), str(count), label]
+    t0 = time.perf_counter()
+    done = subprocess.run(args, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    values = np.array(out["values"], dtype=np.float64)
+    values[values == -1e300] = np.nan
+    return wall + out["pairs"] * (LAYERS * LAYERS / count - 1.0), values
+
+
 def comparator_pairs(fn: PairFn, npys: list[list[Path]], limit: int, budget: float) -> int:
     """How many pairs to time: ``limit``, fewer when one pair's time × ``limit`` exceeds
     ``budget`` seconds (at least 2)."""
@@ -418,6 +458,12 @@ HEADER = ("| metric          | load | comparator | repsim s | other s  | ratio  
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--_loop":
+        metric, workload, shrink, count, label = sys.argv[2:7]
+        loop_worker(metric, workload, int(shrink), int(count), label)
+        return
+    from threadpoolctl import threadpool_limits
+
     from repsim_cli.metrics import REGISTRY
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -430,6 +476,10 @@ def main() -> None:
                     help="seconds: time fewer pairs when one pair × N would take longer")
     ap.add_argument("--shrink", type=int, default=1,
                     help="divide n and p by this (smoke tests; the table uses 1)")
+    ap.add_argument("--whole-process", action="store_true",
+                    help="time each comparator as its own process (start-up, imports, loading, "
+                         "pairs), as repsim is timed, instead of inside this process after the "
+                         "metrics before it")
     a = ap.parse_args()
     missing = sorted(set(REGISTRY) - set(LOOPS))
     if missing:
@@ -456,7 +506,10 @@ def main() -> None:
                         pass
                 for label, fn in comparators:
                     count = comparator_pairs(fn, npys, pairs, a.comparator_budget)
-                    runs = [run_loop(fn, npys, count) for _ in range(a.repeats)]
+                    if a.whole_process:
+                        runs = [run_loop_process(metric, workload, a.shrink, count, label) for _ in range(a.repeats)]
+                    else:
+                        runs = [run_loop(fn, npys, count) for _ in range(a.repeats)]
                     seconds = statistics.median(t for t, _ in runs)
                     theirs = runs[-1][1]
                     done = ~np.isnan(theirs)
