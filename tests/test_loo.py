@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import activations
 
 from repsim_cli.errors import DataError
 from repsim_cli.metrics.cka import linear_cka
 from repsim_cli.stats import loo
+from repsim_cli.stats.loo import dominated, dominated_many
 
 TOL = 1e-10
 
@@ -235,3 +236,19 @@ def test_bad_input_is_a_data_error() -> None:
         loo.loo_cka(np.eye(4), np.eye(4), debiased=True)
     with pytest.raises(DataError, match="NaN"):
         loo.loo_hsic(np.full((5, 5), np.nan), np.eye(5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(cells=st.integers(1, 6), n=st.integers(5, 300), planted=st.integers(0, 5),
+       nans=st.booleans(), seed=st.integers(0, 2**31 - 1), flat=st.booleans())
+def test_dominated_many_is_dominated_cell_by_cell(cells, n, planted, nans, seed, flat):
+    rng = np.random.default_rng(seed)
+    full = rng.uniform(0.2, 0.9, cells)
+    loo = full[:, None] + (0.0 if flat else 1e-3) * rng.standard_normal((cells, n))
+    for c in range(cells):
+        loo[c, rng.choice(n, min(planted, n), replace=False)] -= 0.3
+    if nans:
+        loo[0, 0] = np.nan
+    got = dominated_many(full, loo)
+    for c in range(cells):
+        np.testing.assert_array_equal(got[c], dominated(float(full[c]), loo[c]))

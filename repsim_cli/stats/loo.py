@@ -56,6 +56,7 @@ __all__ = [
     "cka",
     "dominance_threshold",
     "dominated",
+    "dominated_many",
     "hsic",
     "loo_cka",
     "loo_hsic",
@@ -253,3 +254,35 @@ def dominated(full: float, loo: ArrayLike) -> NDArray[np.intp]:
         return np.empty(0, dtype=np.intp)
     order = np.argsort(-np.abs(delta[flagged]), kind="stable")
     return np.asarray(flagged[order], dtype=np.intp)
+
+
+def dominated_many(full: ArrayLike, loo: ArrayLike) -> list[NDArray[np.intp]]:
+    """:func:`dominated` for c cells at once: ``full`` (c,), ``loo`` (c, n). Rows whose values
+    are all finite are judged together (medians along the rows); any other row by
+    :func:`dominated` itself. The same result as c calls of it."""
+    full_ = np.asarray(full, dtype=np.float64)
+    values = np.asarray(loo, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0:
+        return [dominated(f, v) for f, v in zip(full_, values, strict=True)]
+    n = values.shape[1]
+    clean = np.isfinite(values).all(axis=1) & np.isfinite(full_)
+    out: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)] * values.shape[0]
+    rows = np.flatnonzero(clean)
+    if rows.size:
+        delta = values[rows] - full_[rows, None]
+        centre = np.median(delta, axis=1)
+        spread = np.abs(delta - centre[:, None])
+        mad = np.median(spread, axis=1)
+        scale = np.maximum(np.abs(full_[rows]), np.abs(values[rows]).max(axis=1))
+        threshold = np.maximum(math.sqrt(n) * MAD_TO_SD * mad, MIN_RELATIVE_CHANGE * scale)
+        flagged = spread > threshold[:, None]
+        counts = flagged.sum(axis=1)
+        most = max(1, int(DOMINANT_SHARE * n))
+        for k in np.flatnonzero((counts >= 1) & (counts <= most)):
+            idx = np.flatnonzero(flagged[k])
+            order = np.argsort(-np.abs(delta[k, idx]), kind="stable")
+            out[int(rows[k])] = np.asarray(idx[order], dtype=np.intp)
+    for k in np.flatnonzero(~clean):
+        out[int(k)] = dominated(float(full_[k]), values[k])
+    return out
+
