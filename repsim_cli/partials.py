@@ -106,13 +106,9 @@ def rbf_summary(gram: Float64, threshold: float, debiased: bool, rtol: float, la
 def rbf_tile(kc: Float64, s_i: RbfSummary, i0: int, i1: int, j0: int, j1: int, rtol: float,
              debiased: bool) -> Float64:
     """The centred RBF kernel's tile (I, J) from the centred Gram's tile ``kc`` (float64)."""
-    qi, qj = s_i.q[i0:i1], s_i.q[j0:j1]
-    d2 = kc * -2.0
-    d2 += qi[:, None]
-    d2 += qj[None, :]
-    floor = np.add.outer(qi, qj)
-    floor *= rtol
-    d2[d2 <= floor] = 0.0
+    from .metrics._kernels import squared_distance_tile
+
+    d2 = squared_distance_tile(kc, s_i.q[i0:i1], s_i.q[j0:j1], rtol)
     if i0 == j0:
         np.fill_diagonal(d2, 0.0)
     assert s_i.scale is not None

@@ -93,13 +93,21 @@ def squared_distances(kc: Float64, rtol: float) -> Float64:
     the diagonal.
     """
     q = np.diag(kc).copy()
+    d2 = squared_distance_tile(kc, q, q, rtol)
+    np.fill_diagonal(d2, 0.0)
+    return d2
+
+
+def squared_distance_tile(kc: Float64, q_rows: Float64, q_cols: Float64, rtol: float) -> Float64:
+    """D²_ij = q_i + q_j − 2·Kc_ij for a tile (I, J) of a Gram, new float64 (I, J): ``q_rows``
+    and ``q_cols`` are the squared norms of its rows and columns; entries at or below
+    ``rtol``·(q_i + q_j) set to 0 as in :func:`squared_distances` (its diagonal is the caller's)."""
     d2 = kc * -2.0
-    d2 += q[:, None]
-    d2 += q[None, :]
-    floor = np.add.outer(q, q)
+    d2 += q_rows[:, None]
+    d2 += q_cols[None, :]
+    floor = np.add.outer(q_rows, q_cols)
     floor *= rtol
     d2[d2 <= floor] = 0.0
-    np.fill_diagonal(d2, 0.0)
     return d2
 
 
