@@ -214,13 +214,32 @@ def dominance_threshold(full: float, loo: ArrayLike) -> float:
     leave-one-out value exists.
     """
     values = np.asarray(loo, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0 or not math.isfinite(full):
+    finite = np.isfinite(values)
+    if not finite.any() or not math.isfinite(full):
         return float("nan")
-    delta = finite - full
-    mad = float(np.median(np.abs(delta - np.median(delta))))
-    scale = max(abs(full), float(np.max(np.abs(finite))))
-    return max(math.sqrt(values.size) * MAD_TO_SD * mad, MIN_RELATIVE_CHANGE * scale)
+    return float(_rule(np.array([full]), values[finite][None, :], values.size)[0][0])
+
+
+def _rule(full: Float64, values: Float64, n: int) -> tuple[Float64, Float64, Float64]:
+    """The dominance rule for c cells at once: ``full`` (c,), their finite leave-one-out values
+    ``values`` (c, m), ``n`` the examples counted (√n and the share). Returns the thresholds (c,),
+    the changes Δ (c, m) and their distances from the median change |Δ − median Δ| (c, m)."""
+    delta = values - full[:, None]
+    centre = np.median(delta, axis=1)
+    spread = np.abs(delta - centre[:, None])
+    mad = np.median(spread, axis=1)
+    scale = np.maximum(np.abs(full), np.abs(values).max(axis=1))
+    threshold = np.maximum(math.sqrt(n) * MAD_TO_SD * mad, MIN_RELATIVE_CHANGE * scale)
+    return threshold, delta, spread
+
+
+def _flags(threshold: float, delta: Float64, spread: Float64, n: int) -> NDArray[np.intp]:
+    """Positions beyond the threshold, largest |Δ| first — when they are a handful."""
+    flagged = np.flatnonzero(spread > threshold)
+    if flagged.size == 0 or flagged.size > max(1, int(DOMINANT_SHARE * n)):
+        return np.empty(0, dtype=np.intp)
+    order = np.argsort(-np.abs(delta[flagged]), kind="stable")
+    return np.asarray(flagged[order], dtype=np.intp)
 
 
 def dominated(full: float, loo: ArrayLike) -> NDArray[np.intp]:
@@ -242,47 +261,28 @@ def dominated(full: float, loo: ArrayLike) -> NDArray[np.intp]:
         threshold, which is a broad spread of influence (heavy tails), not domination by a few.
     """
     values = np.asarray(loo, dtype=np.float64)
-    threshold = dominance_threshold(full, values)
-    if not math.isfinite(threshold):
+    finite = np.isfinite(values)
+    if not finite.any() or not math.isfinite(full):
         return np.empty(0, dtype=np.intp)
-    delta = values - full
-    finite = np.isfinite(delta)
-    centre = float(np.median(delta[finite]))
-    with np.errstate(invalid="ignore"):
-        flagged = np.flatnonzero(finite & (np.abs(delta - centre) > threshold))
-    if flagged.size == 0 or flagged.size > max(1, int(DOMINANT_SHARE * values.size)):
-        return np.empty(0, dtype=np.intp)
-    order = np.argsort(-np.abs(delta[flagged]), kind="stable")
-    return np.asarray(flagged[order], dtype=np.intp)
+    kept = np.flatnonzero(finite)
+    threshold, delta, spread = _rule(np.array([full]), values[kept][None, :], values.size)
+    return np.asarray(kept[_flags(float(threshold[0]), delta[0], spread[0], values.size)], dtype=np.intp)
 
 
 def dominated_many(full: ArrayLike, loo: ArrayLike) -> list[NDArray[np.intp]]:
-    """:func:`dominated` for c cells at once: ``full`` (c,), ``loo`` (c, n). Rows whose values
-    are all finite are judged together (medians along the rows); any other row by
-    :func:`dominated` itself. The same result as c calls of it."""
+    """:func:`dominated` for c cells at once: ``full`` (c,), ``loo`` (c, n). Rows whose values are
+    all finite share one pass of the rule (medians along the rows); any other row goes through
+    :func:`dominated`. The same result as c calls of it."""
     full_ = np.asarray(full, dtype=np.float64)
     values = np.asarray(loo, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] == 0:
-        return [dominated(f, v) for f, v in zip(full_, values, strict=True)]
-    n = values.shape[1]
+    out = [np.empty(0, dtype=np.intp) for _ in range(values.shape[0])]
     clean = np.isfinite(values).all(axis=1) & np.isfinite(full_)
-    out: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)] * values.shape[0]
     rows = np.flatnonzero(clean)
     if rows.size:
-        delta = values[rows] - full_[rows, None]
-        centre = np.median(delta, axis=1)
-        spread = np.abs(delta - centre[:, None])
-        mad = np.median(spread, axis=1)
-        scale = np.maximum(np.abs(full_[rows]), np.abs(values[rows]).max(axis=1))
-        threshold = np.maximum(math.sqrt(n) * MAD_TO_SD * mad, MIN_RELATIVE_CHANGE * scale)
-        flagged = spread > threshold[:, None]
-        counts = flagged.sum(axis=1)
-        most = max(1, int(DOMINANT_SHARE * n))
-        for k in np.flatnonzero((counts >= 1) & (counts <= most)):
-            idx = np.flatnonzero(flagged[k])
-            order = np.argsort(-np.abs(delta[k, idx]), kind="stable")
-            out[int(rows[k])] = np.asarray(idx[order], dtype=np.intp)
-    for k in np.flatnonzero(~clean):
-        out[int(k)] = dominated(float(full_[k]), values[k])
+        n = values.shape[1]
+        threshold, delta, spread = _rule(full_[rows], values[rows], n)
+        for k, row in enumerate(rows):
+            out[int(row)] = _flags(float(threshold[k]), delta[k], spread[k], n)
+    for row in np.flatnonzero(~clean):
+        out[int(row)] = dominated(float(full_[row]), values[row])
     return out
-
