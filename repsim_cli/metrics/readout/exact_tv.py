@@ -132,7 +132,8 @@ def imhof_tail(weights: ArrayLike, threshold: float) -> tuple[float, float, bool
     direct_end = knee if math.isinf(fourier_start) else max(1.0, fourier_start)
     # Many sizeable weights make ρ grow like a high power of u: the integral is then cut where
     # the rest is provably negligible, with that bound added to the error estimate.
-    cut = _negligible_from(w, 1.0, min(direct_end if math.isfinite(fourier_start) else 1e29, 1e29))
+    # (searched up to where the Fourier tail would start, or up to 1e29 when there is none)
+    cut = _negligible_from(w, 1.0, direct_end if math.isfinite(fourier_start) else 1e29)
     if cut is not None:
         direct_end = cut[0]
     decades = [10.0**k for k in range(1, math.ceil(math.log10(direct_end)))]
