@@ -371,8 +371,10 @@ class Comparison:
         return row_groups(layout, pending, col_bytes, same) + identities
 
     def _block(self, spec: MetricSpec, rows: list[int], cols: list[int], wanted: set[Cell]) -> CellBlock:
-        """Cells of one (rows × cols) block: the metric's batched ``block`` when it has one, else one
-        ``pair`` call per wanted cell (a layer with itself gets the identity when it is exact).
+        """Cells of one (rows × cols) block: the metric's batched ``block`` when it has one; its
+        ``pair_row`` over a one-row group (every cell of the group, wanted or not: the group is
+        what fixes the bits); else one ``pair`` call per wanted cell (a layer with itself gets
+        the identity when it is exact).
 
         On the per-pair path only the two states of the cell in hand are held here; the others stay
         with the state store, in memory within its budget or spilled to disk.

@@ -12,7 +12,7 @@ from repsim_cli._warnings import RepsimWarning
 from repsim_cli.arrays import ArrayStore
 from repsim_cli.compare import prepare_models
 from repsim_cli.engine.triangles import triangle_offsets
-from repsim_cli.stats.jackknife import double_centre
+from repsim_cli.stats.loo import double_centre
 from repsim_cli.stats.packed import centred_rowdots
 from repsim_cli.stats.runner import StatsOptions, attach_statistics
 

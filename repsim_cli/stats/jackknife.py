@@ -37,16 +37,6 @@ def jackknife_se(values: Float64) -> float:
     return float(np.sqrt((n - 1) / n * np.sum((v - v.mean()) ** 2)))
 
 
-def double_centre(k: Float64, *, copy: bool = True) -> Float64:
-    """HKH of a symmetric kernel (n, n) in float64 (in place when ``copy`` is False)."""
-    out = np.array(k, dtype=np.float64, copy=True) if copy else k
-    row = out.mean(axis=1)
-    out -= row[:, None]
-    out -= row[None, :]
-    out += row.mean()
-    return out
-
-
 @dataclass(frozen=True)
 class LayerTerms:
     """A layer's kernel prepared for leave-one-out: ``k`` double-centred (biased) or centred with
@@ -72,38 +62,18 @@ def loo_hsic(a: LayerTerms, b: LayerTerms) -> Float64:
 
     Callers run it under ``threadpoolctl.threadpool_limits(1)``: a threaded matrix–vector product
     on a busy machine costs more in thread wake-ups than the product itself."""
-    n = a.k.shape[0]
-    m = float(n - 1)
     h = np.einsum("ij,ij->i", a.k, b.k)
     if a.r is None or b.r is None:
-        r = s = np.zeros(n)
-        lr = ks = r
-    else:
-        r, s = a.r, b.r
-        lr, ks = b.k @ r, a.k @ s
-    dk, dl = a.diag, b.diag
-    trace_ab = h.sum() - 2.0 * h + dk * dl
-    sum_a = r.sum() - 2.0 * r + dk
-    sum_b = s.sum() - 2.0 * s + dl
-    ones_ab_ones = float(r @ s) - lr - ks + h - (r - dk) * (s - dl)
-    if a.unbiased:
-        out = (trace_ab + sum_a * sum_b / ((m - 1.0) * (m - 2.0))
-               - 2.0 / (m - 2.0) * ones_ab_ones) / (m * (m - 3.0))  # fmt: skip
-    else:
-        out = (trace_ab - 2.0 / m * ones_ab_ones + sum_a * sum_b / (m * m)) / ((m - 1.0) ** 2)
-    return np.asarray(out, dtype=np.float64)
+        return loo.loo_from_sums(h, a.diag, b.diag, debiased=a.unbiased)
+    return loo.loo_from_sums(h, a.diag, b.diag, debiased=a.unbiased, r=a.r, s=b.r,
+                             l_r=b.k @ a.r, k_s=a.k @ b.r)
 
 
 def loo_hsic_biased(h: Float64, dk: Float64, dl: Float64) -> Float64:
     """Leave-one-out biased HSIC values (n,) of two double-centred kernels (row sums 0) from their
     Hadamard row sums h = (K∘L)1 and diagonals: the biased case of :func:`loo_hsic`, the same
     arithmetic."""
-    n = h.shape[0]
-    m = float(n - 1)
-    trace_ab = h.sum() - 2.0 * h + dk * dl
-    ones_ab_ones = h - dk * dl
-    out = (trace_ab - 2.0 / m * ones_ab_ones + dk * dl / (m * m)) / ((m - 1.0) ** 2)
-    return np.asarray(out, dtype=np.float64)
+    return loo.loo_from_sums(h, dk, dl, debiased=False)
 
 
 def dominating_examples(full: float, values: Float64) -> NDArray[np.intp]:

@@ -47,6 +47,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import DataError
+from .weighted import cka_ratio
 
 Float64 = NDArray[np.float64]
 
@@ -87,15 +88,19 @@ def _checked(k: ArrayLike, l: ArrayLike, min_n: int) -> tuple[Float64, Float64]:
     return a, b
 
 
-def _centred(k: Float64, skip: bool = False) -> Float64:
-    """HKH (a copy); ``k`` itself when ``skip``."""
-    if skip:
-        return k
-    row = k.mean(axis=0)
-    out: Float64 = k - row[None, :]
+def double_centre(k: Float64, *, copy: bool = True) -> Float64:
+    """HKH of a symmetric kernel (n, n) in float64 (in place when ``copy`` is False)."""
+    out = np.array(k, dtype=np.float64, copy=True) if copy else k
+    row = out.mean(axis=1)
     out -= row[:, None]
+    out -= row[None, :]
     out += row.mean()
     return out
+
+
+def _centred(k: Float64, skip: bool = False) -> Float64:
+    """HKH (a copy); ``k`` itself when ``skip``."""
+    return k if skip else double_centre(k)
 
 
 def _min_n(debiased: bool) -> int:
@@ -109,8 +114,6 @@ def _loo_from_centred(kc: Float64, lc: Float64, debiased: bool) -> Float64:
     For the debiased estimator the diagonals count as 0 (K̃ = K − diag K) without a copy: the
     row sums, Hadamard row sums and products are corrected by their diagonal terms.
     """
-    n = kc.shape[0]
-    m = float(n - 1)
     dk, dl = np.diagonal(kc), np.diagonal(lc)
     r, s = kc.sum(axis=1), lc.sum(axis=1)
     h = np.einsum("ij,ij->i", kc, lc)
@@ -120,6 +123,21 @@ def _loo_from_centred(kc: Float64, lc: Float64, debiased: bool) -> Float64:
         dk, dl = np.zeros_like(dk), np.zeros_like(dl)
     else:
         l_r, k_s = lc @ r, kc @ s
+    return loo_from_sums(h, dk, dl, debiased=debiased, r=r, s=s, l_r=l_r, k_s=k_s)
+
+
+def loo_from_sums(h: Float64, dk: Float64, dl: Float64, *, debiased: bool, r: Float64 | None = None,
+                  s: Float64 | None = None, l_r: Float64 | None = None,
+                  k_s: Float64 | None = None) -> Float64:
+    """Leave-one-out HSIC values (n,) from a pair's sums (the module docstring's formulas): the
+    Hadamard row sums h = (K∘L)1 and diagonals ``dk``, ``dl``, with the row sums r = K1, s = L1
+    and the products ``l_r`` = Lr, ``k_s`` = Ks — all 0 when omitted (double-centred kernels).
+    ``debiased``: the unbiased estimator (diagonals already counted as 0 by the caller)."""
+    n = h.shape[0]
+    m = float(n - 1)
+    zero = np.zeros(n)
+    r, s = (zero if r is None else r), (zero if s is None else s)
+    l_r, k_s = (zero if l_r is None else l_r), (zero if k_s is None else k_s)
     trace_ab = h.sum() - 2.0 * h + dk * dl
     sum_a = r.sum() - 2.0 * r + dk
     sum_b = s.sum() - 2.0 * s + dl
@@ -173,14 +191,6 @@ def hsic(K: ArrayLike, L: ArrayLike, *, debiased: bool = False) -> float:
     return (total - 2.0 / (n - 2.0) * float(r @ s)) / (n * (n - 3.0))
 
 
-def _ratio(h_ab: Float64, h_aa: Float64, h_bb: Float64) -> Float64:
-    denom = h_aa * h_bb
-    ok = denom > 0
-    out = np.full(np.shape(h_ab), np.nan)
-    out[ok] = h_ab[ok] / np.sqrt(denom[ok])
-    return out
-
-
 def loo_cka(K: ArrayLike, L: ArrayLike, *, debiased: bool = False, centred: bool = False) -> Float64:
     """CKA of the n − 1 examples left when example k is left out, for every k: (n,) float64.
 
@@ -191,14 +201,14 @@ def loo_cka(K: ArrayLike, L: ArrayLike, *, debiased: bool = False, centred: bool
     """
     a, b = _checked(K, L, _min_n(debiased))
     kc, lc = _centred(a, centred), _centred(b, centred)
-    return _ratio(_loo_from_centred(kc, lc, debiased), _loo_from_centred(kc, kc, debiased),
+    return cka_ratio(_loo_from_centred(kc, lc, debiased), _loo_from_centred(kc, kc, debiased),
                   _loo_from_centred(lc, lc, debiased))  # fmt: skip
 
 
 def cka(K: ArrayLike, L: ArrayLike, *, debiased: bool = False) -> float:
     """CKA of all n examples from kernel matrices, in the conventions of :func:`loo_cka`."""
     h = np.array([hsic(K, L, debiased=debiased)])
-    return float(_ratio(h, np.array([hsic(K, K, debiased=debiased)]),
+    return float(cka_ratio(h, np.array([hsic(K, K, debiased=debiased)]),
                         np.array([hsic(L, L, debiased=debiased)]))[0])  # fmt: skip
 
 

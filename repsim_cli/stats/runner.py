@@ -28,13 +28,12 @@ from .generic import matrix_on_rows
 from .jackknife import (
     LayerTerms,
     dominating_examples,
-    double_centre,
     jackknife_se,
     loo_hsic,
     loo_hsic_biased,
     loo_layer_terms,
 )
-from .loo import dominated_many
+from .loo import dominated_many, double_centre
 from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner_batch
 from .options import CellResult, StatsOptions
 from .packed import TriangleRows, centred_rowdots
