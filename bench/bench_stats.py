@@ -9,13 +9,16 @@ reading, Grams, pairs, statistics):
 - pair stage: the plain comparison's pair work alone — every cell's ⟨Kc_a, Kc_b⟩ computed again by
   the engine from its held Grams (its cache of inner products emptied) — the unit of the
   bootstrap target;
-- ``--jackknife`` (target ≤ 1.5× plain), its runs interleaved with the plain ones;
+- ``--jackknife`` (target ≤ 1.5× plain), its runs interleaved with the plain ones — in this process
+  (the stricter reading: no interpreter start or imports in either) and as whole processes,
+  ``repsim compare STORE -m cka -o out.h5`` against the same with ``--jackknife``, as a user runs
+  them (``--process-repeats``, interleaved too);
 - ``--bootstrap 200`` (target: its extra time over plain ≤ 1.5 × 200 × the pair stage);
 - ``--null gamma`` and ``--permutations P`` (default 1000; a smaller P is scaled to 1000 and
   marked ``*``; 0 skips them), and the gamma speed-up.
 
-Run: python bench/bench_stats.py [--repeats 3] [--bootstrap-repeats 1] [--permutations 1000]
-     [--permutation-repeats 1] [--shrink 1]
+Run: python bench/bench_stats.py [--repeats 3] [--process-repeats 7] [--bootstrap-repeats 1]
+     [--permutations 1000] [--permutation-repeats 1] [--shrink 1]
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 
 import numpy as np
-from _common import WORK, cpu_note, write_store
+from _common import WORK, cpu_note, repsim_args, write_store
 
 from repsim_cli._warnings import RepsimWarning
 from repsim_cli.compare import prepare_comparison
@@ -63,6 +69,20 @@ def run_once(path, opts: StatsOptions | None) -> tuple[float, float]:
     return wall, pair
 
 
+def process_seconds(path, *extra: str) -> float:
+    """Wall seconds of ``repsim compare PATH -m cka -o OUT.h5 -q [extra]`` as its own process."""
+    # compiled modules may be cached, as an installed package has them
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory() as tmp:
+        args = repsim_args("compare", str(path), "-m", "cka", "-o", f"{tmp}/out.h5", "-q", *extra)
+        t0 = time.perf_counter()
+        done = subprocess.run(args, check=False, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return seconds
+
+
 def median_of(path, opts: StatsOptions | None, repeats: int) -> tuple[float, float]:
     runs = [run_once(path, opts) for _ in range(repeats)]
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
@@ -71,6 +91,8 @@ def median_of(path, opts: StatsOptions | None, repeats: int) -> tuple[float, flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--process-repeats", type=int, default=7,
+                    help="whole-process runs of plain and --jackknife each (0 skips them)")
     ap.add_argument("--permutations", type=int, default=1000)
     ap.add_argument("--permutation-repeats", type=int, default=1)
     ap.add_argument("--bootstrap-repeats", type=int, default=1)
@@ -87,6 +109,12 @@ def main() -> None:
     print(f"plain compare: {plain:.2f} s (pair stage alone: {pair * 1e3:.1f} ms)")
     print(f"--jackknife: {jack:.2f} s = {jack / plain:.2f}× plain (target ≤ 1.5×; runs: "
           f"{[round(r[0][0], 2) for r in runs]} plain, {[round(r[1][0], 2) for r in runs]} jackknife)")
+    if args.process_repeats:
+        procs = [(process_seconds(path), process_seconds(path, "--jackknife")) for _ in range(args.process_repeats)]
+        p_plain, p_jack = statistics.median(p for p, _ in procs), statistics.median(j for _, j in procs)
+        print(f"whole process: repsim compare {p_plain:.2f} s, with --jackknife {p_jack:.2f} s = "
+              f"{p_jack / p_plain:.2f}× (runs: {[round(p, 2) for p, _ in procs]} plain, "
+              f"{[round(j, 2) for _, j in procs]} jackknife)")  # fmt: skip
     boot, _ = median_of(path, StatsOptions(bootstrap=200), args.bootstrap_repeats)
     extra = boot - plain
     print(f"--bootstrap 200: {boot:.2f} s; extra over plain {extra:.2f} s = "
