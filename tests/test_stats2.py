@@ -11,9 +11,8 @@ import pytest
 from repsim_cli._warnings import RepsimWarning
 from repsim_cli.arrays import ArrayStore
 from repsim_cli.compare import prepare_models
-from repsim_cli.engine.triangles import triangle_offsets
 from repsim_cli.stats.loo import double_centre
-from repsim_cli.stats.packed import centred_rowdots
+from repsim_cli.stats.packed import group_rowdots
 from repsim_cli.stats.runner import StatsOptions, attach_statistics
 
 
@@ -28,31 +27,33 @@ def run_with(layers: dict[str, np.ndarray], metric: str, opts: StatsOptions, **k
             comparison.close()
 
 
+def _centred_grams(rng: np.random.Generator, n: int, count: int, offset: float = 0.5) -> list[np.ndarray]:
+    grams = []
+    for _ in range(count):
+        x = rng.normal(size=(n, 9)) + offset
+        xc = x - x.mean(axis=0)
+        grams.append(xc @ xc.T)
+    return grams
+
+
+def _stack(grams: list[np.ndarray], dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    iu = np.triu_indices(grams[0].shape[0], 1)
+    return np.stack([g[iu] for g in grams]).astype(dtype), np.stack([np.diag(g).copy() for g in grams])
+
+
 def test_rowdots_from_packed_triangles_are_the_dense_ones() -> None:
+    """Every pair's rowdots — within a group, across groups, either orientation, a layer with
+    itself — equal (K_a∘K_b)1 of the dense Grams, over several row tiles with a short last one."""
     rng = np.random.default_rng(3)
-    n = 203  # several row tiles, the last one short
-    mats = []
-    for _ in range(3):
-        x = rng.normal(size=(n, 9)) + 0.5
-        mats.append(x @ x.T)
-    off = triangle_offsets(n)
-    iu = np.triu_indices(n, 1)
-
-    def reader(m: np.ndarray):
-        tri = m[iu]
-
-        def rows(first: int, stop: int, out: np.ndarray) -> None:
-            out[:] = tri[off[first] : off[stop]]
-
-        return rows
-
-    pairs = [(0, 0), (0, 1), (2, 1)]
-    hs, diags = centred_rowdots([(reader(m), np.diag(m).copy()) for m in mats], pairs, n)
-    cent = [double_centre(m) for m in mats]
+    n = 203
+    grams = _centred_grams(rng, n, 5)
+    groups = [_stack(grams[:3]), _stack(grams[3:])]
+    place = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    pairs = [(0, 0), (0, 1), (2, 1), (3, 4), (4, 0), (1, 3), (4, 4)]
+    hs = group_rowdots([g[0] for g in groups], [g[1] for g in groups],
+                       [(place[a], place[b]) for a, b in pairs], n)  # fmt: skip
     for (a, b), h in zip(pairs, hs, strict=True):
-        np.testing.assert_allclose(h, np.einsum("ij,ij->i", cent[a], cent[b]), rtol=1e-11, atol=1e-9)
-    for d, c in zip(diags, cent, strict=True):
-        np.testing.assert_allclose(d, np.diag(c), rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(h, np.einsum("ij,ij->i", grams[a], grams[b]), rtol=1e-12)
 
 
 def test_packed_plan_jackknife_equals_the_whole_kernel_one() -> None:
@@ -121,8 +122,6 @@ def test_kernel_memory_is_counted_against_the_budget() -> None:
     """The kernel path's n×n kernels and its working memory count against --memory: a budget
     the plan alone fits but the kernels do not is refused, naming the budget needed; a larger one
     runs, with the states' budget reduced by what the kernels take."""
-    import pytest
-
     from repsim_cli.errors import RepsimError
 
     rng = np.random.default_rng(0)
@@ -194,71 +193,108 @@ def test_generic_bootstrap_keeps_copies_for_cca_as_documented() -> None:
         np.testing.assert_allclose([res.stats["ci_low"][0, 1], res.stats["ci_high"][0, 1]], [lo, hi], rtol=1e-8)
 
 
-def _triangle_reader(m: np.ndarray, reads: list[int] | None = None):
-    off = triangle_offsets(m.shape[0])
-    tri = m[np.triu_indices(m.shape[0], 1)]
-
-    def rows(first: int, stop: int, out: np.ndarray) -> None:
-        if reads is not None:
-            reads[0] += 1
-        out[:] = tri[off[first] : off[stop]]
-
-    return rows
-
-
-def test_grams_of_centred_data_need_no_centring_and_one_sweep() -> None:
-    """Grams of column-centred data (means 1000× the spread before centring): skipping the
-    double centring changes the rowdots by round-off only, and reads the triangles once."""
+def test_float32_triangles_give_exact_products() -> None:
+    """Triangles held in float32 (the engine's GEMM dtype for float32 layers) are widened before
+    any product: the rowdots are those of the same float32 values in float64 arithmetic."""
     rng = np.random.default_rng(4)
     n = 150
-    mats = []
-    for _ in range(3):
-        x = rng.normal(size=(n, 7)) + 1000.0
-        xc = x - x.mean(axis=0)
-        mats.append(xc @ xc.T)
-    reads = [0]
-    layers = [(_triangle_reader(m, reads), np.diag(m).copy()) for m in mats]
-    pairs = [(0, 0), (1, 1), (2, 2), (0, 1), (2, 0)]
-    swept, d_swept = centred_rowdots(layers, pairs, n)
-    twice, reads[0] = reads[0], 0
-    direct, d_direct = centred_rowdots(layers, pairs, n, centred=True)
-    assert reads[0] * 2 == twice
-    for a, b in zip(swept, direct, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9 * float(np.abs(a).max()))
-    for a, b in zip(d_swept, d_direct, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9 * float(np.abs(a).max()))
+    grams = [g.astype(np.float32).astype(np.float64) for g in _centred_grams(rng, n, 3, offset=1000.0)]
+    tri, diag = _stack(grams, np.float32)
+    hs = group_rowdots([tri], [diag], [((0, 0), (0, 2)), ((0, 1), (0, 1))], n)
+    np.testing.assert_allclose(hs[0], np.einsum("ij,ij->i", grams[0], grams[2]), rtol=1e-13)
+    np.testing.assert_allclose(hs[1], np.einsum("ij,ij->i", grams[1], grams[1]), rtol=1e-13)
 
 
-@pytest.mark.parametrize("centred", [False, True])
-def test_rowdots_are_bitwise_the_same_for_any_number_of_threads(monkeypatch, centred) -> None:
+def test_rowdots_are_bitwise_the_same_for_any_threads_and_any_pairs_asked(monkeypatch) -> None:
+    """A pair's rowdots have the same bits whether 1, 2 or 3 threads computed them and whatever
+    other pairs were asked with it (a shard or a resumed run asks fewer)."""
     from repsim_cli.stats import packed
 
     rng = np.random.default_rng(7)
     n = 170
-    xs = [rng.normal(size=(n, 5)) + 2.0 for _ in range(4)]
-    mats = [x @ x.T for x in xs]
-    layers = [(_triangle_reader(m), np.diag(m).copy()) for m in mats]
-    pairs = [(a, b) for a in range(4) for b in range(a, 4)]
+    grams = _centred_grams(rng, n, 6, offset=2.0)
+    groups = [_stack(grams[:4]), _stack(grams[4:])]
+    place = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]
+    every = [(a, b) for a in range(6) for b in range(a, 6)]
+
+    def rowdots(pairs: list[tuple[int, int]]) -> list[np.ndarray]:
+        return group_rowdots([g[0] for g in groups], [g[1] for g in groups],
+                             [(place[a], place[b]) for a, b in pairs], n)  # fmt: skip
+
     results = []
     for workers in (1, 2, 3):
         monkeypatch.setattr(packed, "worker_count", lambda tasks, w=workers: w)
-        results.append(centred_rowdots(layers, pairs, n, centred=centred)[0])
+        results.append(rowdots(every))
     for other in results[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(results[0], other, strict=True))
+    for subset in ([(1, 4)], [(5, 2), (0, 0)], [(3, 1)]):
+        for (a, b), h in zip(subset, rowdots(subset), strict=True):
+            assert np.array_equal(h, results[0][every.index((min(a, b), max(a, b)))])
 
 
-def test_the_packed_jackknife_takes_the_engines_grams_as_centred(monkeypatch) -> None:
+def test_the_packed_jackknife_reads_the_engines_triangles_in_place(monkeypatch) -> None:
+    """The jackknife takes the engine's Grams (of centred data, means 50× the spread) as they
+    are held — its packed triangles, not copies — in the engine's groups."""
     from repsim_cli.stats import runner
 
     seen = []
-    real = runner.centred_rowdots
+    real = runner.group_rowdots
 
-    def spy(layers, pairs, n, *, centred=False):
-        seen.append(centred)
-        return real(layers, pairs, n, centred=centred)
+    def spy(stacks, diags, pairs, n):
+        seen.append(stacks)
+        return real(stacks, diags, pairs, n)
 
-    monkeypatch.setattr(runner, "centred_rowdots", spy)
+    monkeypatch.setattr(runner, "group_rowdots", spy)
     rng = np.random.default_rng(6)
     layers = {f"l{i}": rng.normal(size=(120, 15)) + 50.0 for i in range(3)}
     run_with(layers, "cka", StatsOptions(jackknife=True), side="sample")
-    assert seen == [True]
+    assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].shape == (3, 120 * 119 // 2)
+    assert seen[0][0].base is not None  # a view of what the engine held
+
+
+def test_jackknife_alone_is_bitwise_the_same_in_shards_and_a_resumed_run(make_store, tmp_path) -> None:
+    """The packed jackknife's std errors over 18 layers (two engine groups) are the same bits
+    when three shards are merged and when a killed run is resumed."""
+    from repsim_cli.compare import CompareOptions, compare_models, journal_path
+    from repsim_cli.merge import merge_results
+    from repsim_cli.schedule import Journal, Shard
+    from repsim_cli.store import open_store
+
+    rng = np.random.default_rng(8)
+    base = rng.normal(size=(40, 6))
+    layers = {f"l{i:02d}": (base + 0.7 * rng.normal(size=(40, 6))).astype(np.float32) for i in range(18)}
+    path = make_store(layers)
+    opts = StatsOptions(jackknife=True)
+
+    def run(**kw: object):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RepsimWarning)
+            return compare_models([path], ["cka"], options=CompareOptions(statistics=opts), **kw)  # type: ignore[arg-type]
+
+    whole = run(out=tmp_path / "whole.h5").metrics["cka"]
+    assert whole.std_error is not None and np.isfinite(whole.std_error[np.triu_indices(18)]).all()
+    parts = [tmp_path / f"part{k}.h5" for k in (1, 2, 3)]
+    for k, part in enumerate(parts, 1):
+        run(out=part, shard=Shard(k, 3))
+    merged = merge_results(parts).metrics["cka"]
+    np.testing.assert_array_equal(merged.std_error, whole.std_error)
+    np.testing.assert_array_equal(merged.value, whole.value)
+
+    out = tmp_path / "r.h5"
+    with warnings.catch_warnings(), open_store(path) as store:
+        warnings.simplefilter("ignore", RepsimWarning)
+        first = prepare_models([("s", store)], ["cka"])
+        attach_statistics(first, opts)
+        journal = Journal(journal_path(out), first.journal_header(None))
+        first.run(journal=journal)
+        journal.close(remove=False)
+        first.close()
+        lines = journal_path(out).read_text().splitlines(keepends=True)
+        journal_path(out).write_text("".join(lines[:3]))  # killed after two cells
+        again = prepare_models([("s", store)], ["cka"])
+        attach_statistics(again, opts)
+        journal = Journal(journal_path(out), again.journal_header(None))
+        resumed = again.run(journal=journal, resume=True).metrics["cka"]
+        journal.close(remove=True)
+        again.close()
+    np.testing.assert_array_equal(resumed.std_error, whole.std_error)

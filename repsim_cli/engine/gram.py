@@ -94,6 +94,12 @@ class GramEngine:
         """The layer's position in ``refs``."""
         return self._index[ref.key]
 
+    def triangle_stack(self, first: int, stop: int) -> NDArray[np.floating] | None:
+        """The Grams' strict upper triangles (stop − first, n(n−1)/2, GEMM dtype, a view: do not
+        modify) of the layers at ``refs[first:stop]`` when the plan holds them packed and all are
+        built; else None."""
+        return self._grams.triangle_stack(first, stop)
+
     # ---------------------------------------------------------------- reading and centring
     def blocks(self, ref: LayerRef, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Raw (start, (r, D)) blocks of a layer, read ahead in a thread; NaN/Inf raise DataError."""

@@ -36,7 +36,7 @@ from .jackknife import (
 from .loo import dominated_many, double_centre
 from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner_batch
 from .options import CellResult, StatsOptions
-from .packed import TriangleRows, centred_rowdots
+from .packed import Position, group_rowdots
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .rsa_boot import rsa_replicates
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
@@ -89,26 +89,6 @@ def _one_blas_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1)
-
-
-def packed_rows(comparison: Comparison, ref: LayerRef) -> TriangleRows | None:
-    """A reader of the layer's packed Gram triangle rows (float64) when the engine holds only the
-    triangle (the packed plan); None when it holds whole Grams or no triangle."""
-    engine = comparison.engine
-    try:
-        engine.centered_gram(ref)
-        return None
-    except RuntimeError:
-        pass
-    reader = getattr(engine._grams, "triangle_rows", None)
-    if reader is None:
-        return None
-    index = engine.index(ref)
-
-    def rows(first: int, stop: int, out: Float64) -> None:
-        reader(index, first, stop, out)
-
-    return rows
 
 
 def mirror_lower(k: Float64, tile: int = 256) -> None:
@@ -189,8 +169,9 @@ class CellStatistics:
         each layer's n×n float64 kernel (plus its zero-diagonal copy for the unbiased estimator's
         resampling and its leave-one-out copy for the unbiased jackknife), and the largest
         transient buffers (bootstrap weights and per-layer terms, the permutation batch)."""
+        from ..engine.strategies.held import INNER_GROUP
         from .nulls import batch_bytes
-        from .packed import ROWS
+        from .packed import working_bytes
 
         opts, n = self.options, self.n
         work = self.comparison.work()
@@ -202,8 +183,10 @@ class CellStatistics:
             if not is_fast(spec):
                 continue
             layers = int(work[spec.text]["states"])
-            if self.packed_jackknife_only(spec):
-                working = max(working, layers * ROWS * n * 8)
+            if self.packed_jackknife_only(spec):  # the engine's groups, each pair of them
+                groups = -(-layers // INNER_GROUP)
+                sizes = [INNER_GROUP] * (groups - 1) + [layers - INNER_GROUP * (groups - 1)]
+                working = max(working, working_bytes(n, sizes, groups * (groups + 1) // 2))
                 continue
             unbiased = bool(spec.params.get("debiased"))
             copies = 1 + int(unbiased and (opts.bootstrap > 0 or opts.testing)) + int(unbiased and opts.jackknife)
@@ -393,21 +376,20 @@ class CellStatistics:
         refs = {r.key: r for c in wanted for r in (cmp.refs_a[c[0]], cmp.refs_b[c[1]])}
         if any((spec.name + repr(sorted(spec.params.items())), k) in self._kernels for k in refs):
             return False
-        readers: dict[str, TriangleRows] = {}
-        for k, r in refs.items():
-            reader = packed_rows(cmp, r)
-            if reader is None:
-                return False
-            readers[k] = reader
+        grouped = self._engine_groups(list(refs.values()))
+        if grouped is None:
+            return False
+        stacks, group_diags, where = grouped
         keys = list(refs)
         pos = {k: i for i, k in enumerate(keys)}
         selfs = [k for k in keys if ("packed-self", k) not in self._packed_loo]
         pairs = [(pos[k], pos[k]) for k in selfs]
         cross = [(cmp.refs_a[i].key, cmp.refs_b[j].key) for i, j in wanted]
         pairs += [(pos[a], pos[b]) for a, b in dict.fromkeys(cross) if a != b]
-        layers = [(readers[k], cmp.engine.row_sqnorms(refs[k])) for k in keys]
         # the engine's Grams are of column-centred data: double-centred already
-        hs, diags = centred_rowdots(layers, pairs, self.n, centred=True)
+        with _one_blas_thread():  # small GEMMs from two threads: BLAS's own threads only contend
+            hs = group_rowdots(stacks, group_diags, [(where[a], where[b]) for a, b in pairs], self.n)
+        diags = [group_diags[where[i][0]][where[i][1]] for i in range(len(keys))]
         loo: dict[tuple[str, str], Float64] = {}
         for (a, b), h in zip(pairs, hs, strict=True):
             loo[(keys[a], keys[b])] = loo_hsic_biased(h, diags[a], diags[b])
@@ -423,6 +405,34 @@ class CellStatistics:
             for c, found in zip(wanted, flagged, strict=True):
                 out[c].dominated = [int(k) for k in found]
         return True
+
+    def _engine_groups(self, layers: list[LayerRef]) -> tuple[
+            list[NDArray[np.floating]], list[Float64], list[Position]] | None:
+        """The engine's groups of layers that hold ``layers`` (INNER_GROUP by index, as its inner
+        products group them: fixed by the layout, so a rowdot is the same BLAS call in any shard
+        or resume) as their packed triangles and float64 diagonals (|g|, n), and where each layer
+        sits (group, place); None unless the plan holds packed triangles, all built (the engine
+        builds both groups of every cell it computes)."""
+        from ..engine.strategies.held import INNER_GROUP
+
+        engine = self.comparison.engine
+        numbers: dict[int, int] = {}
+        stacks: list[NDArray[np.floating]] = []
+        diags: list[Float64] = []
+        where: list[Position] = []
+        for ref in layers:
+            index = engine.index(ref)
+            g = index // INNER_GROUP
+            if g not in numbers:
+                first, stop = g * INNER_GROUP, min((g + 1) * INNER_GROUP, len(engine.refs))
+                stack = engine.triangle_stack(first, stop)
+                if stack is None:
+                    return None
+                numbers[g] = len(stacks)
+                stacks.append(stack)
+                diags.append(np.stack([engine.row_sqnorms(m) for m in engine.refs[first:stop]]))
+            where.append((numbers[g], index - g * INNER_GROUP))
+        return stacks, diags, where
 
     def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool,
                         kern: Callable[[LayerRef, bool], Float64], out: dict[Cell, CellResult]) -> None:

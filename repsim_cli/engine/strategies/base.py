@@ -134,6 +134,12 @@ class SampleGrams(ABC):
     def close(self) -> None:
         """Drop what is held in memory."""
 
+    def triangle_stack(self, first: int, stop: int) -> NDArray[np.floating] | None:
+        """The strict upper triangles (stop − first, n(n−1)/2) of the layers at indices
+        [first, stop), row by row in the GEMM dtype, as held (a view: do not modify), when this
+        strategy holds them packed and has built them all; else None."""
+        return None
+
     def syrk(self, ref: LayerRef, xc: NDArray[np.floating] | None = None) -> NDArray[np.floating]:
         """Kc = XcXcᵀ (n, n) in the GEMM dtype (numpy dispatches A @ A.T to SYRK); ``xc`` is the
         centred layer when already read."""

@@ -248,6 +248,12 @@ class PackedGrams(TriangleGroups):
             "the packed plan holds Gram triangles only; a metric asked for a whole Gram"
         )
 
+    def triangle_stack(self, first: int, stop: int) -> NDArray[np.floating] | None:
+        refs = self.source.refs[first:stop]
+        if self._packed is None or not all(ref.key in self.computed for ref in refs):
+            return None
+        return self._packed[first:stop]
+
     def triangle_rows(self, layer: int, first: int, stop: int, out: Float64) -> None:
         assert self._packed is not None
         if self._offsets is None:
