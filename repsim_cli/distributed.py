@@ -11,7 +11,11 @@ The units are those of the single process (:class:`repsim_cli.compare.Comparison
    (:func:`~repsim_cli.schedule.covering_blocks`): ``Comparison._block`` on the worker, with the
    states of the block's layers (Dask runs the task where most of those bytes already are and
    moves the rest). Handle states are rebuilt on the worker from its engine after it adopts the
-   Grams built by the layer tasks.
+   Grams built by the layer tasks. With per-cell statistics (``--bootstrap``, ``--jackknife``,
+   ``--permutations``) the block task computes its cells' statistics too, on the worker's own
+   :class:`~repsim_cli.stats.runner.CellStatistics` (every replicate's examples depend only on
+   the seed and n, each cell's statistics only on its two layers), and returns them in the
+   journal rows' note field, as a single process journals them.
 
 Every worker rebuilds the comparison from a small :class:`Recipe` (store paths, layer keys,
 metric specs and the client's engine plan), so a task depends only on the stores: a worker lost
@@ -53,6 +57,7 @@ if TYPE_CHECKING:
     from .metrics.contract import CellBlock
     from .results import Results
     from .schedule import Journal
+    from .stats.options import StatsOptions
 
 INSTALL_HINT = "pip install 'repsim-cli[dask]'"
 # Test-only: a path; the first block task to create it makes its worker process exit at once
@@ -60,6 +65,7 @@ INSTALL_HINT = "pip install 'repsim-cli[dask]'"
 EXIT_ONCE_ENV = "REPSIM_TEST_DASK_EXIT_ONCE"
 WAIT_FOR_WORKERS_S = 600  # a cluster whose jobs are still queued (dask-jobqueue) gets this long
 LayerSpec = tuple[str, int, str]  # (layer key, store index, layer name)
+JournalRow = tuple[int, int, int, float, "float | None", "str | None"]  # (metric, i, j, value, se, note)
 
 
 class SchedulerError(RepsimError):
@@ -79,8 +85,9 @@ def import_distributed() -> Any:
 class Recipe:
     """What a worker needs to rebuild the client's comparison: absolute store paths with their
     fingerprints, the engine's layers and the results' rows and columns as (key, store, name),
-    the layout's models and model pairs, the metric specs (texts) and the client's engine plan
-    and state budget. Small; sent with every task so any worker can run any task."""
+    the layout's models and model pairs, the metric specs (texts), the client's engine plan
+    and state budget, and the per-cell statistics asked for. Small; sent with every task so any
+    worker can run any task."""
 
     token: str
     paths: tuple[str, ...]
@@ -94,6 +101,7 @@ class Recipe:
     specs: tuple[str, ...]
     plan: Plan
     threads: int
+    statistics: StatsOptions | None = None
 
 
 def make_recipe(comparison: Comparison, threads: int) -> Recipe:
@@ -118,6 +126,7 @@ def make_recipe(comparison: Comparison, threads: int) -> Recipe:
         rows=rows, cols=cols, row_models=tuple(layout.row_models),
         col_models=tuple(layout.col_models), pairs=tuple(tuple(p) for p in layout.pairs),  # type: ignore[misc]
         specs=tuple(s.text for s in comparison.specs), plan=comparison.plan, threads=threads,
+        statistics=None if comparison.statistics is None else comparison.statistics.options,
     )  # fmt: skip
 
 
@@ -161,6 +170,10 @@ def _open_run(recipe: Recipe) -> _WorkerRun:
         models = [Model(str(i), store, []) for i, store in enumerate(stores)]
         comparison = Comparison(models, layout, [parse_spec(t) for t in recipe.specs], recipe.plan,
                                 engine, {}, StateStore(0, cache))  # fmt: skip
+        if recipe.statistics is not None:
+            from .stats.runner import attach_statistics
+
+            attach_statistics(comparison, recipe.statistics)
         run = _WorkerRun(comparison, stores, cache, threading.Lock())
         weakref.finalize(run, shutil.rmtree, cache, True)
         _RUNS[recipe.token] = run
@@ -279,13 +292,27 @@ def _grams(comparison: Comparison) -> Any:
     return grams
 
 
+def block_rows(spec_index: int, rows: Sequence[int], cols: Sequence[int], wanted: Sequence[Cell],
+               block: CellBlock) -> list[JournalRow]:
+    """The journal rows of a block's ``wanted`` cells, in the block's order."""
+    mine = set(wanted)
+    out: list[JournalRow] = []
+    for bi, i in enumerate(rows):
+        for bj, j in enumerate(cols):
+            if (i, j) in mine:
+                se = None if block.std_error is None else float(block.std_error[bi, bj])
+                out.append((spec_index, i, j, float(block.value[bi, bj]), se, block.cell_notes.get((bi, bj))))
+    return out
+
+
 def block_task(
     recipe: Recipe, spec_index: int, rows: Sequence[int], cols: Sequence[int], wanted: Sequence[Cell],
     layers: dict[str, LayerStates], grams: dict[str, tuple[Any, Any]],
-) -> tuple[CellBlock, list[tuple[str, type[Warning]]]]:
+) -> tuple[CellBlock, list[JournalRow], list[tuple[str, type[Warning]]]]:
     """``Comparison._block`` for one block of one metric on this worker, from the layer tasks'
     states ``layers`` (by layer key), which seed a state store of the task's own, and Grams
-    ``grams`` (by layer key), which this worker's engine adopts."""
+    ``grams`` (by layer key), which this worker's engine adopts. Returns the block, its journal
+    rows (with the cells' statistics when the run has them) and the warnings raised."""
     _exit_once_for_tests()
     from .states import StateStore
 
@@ -303,8 +330,16 @@ def block_task(
                 store.get(state_key, key, partial(_given, layer.states[spec_index]))
         view = replace(comparison, states=store)
         block = view._block(spec, list(rows), list(cols), set(wanted))
+        journal_rows = block_rows(spec_index, rows, cols, wanted, block)
+        statistics = comparison.statistics
+        if statistics is not None:
+            statistics.comparison = view  # its states are the layer tasks' (RBF CKA's kernels)
+            try:
+                journal_rows = view._with_statistics(spec, list(rows), list(cols), journal_rows, {})
+            finally:
+                statistics.comparison = comparison
     forwarded = [w for layer in layers.values() for w in layer.warnings]
-    return block, forwarded + _recorded(caught)
+    return block, journal_rows, forwarded + _recorded(caught)
 
 
 def states_part(layer: LayerStates) -> LayerStates:
@@ -494,7 +529,7 @@ def run_on_dask(
 
 def _compute(
     client: Any, comparison: Comparison, recipe: Recipe, pending: list[list[Cell]], progress: ProgressFn
-) -> Iterator[tuple[int, set[str], list[tuple[int, int, int, float, float | None, str | None]]]]:
+) -> Iterator[tuple[int, set[str], list[JournalRow]]]:
     """Submit the layer and block tasks; yield each block's (metric index, notes, journal rows) as
     it completes."""
     distributed = import_distributed()
@@ -555,7 +590,7 @@ def _compute(
             continue
         s, rows, cols, mine = blocks.pop(future)
         try:
-            block, caught = future.result()
+            block, rows_out, caught = future.result()
         except distributed.KilledWorker as exc:
             raise SchedulerError(
                 f"Dask workers kept dying on the task {exc.args[0] if exc.args else ''} "
@@ -565,14 +600,6 @@ def _compute(
             if (message, category) not in warned:  # a layer's warning reaches several blocks
                 warned.add((message, category))
                 warnings.warn(message, category, stacklevel=2)
-        rows_out = []
-        for bi, i in enumerate(rows):
-            for bj, j in enumerate(cols):
-                if (i, j) not in mine:
-                    continue
-                se = None if block.std_error is None else float(block.std_error[bi, bj])
-                rows_out.append((s, i, j, float(block.value[bi, bj]), se,
-                                 block.cell_notes.get((bi, bj))))  # fmt: skip
         finished += len(rows_out)
         progress("cells (dask)", finished, total)
         yield s, block.notes, rows_out

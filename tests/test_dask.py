@@ -124,6 +124,33 @@ def test_values_equal_the_single_process(cluster, two_stores, tmp_path, n_stores
         assert read_results(dask).metrics["bayes_js"].std_error is not None
 
 
+@pytest.mark.parametrize("extra", [("-m", "cka", "--jackknife"),
+                                   ("-m", "cka", "-m", "cka_rbf", "-m", "procrustes", "--bootstrap", "6",
+                                    "--jackknife", "--permutations", "6", "--seed", "3")])  # fmt: skip
+def test_statistics_equal_the_single_process(cluster, two_stores, tmp_path, extra) -> None:
+    """Per-cell statistics computed on the workers: the packed plan's jackknife (CKA alone) and
+    every statistic on the kernel and generic paths are the single process's, bit for bit."""
+    from repsim_cli.results import STAT_FIELDS
+
+    address, _ = cluster
+    single, dask = tmp_path / "single.h5", tmp_path / "dask.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a small-n bootstrap may be flagged as biased: both runs
+        r = run("compare", *two_stores, *extra, "-o", single, "-q", *ONE_THREAD)
+        assert r.exit_code == 0, r.output
+        r = run("compare", *two_stores, *extra, "-o", dask, "-q", "--scheduler", address)
+        assert r.exit_code == 0, r.output
+    assert_same_results(single, dask)
+    a, b = read_results(single), read_results(dask)
+    for spec, ma in a.metrics.items():
+        assert ma.std_error is not None and np.isfinite(ma.std_error).any(), spec
+        assert set(ma.stats) == set(b.metrics[spec].stats) <= set(STAT_FIELDS)
+        for field, values in ma.stats.items():
+            assert np.array_equal(values, b.metrics[spec].stats[field], equal_nan=True), (spec, field)
+    if "--bootstrap" in extra:
+        assert set(a.metrics["cka"].stats) == set(STAT_FIELDS)
+
+
 def test_three_models_and_a_shard(cluster, two_stores, make_store, tmp_path) -> None:
     """Several model blocks (every layer prepared once) and a shard's share."""
     address, _ = cluster

@@ -117,9 +117,6 @@ def command(
     if out not in ("-", os.devnull) and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ResultsError(f"{out}: unknown output format (use .csv, -, .h5, .hdf5 or .zarr)")
     shard = shard_text or shard_from_env(os.environ)
-    if scheduler is not None and stats_options(stats) is not None:
-        raise click.UsageError("--scheduler does not compute per-cell statistics (--bootstrap, "
-                               "--jackknife, --permutations) yet; split such runs with --shard K/N")
     if scheduler is not None and not dry_run:
         from ..distributed import import_distributed, parse_scheduler
 
