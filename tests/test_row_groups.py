@@ -107,26 +107,9 @@ def test_a_resumed_run_gives_the_same_bits(two_stores, tmp_path, kept):
     """A feature-side Procrustes/shape run killed after ``kept`` journalled cells and resumed
     computes only the rest — in the layout's row groups, not in groups of what is left — and
     ends with the whole run's bits."""
-    from repsim_cli.compare import journal_path, prepare_models
-    from repsim_cli.schedule import Journal
-    from repsim_cli.store import open_store
+    from resume_helpers import run_killed_and_resumed
 
-    out = tmp_path / "r.h5"
-    with open_store(two_stores[0]) as a, open_store(two_stores[1]) as b:
-        def fresh():
-            return prepare_models([("a", a), ("b", b)], ["procrustes", "shape"], side="feature")
-
-        first = fresh()
-        journal = Journal(journal_path(out), first.journal_header(None))
-        whole = first.run(journal=journal)
-        journal.close(remove=False)
-        first.close()
-        lines = journal_path(out).read_text().splitlines(keepends=True)
-        journal_path(out).write_text("".join(lines[: 1 + kept]))  # the header and `kept` cells
-        again = fresh()
-        journal = Journal(journal_path(out), again.journal_header(None))
-        resumed = again.run(journal=journal, resume=True)
-        journal.close(remove=True)
-        again.close()
+    whole, resumed = run_killed_and_resumed(list(two_stores), ["procrustes", "shape"], tmp_path / "r.h5",
+                                            kept, side="feature")  # fmt: skip
     for name in ("procrustes", "shape"):
         np.testing.assert_array_equal(resumed.metrics[name].value, whole.metrics[name].value)

@@ -306,29 +306,10 @@ def test_shards_merge_to_the_statistics_of_one_run(three, tmp_path, metric) -> N
 
 
 def test_a_resumed_run_has_the_same_statistics(three, tmp_path) -> None:
-    from repsim_cli.compare import journal_path
-    from repsim_cli.schedule import Journal
-    from repsim_cli.store import open_store
+    from resume_helpers import run_killed_and_resumed
 
-    path = three[0]
-    out = tmp_path / "r.h5"
-    with warnings.catch_warnings(), open_store(path) as store:
-        warnings.simplefilter("ignore", RepsimWarning)
-        first = prepare_models([("s", store)], ["cka"])
-        attach_statistics(first, OPTS)
-        journal = Journal(journal_path(out), first.journal_header(None))
-        fresh = first.run(journal=journal).metrics["cka"]
-        journal.close(remove=False)
-        first.close()
-        lines = journal_path(out).read_text().splitlines(keepends=True)
-        journal_path(out).write_text("".join(lines[:3]))  # killed after two cells
-        again = prepare_models([("s", store)], ["cka"])
-        attach_statistics(again, OPTS)
-        journal = Journal(journal_path(out), again.journal_header(None))
-        resumed = again.run(journal=journal, resume=True).metrics["cka"]
-        journal.close(remove=True)
-        again.close()
-    assert_same_stats(fresh, resumed)
+    fresh, resumed = run_killed_and_resumed([three[0]], ["cka"], tmp_path / "r.h5", 2, OPTS)
+    assert_same_stats(fresh.metrics["cka"], resumed.metrics["cka"])
 
 
 # ---------------------------------------------------------------- command line

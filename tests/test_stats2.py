@@ -255,10 +255,11 @@ def test_the_packed_jackknife_reads_the_engines_triangles_in_place(monkeypatch) 
 def test_jackknife_alone_is_bitwise_the_same_in_shards_and_a_resumed_run(make_store, tmp_path) -> None:
     """The packed jackknife's std errors over 18 layers (two engine groups) are the same bits
     when three shards are merged and when a killed run is resumed."""
-    from repsim_cli.compare import CompareOptions, compare_models, journal_path
+    from resume_helpers import run_killed_and_resumed
+
+    from repsim_cli.compare import CompareOptions, compare_models
     from repsim_cli.merge import merge_results
-    from repsim_cli.schedule import Journal, Shard
-    from repsim_cli.store import open_store
+    from repsim_cli.schedule import Shard
 
     rng = np.random.default_rng(8)
     base = rng.normal(size=(40, 6))
@@ -280,21 +281,6 @@ def test_jackknife_alone_is_bitwise_the_same_in_shards_and_a_resumed_run(make_st
     np.testing.assert_array_equal(merged.std_error, whole.std_error)
     np.testing.assert_array_equal(merged.value, whole.value)
 
-    out = tmp_path / "r.h5"
-    with warnings.catch_warnings(), open_store(path) as store:
-        warnings.simplefilter("ignore", RepsimWarning)
-        first = prepare_models([("s", store)], ["cka"])
-        attach_statistics(first, opts)
-        journal = Journal(journal_path(out), first.journal_header(None))
-        first.run(journal=journal)
-        journal.close(remove=False)
-        first.close()
-        lines = journal_path(out).read_text().splitlines(keepends=True)
-        journal_path(out).write_text("".join(lines[:3]))  # killed after two cells
-        again = prepare_models([("s", store)], ["cka"])
-        attach_statistics(again, opts)
-        journal = Journal(journal_path(out), again.journal_header(None))
-        resumed = again.run(journal=journal, resume=True).metrics["cka"]
-        journal.close(remove=True)
-        again.close()
+    _, resumed_run = run_killed_and_resumed([path], ["cka"], tmp_path / "r.h5", 2, opts)
+    resumed = resumed_run.metrics["cka"]
     np.testing.assert_array_equal(resumed.std_error, whole.std_error)
