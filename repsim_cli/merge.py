@@ -159,8 +159,9 @@ def _shown(key: str, value: Any) -> str:
         return "no statistics"
     flags = []
     for name, v in sorted(dict(value).items()):
+        flag = "--" + name.replace("_", "-")
         if v is True:
-            flags.append(f"--{name}")
+            flags.append(flag)
         elif v not in (False, None, 0):
-            flags.append(f"--{name} {v}")
+            flags.append(f"{flag} {v}")
     return " ".join(flags) or "no statistics"

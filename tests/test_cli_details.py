@@ -149,7 +149,7 @@ def test_a_jackknife_too_small_for_the_estimator_says_so(make_store) -> None:
         warnings.simplefilter("default", RepsimWarning)
         r = CliRunner().invoke(cli, ["compare", str(path), "-m", "cka:debiased=true", "--jackknife", "-o", "-"])
     assert r.exit_code == 0, r.output
-    assert "the jackknife needs at least 5 examples (n=4)" in r.output and "divide by zero" not in r.output
+    assert "leaving one example out needs at least 5 examples (n=4)" in r.output and "divide by zero" not in r.output
 
 
 def test_an_interrupted_layers_stage_names_the_command_that_continues_it(make_store, tmp_path) -> None:

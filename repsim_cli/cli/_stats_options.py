@@ -16,12 +16,16 @@ __all__ = ["statistics_options", "stats_options"]
 
 
 def statistics_options(fn: F) -> F:
-    """Add --bootstrap, --ci, --seed, --jackknife, --permutations, --null and --adjust."""
+    """Add --bootstrap, --ci, --ci-method, --seed, --jackknife, --permutations, --null and --adjust."""
     options = [
         click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
                      help="Paired bootstrap over examples: B replicates, percentile interval per cell."),
         click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
                      show_default=True, help="Level of the bootstrap interval."),
+        click.option("--ci-method", type=click.Choice(["percentile", "bca"]), default="percentile",
+                     show_default=True, help="Bootstrap interval: percentile, or BCa (bias-corrected and "
+                     "accelerated; needs the n leave-one-out values, in closed form for the CKA family "
+                     "and dcor)."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Seed of the bootstrap replicates and permutations."),
         click.option("--jackknife", is_flag=True, help="Leave-one-out standard error per cell (std_error)."),
@@ -47,12 +51,15 @@ def stats_options(values: dict[str, Any]) -> StatsOptions | None:
     try:
         opts = StatsOptions(bootstrap=values["bootstrap"], ci=values["ci"], seed=values["seed"],
                             jackknife=values["jackknife"], permutations=values["permutations"],
-                            null=values["null"], adjust=values["adjust"])  # fmt: skip
+                            null=values["null"], adjust=values["adjust"],
+                            ci_method=values["ci_method"])  # fmt: skip
     except RepsimError as exc:  # options that contradict each other: a usage error, as click's
         raise click.UsageError(str(exc)) from None
     given = _given_on_command_line()
-    if "ci" in given and not opts.bootstrap:
-        raise click.UsageError("--ci sets the level of the bootstrap intervals: give --bootstrap B too")
+    for name, what in (("ci", "the level of"), ("ci_method", "the method of")):
+        if name in given and not opts.bootstrap:
+            raise click.UsageError(f"--{name.replace('_', '-')} sets {what} the bootstrap intervals: "
+                                   "give --bootstrap B too")  # fmt: skip
     if not opts.testing:
         for name in ("adjust", "null"):
             if name in given:
@@ -66,5 +73,5 @@ def _given_on_command_line() -> set[str]:
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return set()
-    names = ("ci", "adjust", "null")
+    names = ("ci", "ci_method", "adjust", "null")
     return {n for n in names if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}

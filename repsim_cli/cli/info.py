@@ -133,7 +133,8 @@ def describe_statistics(settings: dict[str, Any]) -> str:
     parts = []
     if settings.get("bootstrap"):
         parts.append(f"bootstrap of {int(settings['bootstrap']):,} replicates "
-                     f"({100 * float(settings.get('ci', 0.95)):.4g}% percentile intervals)")  # fmt: skip
+                     f"({100 * float(settings.get('ci', 0.95)):.4g}% "
+                     f"{'BCa' if settings.get('ci_method') == 'bca' else 'percentile'} intervals)")  # fmt: skip
     if settings.get("jackknife"):
         parts.append("jackknife standard errors")
     test = None

@@ -12,6 +12,7 @@ from ..errors import RepsimError
 from .adjust import METHODS
 
 NULLS = ("permutation", "gamma")
+CI_METHODS = ("percentile", "bca")  # the intervals of .intervals
 # journal notes carrying statistics start with this (a plain note never does)
 _JOURNAL_TAG = "\x1estats:"
 
@@ -19,9 +20,9 @@ _JOURNAL_TAG = "\x1estats:"
 @dataclass(frozen=True)
 class StatsOptions:
     """What ``compare`` computes per cell: ``bootstrap`` replicates (0: none) and the ``ci`` level
-    of their percentile interval, ``jackknife`` standard errors, ``permutations`` (0: none) with
-    the ``null`` (``permutation`` or ``gamma``) and the ``adjust`` method over the matrix, all
-    from ``seed``."""
+    of their interval (``ci_method``: ``percentile`` or ``bca``), ``jackknife`` standard errors,
+    ``permutations`` (0: none) with the ``null`` (``permutation`` or ``gamma``) and the
+    ``adjust`` method over the matrix, all from ``seed``."""
 
     bootstrap: int = 0
     ci: float = 0.95
@@ -30,6 +31,7 @@ class StatsOptions:
     permutations: int = 0
     null: str = "permutation"
     adjust: str = "holm"
+    ci_method: str = "percentile"
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0 or self.permutations < 0:
@@ -41,6 +43,8 @@ class StatsOptions:
         if self.null == "gamma" and self.permutations:
             raise RepsimError("--null gamma needs no --permutations (it fits the null instead); "
                               "give one or the other")
+        if self.ci_method not in CI_METHODS:
+            raise RepsimError(f"--ci-method {self.ci_method!r}: expected one of {', '.join(CI_METHODS)}")
         if self.adjust not in METHODS:
             raise RepsimError(f"--adjust {self.adjust!r}: expected one of {', '.join(METHODS)}")
 
@@ -48,6 +52,11 @@ class StatsOptions:
     def testing(self) -> bool:
         """A null is computed (permutations, or the gamma fit)."""
         return self.permutations > 0 or self.null == "gamma"
+
+    @property
+    def needs_loo(self) -> bool:
+        """Leave-one-out values are computed (the jackknife, or BCa's acceleration)."""
+        return self.jackknife or (self.bootstrap > 0 and self.ci_method == "bca")
 
     @property
     def active(self) -> bool:

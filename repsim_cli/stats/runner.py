@@ -25,6 +25,7 @@ from ..errors import RepsimError
 from ..metrics import MetricSpec
 from .adjust import adjust_matrix
 from .generic import matrix_on_rows
+from .intervals import bca_interval, percentile_interval
 from .jackknife import (
     LayerTerms,
     dominating_examples,
@@ -110,14 +111,6 @@ def is_fast(spec: MetricSpec) -> bool:
     return spec.name in FAST_METRICS
 
 
-def _percentile_interval(reps: Float64, ci: float) -> tuple[float, float]:
-    v = reps[np.isfinite(reps)]
-    if v.size == 0:
-        return math.nan, math.nan
-    lo, hi = np.quantile(v, [(1.0 - ci) / 2.0, 1.0 - (1.0 - ci) / 2.0])
-    return float(lo), float(hi)
-
-
 def null_adjusted(value: float, null_mean: float, identity: float, kind: str) -> float:
     """Chance-adjusted value (s − E₀s)/(s_max − E₀s) (Hubert & Arabie 1985, the adjusted Rand
     index's form), with s_max the metric's identity value: 0 at the null's mean, 1 at identity;
@@ -177,7 +170,7 @@ class CellStatistics:
         work = self.comparison.work()
         held = count = working = 0
         for spec in self.comparison.specs:
-            if spec.name == "dcor" and opts.jackknife:  # closed-form jackknife: its kernel held
+            if spec.name == "dcor" and opts.needs_loo:  # closed-form leave-one-out: its kernel held
                 count += int(work[spec.text]["states"])
                 held += int(work[spec.text]["states"]) * n * n * 8
             if not is_fast(spec):
@@ -189,7 +182,7 @@ class CellStatistics:
                 working = max(working, working_bytes(n, sizes, groups * (groups + 1) // 2))
                 continue
             unbiased = bool(spec.params.get("debiased"))
-            copies = 1 + int(unbiased and (opts.bootstrap > 0 or opts.testing)) + int(unbiased and opts.jackknife)
+            copies = 1 + int(unbiased and (opts.bootstrap > 0 or opts.testing)) + int(unbiased and opts.needs_loo)
             count += copies * layers
             held += copies * layers * n * n * 8
             if opts.bootstrap:
@@ -307,10 +300,16 @@ class CellStatistics:
                 self._kernels[key] = without_diagonal(self.kernel(spec, ref))
             return self._kernels[key]
 
+        loo = None  # the kernel path's leave-one-out values, when the bootstrap's BCa needs them
+        if self._boot is not None and opts.ci_method == "bca":
+            with _one_blas_thread():  # matrix–vector products: one thread (see loo_hsic)
+                loo = self._fast_loo(spec, wanted, unbiased)
         if self._boot is not None:
             with _one_blas_thread():  # many mid-sized GEMMs: thread wake-ups cost more than they give
-                self._fast_bootstrap(spec, wanted, unbiased, kern, out)
-        if opts.jackknife:
+                self._fast_bootstrap(spec, wanted, values, unbiased, kern, out, loo)
+        if opts.jackknife and loo is not None:
+            self._jackknife_summary(wanted, values, loo, out)
+        elif opts.jackknife:
             with _one_blas_thread():  # matrix–vector products: one thread (see loo_hsic)
                 self._fast_jackknife(spec, wanted, values, unbiased, out)
         if opts.null == "gamma":
@@ -344,9 +343,9 @@ class CellStatistics:
                                                       self._loo_terms(spec, rb, unbiased))  # fmt: skip
         return cka_ratio(h_ab, h_aa, h_bb)
 
-    def _fast_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
-                        unbiased: bool, out: dict[Cell, CellResult]) -> None:
-        """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
+    def _fast_loo(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool) -> dict[Cell, Float64] | None:
+        """The kernel path's closed-form leave-one-out values (n,) of every cell; None (with a
+        warning) when n is too small for the estimator to survive leaving one out."""
         refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
         least = 5 if unbiased else 3  # leaving one out must leave what the estimator needs
         if self.n < least:
@@ -354,15 +353,29 @@ class CellStatistics:
 
             from .._warnings import RepsimWarning
 
-            warnings.warn(f"{spec.text}: the jackknife needs at least {least} examples (n={self.n}); "
-                          "its standard errors are left empty", RepsimWarning, stacklevel=2)  # fmt: skip
-            return
-        if self._packed_jackknife(spec, wanted, values, unbiased, out):
-            return
+            warnings.warn(f"{spec.text}: leaving one example out needs at least {least} examples "
+                          f"(n={self.n}); jackknife errors and BCa intervals are left empty",
+                          RepsimWarning, stacklevel=2)  # fmt: skip
+            return None
+        return {c: self._loo_ratio(spec, refs_a[c[0]], refs_b[c[1]], unbiased) for c in wanted}
+
+    @staticmethod
+    def _jackknife_summary(wanted: list[Cell], values: dict[Cell, float], loo: dict[Cell, Float64],
+                           out: dict[Cell, CellResult]) -> None:
+        """Each cell's jackknife standard error and dominating examples from its leave-one-out values."""
         for c in wanted:
-            loo = self._loo_ratio(spec, refs_a[c[0]], refs_b[c[1]], unbiased)
-            out[c].std_error = jackknife_se(loo)
-            out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
+            out[c].std_error = jackknife_se(loo[c])
+            out[c].dominated = [int(k) for k in dominating_examples(values[c], loo[c])]
+
+    def _fast_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
+                        unbiased: bool, out: dict[Cell, CellResult]) -> None:
+        """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
+        least = 5 if unbiased else 3
+        if self.n >= least and self._packed_jackknife(spec, wanted, values, unbiased, out):
+            return
+        loo = self._fast_loo(spec, wanted, unbiased)
+        if loo is not None:
+            self._jackknife_summary(wanted, values, loo, out)
 
     def _packed_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
                           unbiased: bool, out: dict[Cell, CellResult]) -> bool:
@@ -434,8 +447,9 @@ class CellStatistics:
             where.append((numbers[g], index - g * INNER_GROUP))
         return stacks, diags, where
 
-    def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool,
-                        kern: Callable[[LayerRef, bool], Float64], out: dict[Cell, CellResult]) -> None:
+    def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float], unbiased: bool,
+                        kern: Callable[[LayerRef, bool], Float64], out: dict[Cell, CellResult],
+                        loo: dict[Cell, Float64] | None) -> None:
         """Bootstrap replicates of the kernel path: weights through GEMMs (:mod:`.weighted`)."""
         assert self._boot is not None
         opts, n = self.options, self.n
@@ -459,7 +473,7 @@ class CellStatistics:
                                   dtype=self.dtype)  # fmt: skip
                 reps[c].append(cka_ratio(h, selfs[ka], selfs[kb]))
         for c in wanted:
-            self._bootstrap_summary(np.concatenate(reps[c]), out[c])
+            self._bootstrap_summary(np.concatenate(reps[c]), out[c], values[c], None if loo is None else loo[c])
 
     def _null_cka(self, k: Float64, l_: Float64, inner: Float64, unbiased: bool) -> tuple[Float64, float]:
         """Null CKA values of the permutations from their ⟨K, L_π⟩, and the observed CKA in the
@@ -481,8 +495,14 @@ class CellStatistics:
         observed = weighted_hsic(k, l_, one, kw, lw, kk, ll, unbiased=True)
         return cka_ratio(h, h_aa, h_bb), float(cka_ratio(observed, h_aa, h_bb)[0])
 
-    def _bootstrap_summary(self, reps: Float64, res: CellResult) -> None:
-        lo, hi = _percentile_interval(reps, self.options.ci)
+    def _bootstrap_summary(self, reps: Float64, res: CellResult, estimate: float,
+                           loo: Float64 | None) -> None:
+        """A cell's interval from its replicates (BCa from its estimate and leave-one-out values
+        when asked for and available, else NaN), and their SD as std_error without --jackknife."""
+        if self.options.ci_method == "bca":
+            lo, hi = (math.nan, math.nan) if loo is None else bca_interval(reps, estimate, loo, self.options.ci)
+        else:
+            lo, hi = percentile_interval(reps, self.options.ci)
         res.stats.update(ci_low=lo, ci_high=hi)
         finite = reps[np.isfinite(reps)]
         if not self.options.jackknife and finite.size > 1:
@@ -511,6 +531,14 @@ class CellStatistics:
             stack = np.stack(mats)
             return {c: stack[:, pos[c][0], pos[c][1]] for c in wanted}
 
+        loo: dict[Cell, Float64] | None = None
+        if opts.needs_loo and spec.name == "dcor":
+            with _one_blas_thread():
+                loo = self._dcor_loo(spec, wanted)
+        elif opts.needs_loo:  # n recomputations, each on all rows but one
+            everyone = np.arange(n)
+            loo = collect([matrix_on_rows(spec, data, row_keys, col_keys, np.delete(everyone, k))
+                           for k in range(n)])  # fmt: skip
         if self._boot is not None:
             if spec.name == "rsa":  # copy–copy pairs excluded (see .rsa_boot)
                 stack = rsa_replicates(spec.params, data, row_keys, col_keys, self._boot)
@@ -518,17 +546,9 @@ class CellStatistics:
             else:
                 reps = collect([matrix_on_rows(spec, data, row_keys, col_keys, idx) for idx in self._boot])
             for c in wanted:
-                self._bootstrap_summary(reps[c], out[c])
-        if opts.jackknife and spec.name == "dcor":
-            with _one_blas_thread():
-                self._dcor_jackknife(spec, wanted, values, out)
-        elif opts.jackknife:
-            everyone = np.arange(n)
-            loo = collect([matrix_on_rows(spec, data, row_keys, col_keys, np.delete(everyone, k))
-                           for k in range(n)])  # fmt: skip
-            for c in wanted:
-                out[c].std_error = jackknife_se(loo[c])
-                out[c].dominated = [int(k) for k in dominating_examples(values[c], loo[c])]
+                self._bootstrap_summary(reps[c], out[c], values[c], None if loo is None else loo[c])
+        if opts.jackknife and loo is not None:
+            self._jackknife_summary(wanted, values, loo, out)
         if self._perms is not None:
             everyone = np.arange(n)
             observed = matrix_on_rows(spec, data, row_keys, col_keys, everyone, everyone)
@@ -536,20 +556,19 @@ class CellStatistics:
             for c in wanted:
                 self._test_summary(float(observed[pos[c]]), null[c], spec.info.kind, out[c])
 
-    def _dcor_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
-                        out: dict[Cell, CellResult]) -> None:
-        """Distance correlation's jackknife in closed form: dCor² is biased CKA of the distance
+    def _dcor_loo(self, spec: MetricSpec, wanted: list[Cell]) -> dict[Cell, Float64]:
+        """Distance correlation's leave-one-out values in closed form: dCor² is biased CKA of the distance
         matrices, and leaving an example out deletes its row and column of each distance matrix
         (no other distance changes), so :mod:`.jackknife`'s leave-one-out formulas apply to the
         layers' double-centred distance matrices (their states); dCor = √max(dCor², 0), as
         ``repsim influence`` computes it. O(n²) per cell instead of n recomputations."""
         refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        loo = {}
         for c in wanted:
             ratio = self._loo_ratio(spec, refs_a[c[0]], refs_b[c[1]], False)
             with np.errstate(invalid="ignore"):
-                loo = np.sqrt(np.where(ratio < 0.0, 0.0, ratio))
-            out[c].std_error = jackknife_se(loo)
-            out[c].dominated = [int(k) for k in dominating_examples(values[c], loo)]
+                loo[c] = np.sqrt(np.where(ratio < 0.0, 0.0, ratio))
+        return loo
 
     # ------------------------------------------------------------------ run summary
     def describe(self) -> list[str]:
@@ -557,7 +576,8 @@ class CellStatistics:
         opts, n = self.options, self.n
         lines = [f"statistics (seed {opts.seed}): "
                  + ", ".join(x for x in (
-                     f"bootstrap {opts.bootstrap} ({opts.ci:g} percentile intervals)" if opts.bootstrap else "",
+                     f"bootstrap {opts.bootstrap} ({opts.ci:g} {'BCa' if opts.ci_method == 'bca' else 'percentile'} "
+                     "intervals)" if opts.bootstrap else "",
                      "jackknife" if opts.jackknife else "",
                      f"null {opts.null}" + (f" ({opts.permutations} permutations)" if opts.null == "permutation"
                                             and opts.permutations else "") if opts.testing else "",
@@ -579,7 +599,7 @@ class CellStatistics:
                 flops = 0.0
                 if opts.bootstrap:
                     flops += 2.0 * n * n * opts.bootstrap * (cells + 2 * states)
-                if opts.jackknife:
+                if opts.needs_loo:
                     flops += 10.0 * n * n * cells
                 if opts.null == "permutation" and opts.permutations:
                     flops += 2.0 * n * n * opts.permutations * cells
@@ -588,17 +608,23 @@ class CellStatistics:
                 lines.append(f"  {spec.text}: kernel path (no layer re-prepared), about {flops:.3g} flops, "
                              f"{holds}")  # fmt: skip
             else:
-                loo_reps = n if opts.jackknife and spec.name != "dcor" else 0  # dcor: closed form
+                loo_reps = n if opts.needs_loo and spec.name != "dcor" else 0  # dcor: closed form
                 reps = opts.bootstrap + loo_reps + (opts.permutations + 1 if opts.permutations else 0)
                 factor = 2 if opts.permutations else 1
                 lines.append(
                     f"  {spec.text}: WARNING generic path: every layer re-prepared on resampled rows, "
                     f"{reps} replicates × {states} layers (×{factor} for permutations) = about "
                     f"{reps * states * factor} prepare stages and {reps * cells} pair stages"
-                    + (f" (the jackknife alone: {n} replicates)" if loo_reps else "")
-                    + (" (jackknife in closed form)" if opts.jackknife and not loo_reps else "")
+                    + (f" (leaving each example out, for the {self._loo_users()}: {n} replicates)" if loo_reps else "")
+                    + (" (leave-one-out in closed form)" if opts.needs_loo and not loo_reps else "")
                 )
         return lines
+
+    def _loo_users(self) -> str:
+        """What the leave-one-out values serve: the jackknife, BCa's acceleration, or both."""
+        opts = self.options
+        users = ["jackknife"] * opts.jackknife + ["BCa acceleration"] * (opts.bootstrap > 0 and opts.ci_method == "bca")
+        return " and ".join(users)
 
     def finish(self, spec: MetricSpec, result: MetricResult, labels: tuple[list[str], list[str]],
                dominated: dict[Cell, list[int]]) -> None:
