@@ -301,14 +301,16 @@ class CellStatistics:
             return self._kernels[key]
 
         loo = None  # the kernel path's leave-one-out values, when the bootstrap's BCa needs them
-        if self._boot is not None and opts.ci_method == "bca":
+        bca = self._boot is not None and opts.ci_method == "bca"
+        if bca:
             with _one_blas_thread():  # matrix–vector products: one thread (see loo_hsic)
                 loo = self._fast_loo(spec, wanted, unbiased)
         if self._boot is not None:
             with _one_blas_thread():  # many mid-sized GEMMs: thread wake-ups cost more than they give
                 self._fast_bootstrap(spec, wanted, values, unbiased, kern, out, loo)
-        if opts.jackknife and loo is not None:
-            self._jackknife_summary(wanted, values, loo, out)
+        if opts.jackknife and bca:  # the same leave-one-out values (None: n too small, said once)
+            if loo is not None:
+                self._jackknife_summary(wanted, values, loo, out)
         elif opts.jackknife:
             with _one_blas_thread():  # matrix–vector products: one thread (see loo_hsic)
                 self._fast_jackknife(spec, wanted, values, unbiased, out)
