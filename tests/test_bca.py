@@ -3,7 +3,7 @@ implementation fed the same replicates (SciPy computes its own brute-force jackk
 invariances, what the runner hands it for the closed-form and the recomputed metrics, its
 coverage, and the command line.
 
-Budget: about 6 s (the coverage simulation: 300 data sets, closed-form leave-one-out)."""
+Budget: about 2 s (the coverage simulation: 300 data sets, closed-form leave-one-out)."""
 
 from __future__ import annotations
 
