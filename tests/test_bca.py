@@ -144,17 +144,17 @@ def test_the_runner_gives_bca_the_cell_its_estimate_and_its_leave_one_out_values
 def test_bca_and_jackknife_share_the_leave_one_out_values(monkeypatch) -> None:
     """With --jackknife too, the kernel path computes the leave-one-out values once."""
     calls = []
-    real = runner.CellStatistics._loo_ratio
+    real = runner.CellStatistics._loo_ratios
 
-    def counted(self, *args):
-        calls.append(1)
-        return real(self, *args)
+    def counted(self, spec, wanted, unbiased):
+        calls.append(len(wanted))
+        return real(self, spec, wanted, unbiased)
 
-    monkeypatch.setattr(runner.CellStatistics, "_loo_ratio", counted)
+    monkeypatch.setattr(runner.CellStatistics, "_loo_ratios", counted)
     rng = np.random.default_rng(6)
     x, y = related(rng, 30)
     res = run_with({"x": x, "y": y}, ["cka:debiased=true"], StatsOptions(bootstrap=10, ci_method="bca", jackknife=True))
-    assert len(calls) == 3  # the cells (x, x), (x, y), (y, y)
+    assert calls == [3]  # once, for the cells (x, x), (x, y), (y, y)
     m = res.metrics["cka:debiased=true"]
     assert m.std_error is not None and np.isfinite(m.stats["ci_low"]).all()
 

@@ -284,3 +284,32 @@ def test_jackknife_alone_is_bitwise_the_same_in_shards_and_a_resumed_run(make_st
     _, resumed_run = run_killed_and_resumed([path], ["cka"], tmp_path / "r.h5", 2, opts)
     resumed = resumed_run.metrics["cka"]
     np.testing.assert_array_equal(resumed.std_error, whole.std_error)
+
+
+def test_kernel_path_leave_one_out_is_brute_force_and_the_same_bits_for_any_cells_asked() -> None:
+    """The kernel path's leave-one-out values (debiased CKA: row sums and their products too)
+    over 18 layers (two engine groups): equal to brute-force recomputation, and bitwise the same
+    whether a cell is asked with all the others or alone, by a fresh run (a shard or a resume)."""
+    from repsim_cli.metrics.cka import linear_cka
+    from repsim_cli.stats.runner import CellStatistics
+
+    rng = np.random.default_rng(9)
+    n = 300  # long enough rows that a GEMM's bits would follow its shape (the test can fail)
+    base = rng.normal(size=(n, 4))
+    layers = {f"l{i:02d}": base @ rng.normal(size=(4, 5)) + rng.normal(size=(n, 5)) for i in range(18)}
+    opts = StatsOptions(bootstrap=4, jackknife=True)
+    comparison = prepare_models([("m", ArrayStore(layers))], ["cka:debiased=true"], precision="float64")  # type: ignore[list-item]
+    try:
+        spec = comparison.specs[0]
+        cells = [(i, j) for i in range(18) for j in range(i, 18)]
+        every = CellStatistics(comparison, opts)._loo_ratios(spec, cells, True)
+        for cell in [(2, 17), (5, 5), (16, 17), (0, 3)]:
+            alone = CellStatistics(comparison, opts)._loo_ratios(spec, [cell], True)[cell]
+            assert np.array_equal(alone, every[cell], equal_nan=True), cell
+        names = list(layers)
+        for i, j in [(2, 17), (0, 3)]:
+            x, y = layers[names[i]], layers[names[j]]
+            brute = [linear_cka(np.delete(x, k, 0), np.delete(y, k, 0), debiased=True) for k in range(n)]
+            np.testing.assert_allclose(every[(i, j)], brute, rtol=1e-9)
+    finally:
+        comparison.close()

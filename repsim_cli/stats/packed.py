@@ -122,3 +122,48 @@ def group_rowdots(stacks: Sequence[NDArray[np.floating]], diags: Sequence[Float6
         for p, ia, ib in wanted:
             out[p] = sums[(ga, gb)][:, ia, ib] + diags[ga][ia] * diags[gb][ib]
     return out
+
+
+def kernel_rowdots(groups: Sequence[Sequence[Float64 | None]], pairs: Sequence[tuple[Position, Position]],
+                   n: int) -> list[Float64]:
+    """The rowdots h = (K_a∘K_b)1 (n,) float64 of each pair of whole symmetric kernels (n, n)
+    float64, held in groups fixed by the layout.
+
+    ``groups[g][p]``: the kernel at place p of group g, or None for a layer of the group this run
+    does not hold (its rows are zeros in the tiles: a shape fixed by the layout, whatever is held);
+    ``pairs``: the two kernels of each wanted pair as (group, place). Each row i gives a group
+    pair's products at once as one BLAS call, R_a,i R_b,iᵀ with R_g,i the group's rows i stacked
+    (|g| × n) — so a rowdot has the same bits whichever kernels are held beside it and for any
+    number of threads (tiles of :data:`ROWS` rows are dealt to the workers, each row written by
+    one of them). Memory: per worker one tile of ROWS × |g| × n float64 per group, and one
+    (n, |a|, |b|) result per pair of groups.
+    """
+    blocks: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for p, (first, second) in enumerate(pairs):
+        (ga, ia), (gb, ib) = sorted((first, second))
+        blocks.setdefault((ga, gb), []).append((p, ia, ib))
+    used = sorted({g for block in blocks for g in block})
+    sums = {(ga, gb): np.empty((n, len(groups[ga]), len(groups[gb]))) for ga, gb in blocks}
+    starts = list(range(0, n, ROWS))
+    workers = worker_count(len(starts))
+
+    def work(k: int) -> None:
+        tiles = {g: np.zeros((ROWS, len(groups[g]), n)) for g in used}  # a missing kernel's rows stay 0
+        for i0 in starts[k::workers]:
+            i1 = min(i0 + ROWS, n)
+            for g in used:
+                for place, kernel in enumerate(groups[g]):
+                    if kernel is not None:
+                        tiles[g][: i1 - i0, place] = kernel[i0:i1]
+            for (ga, gb), total in sums.items():
+                a, c = tiles[ga][: i1 - i0], tiles[gb][: i1 - i0]
+                np.matmul(a, c.transpose(0, 2, 1), out=total[i0:i1])
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repsim-rowdots") as pool:
+        for f in [pool.submit(work, k) for k in range(workers)]:
+            f.result()
+    out: list[Float64] = [np.empty(0)] * len(pairs)
+    for (ga, gb), wanted in blocks.items():
+        for p, ia, ib in wanted:
+            out[p] = sums[(ga, gb)][:, ia, ib].copy()
+    return out

@@ -30,14 +30,13 @@ from .jackknife import (
     LayerTerms,
     dominating_examples,
     jackknife_se,
-    loo_hsic,
     loo_hsic_biased,
     loo_layer_terms,
 )
-from .loo import dominated_many, double_centre
+from .loo import dominated_many, double_centre, loo_from_sums
 from .nulls import gamma_null, gamma_sf, kernel_spread, permutation_p, permuted_inner_batch
 from .options import CellResult, StatsOptions
-from .packed import Position, group_rowdots
+from .packed import Position, group_rowdots, kernel_rowdots
 from .resample import bootstrap_indices, bootstrap_weights, permutations
 from .rsa_boot import rsa_replicates
 from .weighted import cka_ratio, layer_terms, weighted_hsic, without_diagonal
@@ -254,14 +253,6 @@ class CellStatistics:
             self._terms[key] = loo_layer_terms(self.kernel(spec, ref), unbiased=unbiased)
         return self._terms[key]
 
-    def _loo_self(self, spec: MetricSpec, ref: LayerRef, unbiased: bool) -> Float64:
-        """A layer's leave-one-out HSIC with itself (n,), once per run."""
-        key = ("loo:" + spec.text, ref.key)
-        if key not in self._kernels:
-            terms = self._loo_terms(spec, ref, unbiased)
-            self._kernels[key] = loo_hsic(terms, terms)
-        return self._kernels[key]
-
     def data(self, ref: LayerRef) -> np.ndarray:
         """The layer's rows in memory (n, D) as stored (read once per run)."""
         if ref.key not in self._data:
@@ -337,18 +328,72 @@ class CellStatistics:
                 null, observed = self._null_cka(ka, lb, inner[rows[c[0]], cols[c[1]]], unbiased)
                 self._test_summary(observed, null, spec.info.kind, out[c])
 
-    def _loo_ratio(self, spec: MetricSpec, ra: Any, rb: Any, unbiased: bool) -> Float64:
-        """(n,) leave-one-out values of HSIC(a, b)/√(HSIC(a, a)·HSIC(b, b)) from the layers'
-        kernel states (CKA; dCor² for dcor's distance matrices)."""
-        h_aa, h_bb = self._loo_self(spec, ra, unbiased), self._loo_self(spec, rb, unbiased)
-        h_ab = h_aa if ra.key == rb.key else loo_hsic(self._loo_terms(spec, ra, unbiased),
-                                                      self._loo_terms(spec, rb, unbiased))  # fmt: skip
-        return cka_ratio(h_ab, h_aa, h_bb)
+    def _loo_ratios(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool) -> dict[Cell, Float64]:
+        """Each cell's (n,) leave-one-out values of HSIC(a, b)/√(HSIC(a, a)·HSIC(b, b)) from the
+        layers' kernels (CKA; dCor² for dcor's distance matrices), by the closed form of
+        :mod:`.jackknife`: every pair's Hadamard row sums at once as small GEMMs over the engine's
+        layer groups (:func:`.packed.kernel_rowdots`), and for the unbiased estimator each
+        kernel's products with a group's row sums as one GEMM — shapes the layout fixes, so the
+        values do not depend on the block, shard or resume point. A layer's own values are kept
+        for the run."""
+        from ..engine.strategies.held import INNER_GROUP
+
+        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
+        engine = self.comparison.engine
+        refs = {r.key: r for c in wanted for r in (refs_a[c[0]], refs_b[c[1]])}
+        terms = {k: self._loo_terms(spec, r, unbiased) for k, r in refs.items()}
+        own = {k: ("loo:" + spec.text, k) for k in refs}
+        def pair(i: int, j: int) -> tuple[str, str]:
+            ka, kb = refs_a[i].key, refs_b[j].key
+            return (ka, kb) if ka <= kb else (kb, ka)
+
+        pairs = [(k, k) for k in refs if own[k] not in self._kernels]
+        pairs += list(dict.fromkeys(pair(i, j) for i, j in wanted if refs_a[i].key != refs_b[j].key))
+        numbers: dict[int, int] = {}
+        groups: list[list[Float64 | None]] = []
+        where: dict[str, Position] = {}
+        for k, ref in refs.items():
+            index = engine.index(ref)
+            g = index // INNER_GROUP
+            if g not in numbers:
+                numbers[g] = len(groups)
+                groups.append([None] * (min((g + 1) * INNER_GROUP, len(engine.refs)) - g * INNER_GROUP))
+            where[k] = (numbers[g], index - g * INNER_GROUP)
+            groups[numbers[g]][where[k][1]] = terms[k].k
+        hs = kernel_rowdots(groups, [(where[a], where[b]) for a, b in pairs], self.n)
+        products: dict[tuple[str, int], Float64] = {}
+
+        def times_row_sums(k: str, g: int) -> Float64:
+            """K_k @ R_g (n, |g|): the kernel against the row sums of group g's layers held here."""
+            if (k, g) not in products:
+                sums = np.zeros((self.n, len(groups[g])))
+                for other, (h, place) in where.items():
+                    if h == g and terms[other].r is not None:
+                        sums[:, place] = terms[other].r
+                products[(k, g)] = terms[k].k @ sums
+            return products[(k, g)]
+
+        loo: dict[tuple[str, str], Float64] = {}
+        for (a, b), h in zip(pairs, hs, strict=True):
+            ta, tb = terms[a], terms[b]
+            if ta.r is None or tb.r is None:
+                loo[(a, b)] = loo_from_sums(h, ta.diag, tb.diag, debiased=unbiased)
+            else:
+                loo[(a, b)] = loo_from_sums(h, ta.diag, tb.diag, debiased=unbiased, r=ta.r, s=tb.r,
+                                            l_r=times_row_sums(b, where[a][0])[:, where[a][1]],
+                                            k_s=times_row_sums(a, where[b][0])[:, where[b][1]])  # fmt: skip
+            if a == b:
+                self._kernels[own[a]] = loo[(a, b)]
+        out = {}
+        for i, j in wanted:
+            ka, kb = refs_a[i].key, refs_b[j].key
+            h_aa, h_bb = self._kernels[own[ka]], self._kernels[own[kb]]
+            out[(i, j)] = cka_ratio(h_aa if ka == kb else loo[pair(i, j)], h_aa, h_bb)
+        return out
 
     def _fast_loo(self, spec: MetricSpec, wanted: list[Cell], unbiased: bool) -> dict[Cell, Float64] | None:
         """The kernel path's closed-form leave-one-out values (n,) of every cell; None (with a
         warning) when n is too small for the estimator to survive leaving one out."""
-        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
         least = 5 if unbiased else 3  # leaving one out must leave what the estimator needs
         if self.n < least:
             import warnings
@@ -359,7 +404,7 @@ class CellStatistics:
                           f"(n={self.n}); jackknife errors and BCa intervals are left empty",
                           RepsimWarning, stacklevel=2)  # fmt: skip
             return None
-        return {c: self._loo_ratio(spec, refs_a[c[0]], refs_b[c[1]], unbiased) for c in wanted}
+        return self._loo_ratios(spec, wanted, unbiased)
 
     @staticmethod
     def _jackknife_summary(wanted: list[Cell], values: dict[Cell, float], loo: dict[Cell, Float64],
@@ -564,10 +609,8 @@ class CellStatistics:
         (no other distance changes), so :mod:`.jackknife`'s leave-one-out formulas apply to the
         layers' double-centred distance matrices (their states); dCor = √max(dCor², 0), as
         ``repsim influence`` computes it. O(n²) per cell instead of n recomputations."""
-        refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
         loo = {}
-        for c in wanted:
-            ratio = self._loo_ratio(spec, refs_a[c[0]], refs_b[c[1]], False)
+        for c, ratio in self._loo_ratios(spec, wanted, False).items():
             with np.errstate(invalid="ignore"):
                 loo[c] = np.sqrt(np.where(ratio < 0.0, 0.0, ratio))
         return loo
