@@ -8,9 +8,10 @@ against recomputation): with A = K₋ₖ, B = L₋ₖ, m = n − 1, r = K1, s = 
     1ᵀAB1 = rᵀs − (Lr)ₖ − (Ks)ₖ + hₖ − (rₖ − Kₖₖ)(sₖ − Lₖₖ).
 
 Here they run on kernels prepared once per layer (:class:`LayerTerms`): double-centred in float64
-(r = 0, so the biased form needs only h — one pass over the two kernels per cell) or, for the
-unbiased estimator, with the diagonal removed (r kept per layer; two matrix–vector products per
-cell). The other metrics recompute the n values (the generic path).
+(r = 0, so the biased form needs only h) or, for the unbiased estimator, with the diagonal
+removed (r kept per layer, and the products Lr, Ks). The runner takes every pair's h at once as
+small GEMMs over groups of layers (:mod:`.packed`), and Lr, Ks as one GEMM per kernel; the other
+metrics recompute the n values (the generic path).
 
 Jackknife standard error (Quenouille 1956; Efron & Stein 1981; Efron 1982, "The Jackknife, the
 Bootstrap and Other Resampling Plans", ch. 3): se = √((n−1)/n · Σ_k (θ₍ₖ₎ − θ̄)²).
@@ -57,22 +58,9 @@ def loo_layer_terms(centred: Float64, *, unbiased: bool) -> LayerTerms:
     return LayerTerms(k, k.sum(axis=1), np.zeros(k.shape[0]), True)
 
 
-def loo_hsic(a: LayerTerms, b: LayerTerms) -> Float64:
-    """Leave-one-out HSIC values (n,) of two layers, on the scale of :func:`loo.loo_hsic`.
-
-    Callers run it under ``threadpoolctl.threadpool_limits(1)``: a threaded matrix–vector product
-    on a busy machine costs more in thread wake-ups than the product itself."""
-    h = np.einsum("ij,ij->i", a.k, b.k)
-    if a.r is None or b.r is None:
-        return loo.loo_from_sums(h, a.diag, b.diag, debiased=a.unbiased)
-    return loo.loo_from_sums(h, a.diag, b.diag, debiased=a.unbiased, r=a.r, s=b.r,
-                             l_r=b.k @ a.r, k_s=a.k @ b.r)
-
-
 def loo_hsic_biased(h: Float64, dk: Float64, dl: Float64) -> Float64:
     """Leave-one-out biased HSIC values (n,) of two double-centred kernels (row sums 0) from their
-    Hadamard row sums h = (K∘L)1 and diagonals: the biased case of :func:`loo_hsic`, the same
-    arithmetic."""
+    Hadamard row sums h = (K∘L)1 and diagonals: the biased case of :func:`loo.loo_from_sums`."""
     return loo.loo_from_sums(h, dk, dl, debiased=False)
 
 

@@ -294,7 +294,7 @@ class CellStatistics:
         loo = None  # the kernel path's leave-one-out values, when the bootstrap's BCa needs them
         bca = self._boot is not None and opts.ci_method == "bca"
         if bca:
-            with _one_blas_thread():  # matrix–vector products: one thread (see loo_hsic)
+            with _one_blas_thread():  # small GEMMs: thread wake-ups cost more than they give
                 loo = self._fast_loo(spec, wanted, unbiased)
         if self._boot is not None:
             with _one_blas_thread():  # many mid-sized GEMMs: thread wake-ups cost more than they give
@@ -303,7 +303,7 @@ class CellStatistics:
             if loo is not None:
                 self._jackknife_summary(wanted, values, loo, out)
         elif opts.jackknife:
-            with _one_blas_thread():  # matrix–vector products: one thread (see loo_hsic)
+            with _one_blas_thread():  # small GEMMs: thread wake-ups cost more than they give
                 self._fast_jackknife(spec, wanted, values, unbiased, out)
         if opts.null == "gamma":
             for c in wanted:
