@@ -58,3 +58,20 @@ def test_the_command_table_holds_every_command_and_help_lists_them():
     out = CliRunner().invoke(cli, ["--help"]).output
     assert all(f"  {name}" in out for name in COMMAND_MODULES)
     assert CliRunner().invoke(cli, ["no-such-command"]).exit_code == 2
+
+
+def test_a_jackknife_compare_of_cka_imports_no_scipy():
+    """SciPy's import (~0.2 s, more than a small compare) is paid only by what needs it: not by
+    the CKA jackknife (BCa intervals import scipy.special when they compute one)."""
+    code = ("import sys, numpy as np\n"
+            "from repsim_cli.arrays import ArrayStore\n"
+            "from repsim_cli.compare import prepare_models\n"
+            "from repsim_cli.stats.runner import StatsOptions, attach_statistics\n"
+            "rng = np.random.default_rng(0)\n"
+            "c = prepare_models([('m', ArrayStore({'a': rng.normal(size=(40, 5)), 'b': rng.normal(size=(40, 5))}))],"
+            " ['cka'])\n"
+            "attach_statistics(c, StatsOptions(jackknife=True))\n"
+            "c.run()\n"
+            "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith('scipy.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
