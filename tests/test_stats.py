@@ -110,21 +110,15 @@ def test_bootstrap_coverage_of_population_linear_cka() -> None:
     """300 Gaussian data sets (n = 100, 3 dims) with Y = AX + E: population linear CKA is
     ‖Σxy‖²_F/(‖Σxx‖_F‖Σyy‖_F). 95% percentile intervals (199 replicates) must cover it in a
     fraction inside the binomial 99% band of Binomial(300, 0.95): [0.918, 0.982]."""
-    rng = np.random.default_rng(123)
-    a = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.2, 0.0, 1.0]])
-    sx = np.diag([3.0, 1.0, 0.5])
-    syy, sxy = a @ sx @ a.T + np.eye(3), sx @ a.T
-    population = np.sum(sxy**2) / np.sqrt(np.sum(sx**2) * np.sum(syy**2))
-    n, trials = 100, 300
-    w = bootstrap_weights(bootstrap_indices(7, n, 199), n)
+    from coverage_sim import TRIALS, N, data_sets, within_band
+
+    population, sets = data_sets()
+    w = bootstrap_weights(bootstrap_indices(7, N, 199), N)
     hits = 0
-    for _ in range(trials):
-        x = rng.normal(size=(n, 3)) * np.sqrt(np.diag(sx))
-        y = x @ a.T + rng.normal(size=(n, 3))
+    for x, y in sets:
         lo, hi = np.quantile(weighted_cka(centred_gram(x), centred_gram(y), w, unbiased=False), [0.025, 0.975])
         hits += lo <= population <= hi
-    half = sps.norm.ppf(0.995) * np.sqrt(0.95 * 0.05 / trials)
-    assert 0.95 - half <= hits / trials <= 0.95 + half, hits / trials
+    assert within_band(hits / TRIALS), hits / TRIALS
 
 
 def test_permutation_p_values_are_uniform_under_the_null() -> None:
