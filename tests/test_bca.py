@@ -193,3 +193,42 @@ def test_command_line(make_store, tmp_path) -> None:
     assert r.exit_code == 0, r.output
     r = cli_run(cli, ["info", str(out)])
     assert "95% BCa intervals" in r.output
+
+
+def test_leave_one_out_values_that_are_not_finite_are_left_out_as_the_jackknife_leaves_them() -> None:
+    loo = np.array([0.1, 0.25, np.nan, 0.4, 0.2])
+    assert acceleration(loo) == acceleration(loo[np.isfinite(loo)])
+    reps = np.linspace(0.0, 0.5, 101)
+    assert np.isfinite(bca_interval(reps, 0.24, loo, 0.9)).all()
+
+
+def test_empty_bca_intervals_are_reported_once_per_metric() -> None:
+    """Cells with a value but no BCa interval get one warning line (they would otherwise show as
+    a bare value)."""
+    nan = np.nan
+    result = SimpleNamespace(value=np.array([[1.0, 0.5], [0.5, nan]]),
+                             stats={"ci_low": np.array([[1.0, nan], [nan, nan]]),
+                                    "ci_high": np.array([[1.0, nan], [nan, nan]])})  # fmt: skip
+    with pytest.warns(RepsimWarning, match=r"cca: no BCa interval in 2 of 3 cells"):
+        runner.warn_empty_intervals(SimpleNamespace(text="cca"), result)  # type: ignore[arg-type]
+
+
+def test_percentile_runs_record_their_options_as_before_bca_existed() -> None:
+    """A percentile run's settings (results attribute, journal header) carry no ci_method, so
+    shards and journals written before --ci-method merge and resume with it; BCa's do."""
+    assert "ci_method" not in StatsOptions(bootstrap=5).to_dict()
+    assert StatsOptions(bootstrap=5, ci_method="bca").to_dict()["ci_method"] == "bca"
+
+
+def test_the_kernel_paths_leave_one_out_memory_counts_against_the_budget() -> None:
+    from repsim_cli.stats.packed import kernel_working_bytes
+
+    rng = np.random.default_rng(3)
+    layers = {f"l{i}": rng.normal(size=(200, 6)) for i in range(3)}
+    comparison = prepare_models([("m", ArrayStore(layers))], ["cka:debiased=true"], precision="float64")  # type: ignore[list-item]
+    try:
+        for opts in (StatsOptions(jackknife=True), StatsOptions(bootstrap=3, ci_method="bca")):
+            working = runner.CellStatistics(comparison, opts).memory_need()[2]
+            assert working >= kernel_working_bytes(200, [3], 1, 3) > 0
+    finally:
+        comparison.close()

@@ -176,8 +176,7 @@ def test_info_says_which_statistics_a_results_file_holds(stores, tmp_path) -> No
     assert "ci_low, ci_high, p_value, p_adjusted, null_mean, null_std, null_adjusted" in text
     summary = json.loads(run("info", out, "--json").stdout)
     assert summary["statistics"] == {"bootstrap": 5, "ci": 0.9, "seed": 4, "jackknife": True,
-                                     "permutations": 9, "null": "permutation", "adjust": "bh",
-                                     "ci_method": "percentile"}
+                                     "permutations": 9, "null": "permutation", "adjust": "bh"}
     assert summary["metrics"][0]["statistics"][:2] == ["ci_low", "ci_high"]
 
     gamma = tmp_path / "g.h5"

@@ -19,7 +19,7 @@ def statistics_options(fn: F) -> F:
     """Add --bootstrap, --ci, --ci-method, --seed, --jackknife, --permutations, --null and --adjust."""
     options = [
         click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="B",
-                     help="Paired bootstrap over examples: B replicates, percentile interval per cell."),
+                     help="Paired bootstrap over examples: B replicates, an interval per cell (--ci, --ci-method)."),
         click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
                      show_default=True, help="Level of the bootstrap interval."),
         click.option("--ci-method", type=click.Choice(["percentile", "bca"]), default="percentile",

@@ -12,9 +12,10 @@
   leave-one-out value equal, e.g. a layer against itself — a = 0 here (no skewness to correct)
   instead of an undefined interval.
 
-Replicates that are not finite (a degenerate resample) are left out; the interval is NaN when
-none is left, and a BCa interval is NaN when z₀ is infinite (every replicate on one side of
-the estimate) or a leave-one-out value is not finite.
+Replicates and leave-one-out values that are not finite (a degenerate resample, a left-out set
+the metric cannot score) are left out, as the jackknife's standard error leaves them; the
+interval is NaN when no replicate is left, and a BCa interval is NaN when z₀ is infinite (every
+replicate on one side of the estimate) or fewer than two leave-one-out values are finite.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def percentile_interval(reps: Float64, ci: float) -> tuple[float, float]:
 
 
 def acceleration(loo: Float64) -> float:
-    """The BCa acceleration a = Σd³ / (6 (Σd²)^{3/2}) of the leave-one-out values ``loo`` (n,),
-    d = mean − loo; 0 when they are all equal, NaN when one is not finite."""
-    if not np.isfinite(loo).all():
+    """The BCa acceleration a = Σd³ / (6 (Σd²)^{3/2}) of the finite leave-one-out values ``loo``
+    (n,), d = mean − loo; 0 when they are all equal, NaN when fewer than two are finite."""
+    loo = loo[np.isfinite(loo)]
+    if loo.size < 2:
         return math.nan
     shifted = loo - loo[0]  # exact zeros for equal values (their mean itself may round)
     d = shifted.mean() - shifted

@@ -63,7 +63,13 @@ class StatsOptions:
         return self.bootstrap > 0 or self.jackknife or self.testing
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options as the results' ``statistics`` attribute and the journal header hold them;
+        ``ci_method`` only when not the default, so files from before it existed still merge
+        and resume with percentile runs."""
+        out = asdict(self)
+        if out["ci_method"] == "percentile":
+            del out["ci_method"]
+        return out
 
 
 @dataclass

@@ -61,6 +61,16 @@ def working_bytes(n: int, group_sizes: Sequence[int], blocks: int) -> int:
                 + ROWS * largest * largest)  # fmt: skip
 
 
+def kernel_working_bytes(n: int, group_sizes: Sequence[int], blocks: int, products: int = 0) -> int:
+    """Memory of :func:`kernel_rowdots` for groups of these sizes and this many pairs of groups:
+    per worker one tile per group, each pair of groups' (n, |a|, |b|) sums and the rowdots taken
+    from them; plus ``products`` arrays (n, |g|) of the unbiased estimator's row-sum products."""
+    largest = max(group_sizes, default=0)
+    workers = worker_count(-(-n // ROWS))
+    return 8 * (workers * sum(ROWS * n * g for g in group_sizes) + 2 * blocks * n * largest * largest
+                + products * n * largest)  # fmt: skip
+
+
 def group_rowdots(stacks: Sequence[NDArray[np.floating]], diags: Sequence[Float64],
                   pairs: Sequence[tuple[Position, Position]], n: int) -> list[Float64]:
     """The rowdots h = (K_a∘K_b)1 (n,) float64 of each pair of layers, from Grams of centred data

@@ -160,25 +160,31 @@ class CellStatistics:
         """(kernels held for the run, their count, peak working memory) of the kernel path, bytes:
         each layer's n×n float64 kernel (plus its zero-diagonal copy for the unbiased estimator's
         resampling and its leave-one-out copy for the unbiased jackknife), and the largest
-        transient buffers (bootstrap weights and per-layer terms, the permutation batch)."""
+        transient buffers (bootstrap weights and per-layer terms, the permutation batch, the
+        leave-one-out GEMMs' tiles and sums)."""
         from ..engine.strategies.held import INNER_GROUP
         from .nulls import batch_bytes
-        from .packed import working_bytes
+        from .packed import kernel_working_bytes, working_bytes
 
         opts, n = self.options, self.n
         work = self.comparison.work()
         held = count = working = 0
+
+        def groups_of(layers: int) -> tuple[list[int], int]:
+            """The sizes of the engine's groups holding ``layers`` layers, and their pairs."""
+            groups = -(-layers // INNER_GROUP)
+            return [INNER_GROUP] * (groups - 1) + [layers - INNER_GROUP * (groups - 1)], groups * (groups + 1) // 2
+
         for spec in self.comparison.specs:
+            layers = int(work[spec.text]["states"])
             if spec.name == "dcor" and opts.needs_loo:  # closed-form leave-one-out: its kernel held
-                count += int(work[spec.text]["states"])
-                held += int(work[spec.text]["states"]) * n * n * 8
+                count += layers
+                held += layers * n * n * 8
+                working = max(working, kernel_working_bytes(n, *groups_of(layers)))
             if not is_fast(spec):
                 continue
-            layers = int(work[spec.text]["states"])
             if self.packed_jackknife_only(spec):  # the engine's groups, each pair of them
-                groups = -(-layers // INNER_GROUP)
-                sizes = [INNER_GROUP] * (groups - 1) + [layers - INNER_GROUP * (groups - 1)]
-                working = max(working, working_bytes(n, sizes, groups * (groups + 1) // 2))
+                working = max(working, working_bytes(n, *groups_of(layers)))
                 continue
             unbiased = bool(spec.params.get("debiased"))
             copies = 1 + int(unbiased and (opts.bootstrap > 0 or opts.testing)) + int(unbiased and opts.needs_loo)
@@ -188,6 +194,9 @@ class CellStatistics:
                 working = max(working, (1 + 2 * layers) * n * REPLICATE_CHUNK * 8)
             if opts.permutations:
                 working = max(working, batch_bytes(n))
+            if opts.needs_loo:
+                sizes, blocks = groups_of(layers)
+                working = max(working, kernel_working_bytes(n, sizes, blocks, layers * len(sizes) * unbiased))
         return held, count, working
 
     def _check_memory(self) -> None:
@@ -400,9 +409,10 @@ class CellStatistics:
 
             from .._warnings import RepsimWarning
 
+            empty = " and ".join(["the jackknife's standard errors"] * self.options.jackknife
+                                 + ["the BCa intervals"] * (self.options.ci_method == "bca" and self.options.bootstrap > 0))
             warnings.warn(f"{spec.text}: leaving one example out needs at least {least} examples "
-                          f"(n={self.n}); jackknife errors and BCa intervals are left empty",
-                          RepsimWarning, stacklevel=2)  # fmt: skip
+                          f"(n={self.n}); {empty} are left empty", RepsimWarning, stacklevel=2)  # fmt: skip
             return None
         return self._loo_ratios(spec, wanted, unbiased)
 
@@ -678,6 +688,8 @@ class CellStatistics:
             adjust_result(result, labels, self.options.adjust)
         warn_dominated(self.comparison, spec, dominated)
         warn_biased_intervals(spec, result)
+        if self.options.bootstrap and self.options.ci_method == "bca":
+            warn_empty_intervals(spec, result)
 
 
 def adjust_result(result: MetricResult, labels: tuple[list[str], list[str]], method: str) -> None:
@@ -722,6 +734,29 @@ def warn_dominated(comparison: Comparison, spec: MetricSpec, dominated: dict[Cel
             f"{spec.text} ({ra.name}, {rb.name}): {len(examples)} of {n} examples dominate the value "
             f"(leaving one out moves it beyond the influence threshold); see: repsim influence "
             f"{ra.store.path} {rb.store.path} --layer-a {ra.name} --layer-b {rb.name} -m {spec.text}",
+            RepsimWarning, stacklevel=2,
+        )
+
+
+def warn_empty_intervals(spec: MetricSpec, result: MetricResult) -> None:
+    """One warning line when BCa intervals are undefined for cells with a value: every replicate
+    on one side of the value (z₀ infinite, the bootstrap as biased as it gets) or fewer than two
+    finite leave-one-out values."""
+    import warnings
+
+    from .._warnings import RepsimWarning
+
+    low, high = result.stats.get("ci_low"), result.stats.get("ci_high")
+    if low is None or high is None:
+        return
+    with np.errstate(invalid="ignore"):
+        valued = np.isfinite(result.value)
+        empty = valued & ~(np.isfinite(low) & np.isfinite(high))
+    if empty.any():
+        warnings.warn(
+            f"{spec.text}: no BCa interval in {int(empty.sum())} of {int(valued.sum())} cells (every "
+            "bootstrap replicate on one side of the value, or too few leave-one-out values); "
+            "prefer --jackknife standard errors, or see the percentile intervals (--ci-method percentile)",
             RepsimWarning, stacklevel=2,
         )
 
