@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _common import WORK, cpu_note, related_layers, repsim_args
+from _common import WORK, cpu_note, related_layers, repsim_args, repsim_env
 
 LAYERS = 6
 WORKLOADS = {"tall": (2000, 256), "wide": (500, 2048)}
@@ -353,10 +353,7 @@ def run_repsim(metric: str, stores: list[Path], out: Path) -> float:
     args = repsim_args("compare", str(stores[0]), str(stores[1]), "-m", metric, "-o", str(out),
                        "-q", "--threads", "1")  # fmt: skip
     t0 = time.perf_counter()
-    # Python may cache repsim's compiled modules as an installed package has them (an editable
-    # install under PYTHONDONTWRITEBYTECODE would recompile ~90 modules, ~0.3 s, every run)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    done = subprocess.run(args, check=False, env=env, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(args, check=False, env=repsim_env(), stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
         sys.exit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr}")

@@ -564,7 +564,7 @@ def _compute(
             local = client.submit(gram_part, f, pure=False, priority=1, key=f"repsim-gram-{k}-{token}")
             grams[k] = client.submit(same, local, workers=workers[:1], allow_other_workers=True,
                                      pure=False, priority=1, key=f"repsim-hub-{k}-{token}")  # fmt: skip
-    blocks: dict[Any, tuple[int, list[int], list[int], list[Cell]]] = {}
+    blocks: dict[Any, int] = {}  # a block task's future → its metric's index
     for s, spec in enumerate(comparison.specs):
         in_run = set(pending[s])
         all_grams = grams if spec.info.inner_products_only else {}
@@ -574,7 +574,7 @@ def _compute(
             future = client.submit(block_task, recipe, s, rows, cols, mine,
                                    {k: states[k] for k in keys}, all_grams, pure=False,
                                    key=f"repsim-block-{s}-{n}-{token}")  # fmt: skip
-            blocks[future] = (s, rows, cols, mine)
+            blocks[future] = s
     total = sum(len(c) for c in pending)
     finished = 0
     warned: set[tuple[str, type[Warning]]] = set()
@@ -588,7 +588,7 @@ def _compute(
                 future.result()  # the layer's error (e.g. a constant layer), at once
             progress("layer states (dask)", len(layer_futures) - len(layers_left), len(layer_futures))
             continue
-        s, rows, cols, mine = blocks.pop(future)
+        s = blocks.pop(future)
         try:
             block, rows_out, caught = future.result()
         except distributed.KilledWorker as exc:

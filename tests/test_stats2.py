@@ -313,3 +313,31 @@ def test_kernel_path_leave_one_out_is_brute_force_and_the_same_bits_for_any_cell
             np.testing.assert_allclose(every[(i, j)], brute, rtol=1e-9)
     finally:
         comparison.close()
+
+
+def test_an_interrupt_stops_the_kernel_rowdots_workers_at_the_next_tile(monkeypatch) -> None:
+    """Ctrl-C while the leave-one-out GEMMs run: the interrupt reaches the caller and the worker
+    stops at its next tile instead of finishing every row first."""
+    import os
+    import signal
+    import time
+
+    from repsim_cli.stats import packed
+
+    n = packed.ROWS * 40
+    fetched: list[int] = []
+
+    class SlowKernel:
+        """Rows of a zero kernel, slowly; the first request sends SIGINT to the process."""
+
+        def __getitem__(self, rows: slice) -> np.ndarray:
+            if not fetched:
+                os.kill(os.getpid(), signal.SIGINT)
+            fetched.append(rows.start)
+            time.sleep(0.01)
+            return np.zeros((rows.stop - rows.start, n))
+
+    monkeypatch.setattr(packed, "worker_count", lambda tasks: 1)
+    with pytest.raises(KeyboardInterrupt):
+        packed.kernel_rowdots([[SlowKernel()]], [((0, 0), (0, 0))], n)  # type: ignore[list-item]
+    assert 1 <= len(fetched) < 40

@@ -27,6 +27,7 @@ number of threads.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -71,6 +72,19 @@ def kernel_working_bytes(n: int, group_sizes: Sequence[int], blocks: int, produc
                 + products * n * largest)  # fmt: skip
 
 
+Blocks = dict[tuple[int, int], list[tuple[int, int, int]]]  # (group a, group b) → (pair, place a, place b)
+
+
+def by_group_pair(pairs: Sequence[tuple[Position, Position]]) -> Blocks:
+    """The wanted pairs by the pair of groups that holds them, each in one orientation (the lower
+    (group, place) first): (a, b) and (b, a) are the same BLAS result."""
+    blocks: Blocks = {}
+    for p, (first, second) in enumerate(pairs):
+        (ga, ia), (gb, ib) = sorted((first, second))
+        blocks.setdefault((ga, gb), []).append((p, ia, ib))
+    return blocks
+
+
 def group_rowdots(stacks: Sequence[NDArray[np.floating]], diags: Sequence[Float64],
                   pairs: Sequence[tuple[Position, Position]], n: int) -> list[Float64]:
     """The rowdots h = (K_a∘K_b)1 (n,) float64 of each pair of layers, from Grams of centred data
@@ -82,10 +96,7 @@ def group_rowdots(stacks: Sequence[NDArray[np.floating]], diags: Sequence[Float6
     ``pairs``: the two layers of each wanted pair as (group, place in group). Every pair of
     groups holding a wanted pair is computed whole (its bits do not depend on the pairs asked).
     """
-    blocks: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-    for p, (first, second) in enumerate(pairs):
-        (ga, ia), (gb, ib) = sorted((first, second))  # (a, b) and (b, a): the same call
-        blocks.setdefault((ga, gb), []).append((p, ia, ib))
+    blocks = by_group_pair(pairs)
     used = sorted({g for block in blocks for g in block})
     offsets = triangle_offsets(n)
     tiles = {g: np.empty((ROWS, n, len(stacks[g]))) for g in used}
@@ -148,18 +159,18 @@ def kernel_rowdots(groups: Sequence[Sequence[Float64 | None]], pairs: Sequence[t
     one of them). Memory: per worker one tile of ROWS × |g| × n float64 per group, and one
     (n, |a|, |b|) result per pair of groups.
     """
-    blocks: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-    for p, (first, second) in enumerate(pairs):
-        (ga, ia), (gb, ib) = sorted((first, second))
-        blocks.setdefault((ga, gb), []).append((p, ia, ib))
+    blocks = by_group_pair(pairs)
     used = sorted({g for block in blocks for g in block})
     sums = {(ga, gb): np.empty((n, len(groups[ga]), len(groups[gb]))) for ga, gb in blocks}
     starts = list(range(0, n, ROWS))
     workers = worker_count(len(starts))
+    stop = threading.Event()  # set when the caller is interrupted: workers end at the next tile
 
     def work(k: int) -> None:
         tiles = {g: np.zeros((ROWS, len(groups[g]), n)) for g in used}  # a missing kernel's rows stay 0
         for i0 in starts[k::workers]:
+            if stop.is_set():
+                return
             i1 = min(i0 + ROWS, n)
             for g in used:
                 for place, kernel in enumerate(groups[g]):
@@ -170,8 +181,12 @@ def kernel_rowdots(groups: Sequence[Sequence[Float64 | None]], pairs: Sequence[t
                 np.matmul(a, c.transpose(0, 2, 1), out=total[i0:i1])
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repsim-rowdots") as pool:
-        for f in [pool.submit(work, k) for k in range(workers)]:
-            f.result()
+        try:
+            for f in [pool.submit(work, k) for k in range(workers)]:
+                f.result()
+        except BaseException:  # Ctrl-C, SIGTERM: leave without computing the rest
+            stop.set()
+            raise
     out: list[Float64] = [np.empty(0)] * len(pairs)
     for (ga, gb), wanted in blocks.items():
         for p, ia, ib in wanted:

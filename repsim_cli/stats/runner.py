@@ -345,10 +345,7 @@ class CellStatistics:
         kernel's products with a group's row sums as one GEMM — shapes the layout fixes, so the
         values do not depend on the block, shard or resume point. A layer's own values are kept
         for the run."""
-        from ..engine.strategies.held import INNER_GROUP
-
         refs_a, refs_b = self.comparison.refs_a, self.comparison.refs_b
-        engine = self.comparison.engine
         refs = {r.key: r for c in wanted for r in (refs_a[c[0]], refs_b[c[1]])}
         terms = {k: self._loo_terms(spec, r, unbiased) for k, r in refs.items()}
         own = {k: ("loo:" + spec.text, k) for k in refs}
@@ -358,17 +355,11 @@ class CellStatistics:
 
         pairs = [(k, k) for k in refs if own[k] not in self._kernels]
         pairs += list(dict.fromkeys(pair(i, j) for i, j in wanted if refs_a[i].key != refs_b[j].key))
-        numbers: dict[int, int] = {}
-        groups: list[list[Float64 | None]] = []
-        where: dict[str, Position] = {}
-        for k, ref in refs.items():
-            index = engine.index(ref)
-            g = index // INNER_GROUP
-            if g not in numbers:
-                numbers[g] = len(groups)
-                groups.append([None] * (min((g + 1) * INNER_GROUP, len(engine.refs)) - g * INNER_GROUP))
-            where[k] = (numbers[g], index - g * INNER_GROUP)
-            groups[numbers[g]][where[k][1]] = terms[k].k
+        spans, places = self._group_places(list(refs.values()))
+        where = dict(zip(refs, places, strict=True))
+        groups: list[list[Float64 | None]] = [[None] * len(span) for span in spans]
+        for k, (g, place) in where.items():
+            groups[g][place] = terms[k].k  # a layer of the group this block does not hold: None
         hs = kernel_rowdots(groups, [(where[a], where[b]) for a, b in pairs], self.n)
         products: dict[tuple[str, int], Float64] = {}
 
@@ -427,8 +418,7 @@ class CellStatistics:
     def _fast_jackknife(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float],
                         unbiased: bool, out: dict[Cell, CellResult]) -> None:
         """Jackknife of the kernel path: the closed-form leave-one-out values of every cell."""
-        least = 5 if unbiased else 3
-        if self.n >= least and self._packed_jackknife(spec, wanted, values, unbiased, out):
+        if self._packed_jackknife(spec, wanted, values, unbiased, out):  # it checks n itself
             return
         loo = self._fast_loo(spec, wanted, unbiased)
         if loo is not None:
@@ -476,32 +466,40 @@ class CellStatistics:
                 out[c].dominated = [int(k) for k in found]
         return True
 
-    def _engine_groups(self, layers: list[LayerRef]) -> tuple[
-            list[NDArray[np.floating]], list[Float64], list[Position]] | None:
+    def _group_places(self, layers: list[LayerRef]) -> tuple[list[range], list[Position]]:
         """The engine's groups of layers that hold ``layers`` (INNER_GROUP by index, as its inner
-        products group them: fixed by the layout, so a rowdot is the same BLAS call in any shard
-        or resume) as their packed triangles and float64 diagonals (|g|, n), and where each layer
-        sits (group, place); None unless the plan holds packed triangles, all built (the engine
-        builds both groups of every cell it computes)."""
+        products group them: fixed by the layout, so a pair's products are the same BLAS call in
+        any shard or resume), as the ranges of engine indices they span in order of first use,
+        and where each layer sits: (group, place)."""
         from ..engine.strategies.held import INNER_GROUP
 
         engine = self.comparison.engine
         numbers: dict[int, int] = {}
-        stacks: list[NDArray[np.floating]] = []
-        diags: list[Float64] = []
+        spans: list[range] = []
         where: list[Position] = []
         for ref in layers:
-            index = engine.index(ref)
-            g = index // INNER_GROUP
+            g, place = divmod(engine.index(ref), INNER_GROUP)
             if g not in numbers:
-                first, stop = g * INNER_GROUP, min((g + 1) * INNER_GROUP, len(engine.refs))
-                stack = engine.triangle_stack(first, stop)
-                if stack is None:
-                    return None
-                numbers[g] = len(stacks)
-                stacks.append(stack)
-                diags.append(np.stack([engine.row_sqnorms(m) for m in engine.refs[first:stop]]))
-            where.append((numbers[g], index - g * INNER_GROUP))
+                numbers[g] = len(spans)
+                spans.append(range(g * INNER_GROUP, min((g + 1) * INNER_GROUP, len(engine.refs))))
+            where.append((numbers[g], place))
+        return spans, where
+
+    def _engine_groups(self, layers: list[LayerRef]) -> tuple[
+            list[NDArray[np.floating]], list[Float64], list[Position]] | None:
+        """The engine's groups holding ``layers`` (:meth:`_group_places`) as their packed triangles
+        and float64 diagonals (|g|, n), and where each layer sits (group, place); None unless the
+        plan holds packed triangles, all built (the engine builds both groups of every cell it
+        computes)."""
+        engine = self.comparison.engine
+        spans, where = self._group_places(layers)
+        stacks: list[NDArray[np.floating]] = []
+        for span in spans:
+            stack = engine.triangle_stack(span.start, span.stop)
+            if stack is None:
+                return None
+            stacks.append(stack)
+        diags = [np.stack([engine.row_sqnorms(m) for m in engine.refs[span.start : span.stop]]) for span in spans]
         return stacks, diags, where
 
     def _fast_bootstrap(self, spec: MetricSpec, wanted: list[Cell], values: dict[Cell, float], unbiased: bool,
